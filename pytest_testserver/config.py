@@ -1,0 +1,419 @@
+"""Configuration: raw YAML (or any mapping) -> frozen ``ServerSpec``s, validated once.
+
+Everything downstream trusts these objects; nothing after this module sees a raw dict.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Union
+
+from . import validate as v
+from .errors import ConfigError
+from .validate import Where
+
+DEFAULT_TIMEOUT = 120.0
+SOURCE_KEYS = ("build", "image", "from")
+GENERATED_KEYS = ("install", "copy", "run")
+SERVER_KEYS = (
+    *SOURCE_KEYS,
+    *GENERATED_KEYS,
+    "command",
+    "env",
+    "secret_env",
+    "ports",
+    "hostname",
+    "domain",
+    "aliases",
+    "links",
+    "post_startup",
+    "timeout",
+)
+TOP_KEYS = ("defaults", "servers")
+BUILD_KEYS = ("context", "dockerfile", "args", "target")
+COPY_KEYS = ("src", "dst", "mode")
+POST_STARTUP_KEYS = ("command", "retries", "interval")
+
+
+@dataclass(frozen=True)
+class Port:
+    number: int
+    protocol: str = "tcp"
+
+    def __str__(self) -> str:
+        return f"{self.number}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """An existing image, pulled when missing."""
+
+    ref: str
+
+
+@dataclass(frozen=True)
+class BuildSource:
+    """The user's own build context and Dockerfile."""
+
+    context: Path
+    dockerfile: str
+    args: tuple[tuple[str, str], ...] = ()
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class CopyFile:
+    src: Path
+    dst: str
+    mode: int | None = None
+
+
+@dataclass(frozen=True)
+class GeneratedSource:
+    """A Dockerfile generated from parts: base image, apt packages, copied files, build steps."""
+
+    base: str
+    install: tuple[str, ...] = ()
+    copy: tuple[CopyFile, ...] = ()
+    # A step is a shell line (run by the image's /bin/sh at build time) or an argv list.
+    run: tuple[str | tuple[str, ...], ...] = ()
+
+
+ImageSpec = Union[ImageSource, BuildSource, GeneratedSource]
+
+
+@dataclass(frozen=True)
+class PostStartup:
+    """A command exec'd in the container until it exits 0."""
+
+    command: tuple[str, ...]
+    retries: int | None = None
+    interval: float | None = None
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    image: ImageSpec
+    command: tuple[str, ...] | None = None
+    # Values may be secrets: kept out of repr.
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    secret_env: tuple[str, ...] = ()
+    ports: tuple[Port, ...] = ()
+    hostname: str = ""
+    domain: str | None = None
+    aliases: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
+    post_startup: PostStartup | None = None
+    timeout: float = DEFAULT_TIMEOUT
+
+    def port_for(self, number: int, protocol: str = "tcp") -> Port | None:
+        wanted = Port(number, protocol)
+        return wanted if wanted in self.ports else None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Every declared server, and where they were declared."""
+
+    source: str
+    servers: Mapping[str, ServerSpec] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def networked(self) -> frozenset[str]:
+        """Servers that must share the run's network: those that link or are linked to."""
+        names: set[str] = set()
+        for spec in self.servers.values():
+            if spec.links:
+                names.add(spec.name)
+                names.update(spec.links)
+        return frozenset(names)
+
+    def start_order(self, name: str) -> list[str]:
+        """``name`` and everything it links to, dependencies first."""
+        order: list[str] = []
+
+        def visit(current: str) -> None:
+            if current in order:
+                return
+            for link in self.servers[current].links:
+                visit(link)
+            order.append(current)
+
+        visit(name)
+        return order
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How this run publishes ports and treats its containers (ini, CLI and environment)."""
+
+    bind_address: str = "127.0.0.1"
+    bind_local: bool = False
+    keep: bool = False
+    rebuild: bool = False
+    unavailable: str = "error"
+
+
+def bind_address(value: object, where: Where) -> str:
+    text = v.string(value, where)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        where.fail(f"{v.show(text)} is not an IP address (such as 127.0.0.1 or 0.0.0.0)")
+
+
+def display_path(path: Path) -> str:
+    """The path as a user would type it from here: relative when inside the working folder."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def load_config(path: Path) -> ServerConfig:
+    from .yamlfile import read_yaml
+
+    shown = display_path(path)
+    data = read_yaml(path, shown)
+    return parse_config(data, base=path.parent, source=shown)
+
+
+def parse_config(data: object, *, base: Path, source: str) -> ServerConfig:
+    root = Where(source)
+    if data is None:
+        return ServerConfig(source)
+    top = v.mapping(data, root)
+    v.known_keys(top, TOP_KEYS, root)
+    defaults = v.mapping(top.get("defaults") or {}, root.key("defaults"))
+    v.known_keys(defaults, SERVER_KEYS, root.key("defaults"))
+    raw_servers = v.mapping(top.get("servers") or {}, root.key("servers"))
+    servers: dict[str, ServerSpec] = {}
+    for name, raw in raw_servers.items():
+        where = root.key("servers").key(name)
+        v.server_name(name, where)
+        fields, env = merge_defaults(defaults, v.mapping(raw, where), root.key("defaults"), where)
+        servers[name] = parse_server(name, fields, env, where, base)
+    check_links(servers, root.key("servers"))
+    return ServerConfig(source, MappingProxyType(servers))
+
+
+Fields = dict[str, tuple[Any, Where]]
+EnvLayers = list[tuple[Any, Where]]
+
+
+def merge_defaults(
+    defaults: dict[str, Any], server: dict[str, Any], dwhere: Where, swhere: Where
+) -> tuple[Fields, EnvLayers]:
+    """Server keys over ``defaults``, each value with its origin; ``env`` merges key by key."""
+    v.known_keys(server, SERVER_KEYS, swhere)
+    fields: Fields = {key: (value, dwhere.key(key)) for key, value in defaults.items()}
+    if any(key in server for key in SOURCE_KEYS):
+        # A server naming its own image takes none of the image parts from defaults.
+        for key in (*SOURCE_KEYS, *GENERATED_KEYS):
+            fields.pop(key, None)
+    fields.update({key: (value, swhere.key(key)) for key, value in server.items()})
+    env_layers = [
+        (layer["env"], where.key("env"))
+        for layer, where in ((defaults, dwhere), (server, swhere))
+        if layer.get("env") is not None
+    ]
+    return fields, env_layers
+
+
+def parse_server(
+    name: str, fields: Fields, env_layers: EnvLayers, where: Where, base: Path
+) -> ServerSpec:
+    def get(key: str) -> tuple[Any, Where] | None:
+        entry = fields.get(key)
+        return None if entry is None or entry[0] is None else entry
+
+    image = parse_image(fields, where, base)
+    env = parse_env(env_layers)
+    secret_env: tuple[str, ...] = ()
+    if entry := get("secret_env"):
+        value, w = entry
+        secret_env = tuple(v.env_key(k, w.index(i)) for i, k in enumerate(v.string_list(value, w)))
+        for i, key in enumerate(secret_env):
+            if key in dict(env):
+                w.index(i).fail(f"{key} is also set in env; a secret comes only from the host")
+    ports: list[Port] = []
+    if entry := get("ports"):
+        value, w = entry
+        for i, item in enumerate(v.string_list(value, w)):
+            p = Port(*v.port(item, w.index(i)))
+            if p in ports:
+                w.index(i).fail(f"{p} is listed twice")
+            ports.append(p)
+    return ServerSpec(
+        name=name,
+        image=image,
+        command=v.argv(*entry) if (entry := get("command")) else None,
+        env=env,
+        secret_env=secret_env,
+        ports=tuple(ports),
+        hostname=v.hostname(*entry) if (entry := get("hostname")) else name,
+        domain=v.domain(*entry) if (entry := get("domain")) else None,
+        aliases=parse_names(get("aliases"), v.domain),
+        links=parse_names(get("links"), v.server_name),
+        post_startup=parse_post_startup(*entry) if (entry := get("post_startup")) else None,
+        timeout=v.duration(*entry) if (entry := get("timeout")) else DEFAULT_TIMEOUT,
+    )
+
+
+def parse_names(entry: tuple[Any, Where] | None, check: Any) -> tuple[str, ...]:
+    if entry is None:
+        return ()
+    value, where = entry
+    names: list[str] = []
+    for i, item in enumerate(v.string_list(value, where)):
+        name = check(item, where.index(i))
+        if name in names:
+            where.index(i).fail(f"{name!r} is listed twice")
+        names.append(name)
+    return tuple(names)
+
+
+def parse_env(layers: EnvLayers) -> tuple[tuple[str, str], ...]:
+    env: dict[str, str] = {}
+    for layer, where in layers:
+        for key, item in v.mapping(layer, where).items():
+            env[v.env_key(key, where.key(key))] = v.env_value(item, where.key(key))
+    return tuple(env.items())
+
+
+def parse_image(fields: Fields, where: Where, base: Path) -> ImageSpec:
+    present = [key for key in SOURCE_KEYS if fields.get(key, (None,))[0] is not None]
+    if not present:
+        where.fail("needs one of build, image or from")
+    if len(present) > 1:
+        where.fail(f"{' and '.join(present)} exclude each other: use one of build, image or from")
+    kind = present[0]
+    if kind != "from":
+        for key in GENERATED_KEYS:
+            if key in fields:
+                fields[key][1].fail(f"only goes with from (this server uses {kind})")
+    value, w = fields[kind]
+    if kind == "image":
+        return ImageSource(v.image_ref(value, w))
+    if kind == "build":
+        return parse_build(value, w, base)
+    return GeneratedSource(
+        base=v.image_ref(value, w),
+        install=parse_names(fields.get("install"), v.apt_package),
+        copy=parse_copies(fields.get("copy"), base),
+        run=parse_steps(fields.get("run")),
+    )
+
+
+def parse_build(value: object, where: Where, base: Path) -> BuildSource:
+    raw: dict[str, Any] = {"context": value} if isinstance(value, str) else v.mapping(value, where)
+    v.known_keys(raw, BUILD_KEYS, where)
+    if "context" not in raw:
+        where.fail("needs context: the folder to build, relative to the config file")
+    context = v.relative_path(raw["context"], where.key("context"), base)
+    if not context.is_dir():
+        where.key("context").fail(f"{v.show(raw['context'])} is not a folder")
+    dockerfile_text = raw.get("dockerfile", "Dockerfile")
+    dockerfile = v.relative_path(dockerfile_text, where.key("dockerfile"), context)
+    if not dockerfile.is_file():
+        where.key("dockerfile").fail(f"{v.show(dockerfile_text)} is not a file")
+    args: dict[str, str] = {}
+    if raw.get("args") is not None:
+        aw = where.key("args")
+        for key, item in v.mapping(raw["args"], aw).items():
+            args[v.env_key(key, aw.key(key))] = v.env_value(item, aw.key(key))
+    target = raw.get("target")
+    return BuildSource(
+        context=context,
+        dockerfile=dockerfile.relative_to(context.resolve()).as_posix(),
+        args=tuple(sorted(args.items())),
+        target=v.hostname(target, where.key("target")) if target is not None else None,
+    )
+
+
+def parse_copies(entry: tuple[Any, Where] | None, base: Path) -> tuple[CopyFile, ...]:
+    if entry is None or entry[0] is None:
+        return ()
+    value, where = entry
+    copies: list[CopyFile] = []
+    for i, item in enumerate(v.string_list(value, where)):
+        w = where.index(i)
+        raw = v.mapping(item, w)
+        v.known_keys(raw, COPY_KEYS, w)
+        for key in ("src", "dst"):
+            if key not in raw:
+                w.fail(f"needs {key}")
+        src = v.relative_path(raw["src"], w.key("src"), base)
+        if not (src.is_file() or src.is_dir()):
+            w.key("src").fail(f"{v.show(raw['src'])} is neither a file nor a folder")
+        mode = v.mode(raw["mode"], w.key("mode")) if raw.get("mode") is not None else None
+        if mode is not None and src.is_dir():
+            w.key("mode").fail("applies to files only; a folder keeps its files' own modes")
+        copies.append(CopyFile(src, v.container_path(raw["dst"], w.key("dst")), mode))
+    return tuple(copies)
+
+
+def parse_steps(entry: tuple[Any, Where] | None) -> tuple[str | tuple[str, ...], ...]:
+    if entry is None or entry[0] is None:
+        return ()
+    value, where = entry
+    steps: list[str | tuple[str, ...]] = []
+    for i, item in enumerate(v.string_list(value, where)):
+        w = where.index(i)
+        steps.append(v.string(item, w) if isinstance(item, str) else v.argv(item, w))
+    return tuple(steps)
+
+
+def parse_post_startup(value: object, where: Where) -> PostStartup:
+    raw: dict[str, Any] = {"command": value} if isinstance(value, list) else v.mapping(value, where)
+    v.known_keys(raw, POST_STARTUP_KEYS, where)
+    if "command" not in raw:
+        where.fail("needs command: the argv to run inside the container")
+    retries, interval = raw.get("retries"), raw.get("interval")
+    return PostStartup(
+        command=v.argv(raw["command"], where.key("command")),
+        retries=v.count(retries, where.key("retries")) if retries is not None else None,
+        interval=v.duration(interval, where.key("interval")) if interval is not None else None,
+    )
+
+
+def check_links(servers: Mapping[str, ServerSpec], where: Where) -> None:
+    for spec in servers.values():
+        lw = where.key(spec.name).key("links")
+        for i, link in enumerate(spec.links):
+            if link not in servers:
+                lw.index(i).fail(
+                    f"{link!r} is not a declared server{v.did_you_mean(link, list(servers))}"
+                )
+    for name in servers:
+        path = find_cycle(servers, name, [])
+        if path:
+            where.key(name).key("links").fail(f"links form a cycle: {' -> '.join(path)}")
+
+
+def find_cycle(servers: Mapping[str, ServerSpec], name: str, stack: list[str]) -> list[str]:
+    if name in stack:
+        return [*stack[stack.index(name) :], name]
+    for link in servers[name].links:
+        cycle = find_cycle(servers, link, [*stack, name])
+        if cycle:
+            return cycle
+    return []
+
+
+def require_server(config: ServerConfig, name: str, asked_by: str) -> ServerSpec:
+    try:
+        return config.servers[name]
+    except KeyError:
+        known = ", ".join(config.servers) or "none"
+        raise ConfigError(
+            f"testserver: {asked_by} names {name!r}, which is not declared in {config.source}"
+            f"{v.did_you_mean(name, list(config.servers))}; declared servers: {known}"
+        ) from None

@@ -1,0 +1,214 @@
+"""The one module that imports the Docker SDK: a narrow, typed wrapper over its low-level API.
+
+Every call passes structured arguments (argv lists, mappings); SDK exceptions become this plugin's
+error types with the engine's own explanation, never a traceback from inside the SDK.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import IO, Any
+
+import docker
+import docker.errors
+import docker.utils
+import requests.exceptions
+
+from .errors import EngineError, EngineUnavailable
+
+DEFAULT_ADDRESS = "unix:///var/run/docker.sock"
+# Generous per-read timeout: a build step may print nothing for minutes (apt-get on a slow mirror).
+API_TIMEOUT = 600
+
+
+def engine_address(environ: Mapping[str, str] = os.environ) -> str:
+    return environ.get("DOCKER_HOST") or DEFAULT_ADDRESS
+
+
+def _explain(exc: docker.errors.APIError) -> str:
+    text = exc.explanation if exc.explanation else str(exc)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return " ".join(str(text).split())
+
+
+def _short(exc: BaseException) -> str:
+    """The innermost reason of a connection failure, on one line."""
+    while exc.__context__ is not None and not isinstance(exc, OSError):
+        exc = exc.__context__
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return " ".join(text.split()) or type(exc).__name__
+
+
+class Engine:
+    """A connected engine. Methods raise ``EngineError`` or ``EngineUnavailable``."""
+
+    def __init__(self, api: docker.APIClient, address: str) -> None:
+        self.api = api
+        self.address = address
+
+    @classmethod
+    def connect(cls) -> Engine:
+        address = engine_address()
+        try:
+            kwargs = docker.utils.kwargs_from_env()
+            api = docker.APIClient(
+                timeout=API_TIMEOUT, version=os.environ.get("DOCKER_API_VERSION"), **kwargs
+            )
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            raise EngineUnavailable(address, _short(exc)) from None
+        return cls(api, address)
+
+    def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except docker.errors.APIError as exc:
+            raise EngineError(_explain(exc), exc.status_code) from None
+        except (requests.exceptions.ConnectionError, ConnectionError) as exc:
+            raise EngineUnavailable(self.address, _short(exc)) from None
+        except docker.errors.DockerException as exc:
+            raise EngineError(" ".join(str(exc).split())) from None
+
+    def version(self) -> str:
+        info = self._call(self.api.version)
+        return str(info.get("Version", "?"))
+
+    # images
+    def image_exists(self, ref: str) -> bool:
+        try:
+            self._call(self.api.inspect_image, ref)
+        except EngineError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def pull(self, ref: str) -> None:
+        repository, tag = docker.utils.parse_repository_tag(ref)
+        for chunk in self._call(self.api.pull, repository, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                raise EngineError(" ".join(str(chunk["error"]).split()))
+
+    def build(
+        self,
+        context: IO[bytes],
+        *,
+        tag: str,
+        dockerfile: str,
+        buildargs: Mapping[str, str],
+        target: str | None,
+        labels: Mapping[str, str],
+        nocache: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        stream = self._call(
+            self.api.build,
+            fileobj=context,
+            custom_context=True,
+            tag=tag,
+            dockerfile=dockerfile,
+            buildargs=dict(buildargs),
+            target=target,
+            labels=dict(labels),
+            rm=True,
+            forcerm=True,
+            nocache=nocache,
+            decode=True,
+            use_config_proxy=False,
+        )
+        try:
+            yield from stream
+        except (requests.exceptions.ConnectionError, ConnectionError) as exc:
+            raise EngineUnavailable(self.address, _short(exc)) from None
+
+    # containers
+    def create_container(
+        self,
+        *,
+        image: str,
+        name: str,
+        command: Sequence[str] | None,
+        env: Mapping[str, str],
+        ports: Sequence[str],
+        port_bindings: Mapping[str, tuple[str, int | None]],
+        hostname: str,
+        domain: str | None,
+        labels: Mapping[str, str],
+        network: str | None,
+        aliases: Sequence[str],
+    ) -> str:
+        bindings: dict[int | str, Any] = {key: value for key, value in port_bindings.items()}
+        host_config = self.api.create_host_config(
+            port_bindings=bindings, network_mode=network or "default"
+        )
+        # The API's own shape (types-docker mistypes create_networking_config).
+        networking: Any = (
+            {"EndpointsConfig": {network: {"Aliases": list(aliases)}}} if network else None
+        )
+        result = self._call(
+            self.api.create_container,
+            image,
+            command=list(command) if command is not None else None,
+            name=name,
+            environment=dict(env),
+            ports=[tuple(p.split("/")) for p in ports],
+            hostname=hostname,
+            domainname=domain,
+            labels=dict(labels),
+            host_config=host_config,
+            networking_config=networking,
+            detach=True,
+            use_config_proxy=False,
+        )
+        return str(result["Id"])
+
+    def start(self, container: str) -> None:
+        self._call(self.api.start, container)
+
+    def inspect(self, container: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(self.api.inspect_container, container)
+        return result
+
+    def exec(self, container: str, argv: Sequence[str]) -> tuple[int | None, bytes]:
+        """Run ``argv`` in the container: ``(exit code, output)``; ``None`` if it is not running."""
+        try:
+            exec_id = self._call(self.api.exec_create, container, list(argv))["Id"]
+            output = self._call(self.api.exec_start, exec_id)
+        except EngineError as exc:
+            if exc.status == 409:  # the container is not running (exited, or being removed)
+                return None, b""
+            raise
+        code = self._call(self.api.exec_inspect, exec_id).get("ExitCode")
+        return (int(code) if code is not None else -1), bytes(output or b"")
+
+    def logs(self, container: str, tail: int | str = "all") -> str:
+        data = self._call(self.api.logs, container, stdout=True, stderr=True, tail=tail)
+        return bytes(data).decode("utf-8", "replace")
+
+    def remove_container(self, container: str) -> None:
+        try:
+            self._call(self.api.remove_container, container, force=True, v=True)
+        except EngineError as exc:
+            if exc.status != 404:
+                raise
+
+    # networks
+    def create_network(self, name: str, labels: Mapping[str, str]) -> str:
+        result = self._call(
+            self.api.create_network,
+            name,
+            driver="bridge",
+            labels=dict(labels),
+            check_duplicate=True,
+        )
+        return str(result["Id"])
+
+    def remove_network(self, network: str) -> None:
+        try:
+            self._call(self.api.remove_network, network)
+        except EngineError as exc:
+            if exc.status != 404:
+                raise
+
+    def close(self) -> None:
+        self.api.close()

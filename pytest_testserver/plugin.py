@@ -1,0 +1,258 @@
+"""The pytest side: options, ini settings, the marker, fixtures and session hooks.
+
+Everything else lives in plain modules; importing this one imports neither ``docker`` nor
+``yaml`` (a suite without a config file pays nothing).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+
+from . import validate
+from .config import RunSettings, ServerConfig, bind_address, require_server
+from .coordination import new_run_id
+from .errors import ConfigError, EngineUnavailable, TestserverError
+from .handle import ServerHandle
+from .server import ServerPool
+
+DEFAULT_CONFIG = "testservers.yaml"
+BIND_LOCAL_ENV = "TESTSERVER_BIND_LOCAL"
+
+settings_key = pytest.StashKey[RunSettings]()
+servers_key = pytest.StashKey[ServerConfig]()
+pool_key = pytest.StashKey[ServerPool]()
+problems_key = pytest.StashKey[list[str]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("testserver", "test servers in Docker containers")
+    group.addoption(
+        "--testserver-config",
+        dest="testserver_config",
+        metavar="PATH",
+        help=f"the servers' YAML file (default: {DEFAULT_CONFIG} next to the pytest config)",
+    )
+    group.addoption(
+        "--testserver-rebuild",
+        action="store_true",
+        dest="testserver_rebuild",
+        help="rebuild every image this run uses, even when its content is unchanged",
+    )
+    group.addoption(
+        "--testserver-keep",
+        action="store_true",
+        dest="testserver_keep",
+        help="leave containers and the network running after the run, and print how to remove them",
+    )
+    group.addoption(
+        "--testserver-bind-local",
+        action="store_true",
+        dest="testserver_bind_local",
+        help="publish each port at the same number as inside the container "
+        f"(also ${BIND_LOCAL_ENV} or ini testserver_bind_local)",
+    )
+    parser.addini(
+        "testserver_config",
+        type="string",
+        default=DEFAULT_CONFIG,
+        help="path of the servers' YAML file, relative to the pytest config file",
+    )
+    parser.addini(
+        "testserver_bind_address",
+        type="string",
+        default="127.0.0.1",
+        help="host address ports are published on (default 127.0.0.1; 0.0.0.0 for all interfaces)",
+    )
+    parser.addini(
+        "testserver_bind_local",
+        type="bool",
+        default=False,
+        help="publish each port at the same number as inside the container",
+    )
+    parser.addini(
+        "testserver_unavailable",
+        type="string",
+        default="error",
+        help="what a test needing a server does when no Docker engine answers: error or skip",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "testserver(*names): the servers (declared in testservers.yaml) this test uses; they are "
+        "started before it runs, and the `testserver` fixture returns the one named here",
+    )
+    try:
+        config.stash[settings_key] = read_settings(config)
+        config.stash[servers_key] = read_servers(config)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[problems_key] = []
+
+
+def read_settings(config: pytest.Config) -> RunSettings:
+    env_bind_local = os.environ.get(BIND_LOCAL_ENV, "")
+    return RunSettings(
+        bind_address=bind_address(
+            config.getini("testserver_bind_address"), validate.Where("ini testserver_bind_address")
+        ),
+        bind_local=bool(
+            config.getoption("testserver_bind_local")
+            or config.getini("testserver_bind_local")
+            or validate.flag(env_bind_local)
+        ),
+        keep=bool(config.getoption("testserver_keep")),
+        rebuild=bool(config.getoption("testserver_rebuild")),
+        unavailable=validate.choice(
+            config.getini("testserver_unavailable"),
+            validate.Where("ini testserver_unavailable"),
+            ("error", "skip"),
+        ),
+    )
+
+
+def config_path(config: pytest.Config) -> tuple[Path, bool]:
+    """The YAML file to read, and whether the user named it (then it must exist)."""
+    option = config.getoption("testserver_config")
+    if option:
+        return config.invocation_params.dir / option, True
+    ini = str(config.getini("testserver_config"))
+    base = config.inipath.parent if config.inipath else config.rootpath
+    return base / ini, ini != DEFAULT_CONFIG
+
+
+def read_servers(config: pytest.Config) -> ServerConfig:
+    path, named = config_path(config)
+    if not path.is_file():
+        if named:
+            raise ConfigError(f"testserver: config file {path} does not exist")
+        return ServerConfig(f"{DEFAULT_CONFIG} (not found: {path})")
+    from .config import load_config  # reads YAML: only paid for by suites that have a file
+
+    return load_config(path)
+
+
+def get_pool(config: pytest.Config) -> ServerPool:
+    pool = config.stash.get(pool_key, None)
+    if pool is None:
+        pool = ServerPool(config.stash[servers_key], config.stash[settings_key], new_run_id())
+        config.stash[pool_key] = pool
+    return pool
+
+
+def fail(config: pytest.Config, exc: TestserverError) -> NoReturn:
+    message = get_pool(config).redact(str(exc))
+    if isinstance(exc, EngineUnavailable) and config.stash[settings_key].unavailable == "skip":
+        pytest.skip(message)
+    pytest.fail(message, pytrace=False)
+
+
+def start_servers(
+    config: pytest.Config, names: list[str], asked_by: str
+) -> dict[str, ServerHandle]:
+    try:
+        for name in names:
+            require_server(config.stash[servers_key], name, asked_by)
+        return get_pool(config).get_many(names)
+    except TestserverError as exc:
+        error = exc
+    fail(config, error)  # outside the except block: no "during handling" chain in the report
+
+
+def marker_names(item: pytest.Item) -> list[str]:
+    names: list[str] = []
+    for marker in item.iter_markers("testserver"):
+        for arg in marker.args:
+            if not isinstance(arg, str):
+                pytest.fail(
+                    f"testserver: @pytest.mark.testserver on {item.nodeid} takes server names "
+                    f"(strings), not {arg!r}",
+                    pytrace=False,
+                )
+            names.append(arg)
+    return list(dict.fromkeys(names))
+
+
+class ServerMap(Mapping[str, ServerHandle]):
+    """``testservers["web"]``: the server's handle, started on first use."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+        self._servers = config.stash[servers_key]
+
+    def __getitem__(self, name: str) -> ServerHandle:
+        return start_servers(self._config, [name], "testservers[...]")[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._servers.servers)
+
+    def __len__(self) -> int:
+        return len(self._servers.servers)
+
+    def __repr__(self) -> str:
+        return f"<testservers {', '.join(self._servers.servers) or '(none declared)'}>"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    names = marker_names(item)
+    if names:
+        start_servers(item.config, names, f"@pytest.mark.testserver on {item.nodeid}")
+
+
+@pytest.fixture(scope="session")
+def testservers(pytestconfig: pytest.Config) -> ServerMap:
+    """Every declared server by name; a server starts on first use and lives for the session."""
+    return ServerMap(pytestconfig)
+
+
+@pytest.fixture
+def testserver(request: pytest.FixtureRequest, testservers: ServerMap) -> ServerHandle:
+    """The handle of the one server named by the nearest ``@pytest.mark.testserver`` marker."""
+    marker = request.node.get_closest_marker("testserver")
+    names = list(marker.args) if marker else []
+    if len(names) != 1:
+        found = f"names {', '.join(map(repr, names))}" if names else "is missing"
+        pytest.fail(
+            f'testserver: the `testserver` fixture needs a @pytest.mark.testserver("name") marker '
+            f"naming exactly one server, but on {request.node.nodeid} it {found}; "
+            'use the `testservers` fixture for several (testservers["name"])',
+            pytrace=False,
+        )
+    return testservers[names[0]]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    close_pool(session.config)
+
+
+def close_pool(config: pytest.Config) -> None:
+    pool = config.stash.get(pool_key, None)
+    if pool is not None:
+        config.stash[problems_key].extend(pool.redact(p) for p in pool.close())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    config = terminalreporter.config
+    pool = config.stash.get(pool_key, None)
+    problems = config.stash.get(problems_key, [])
+    message = pool.keep_message() if pool is not None else None
+    if not problems and not message:
+        return
+    terminalreporter.section("testserver")
+    for problem in problems:
+        terminalreporter.write_line(f"testserver: warning: teardown: {problem}", yellow=True)
+    if message:
+        terminalreporter.write_line(message)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # A safety net for runs that never reached sessionfinish (an error during startup).
+    close_pool(config)
