@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+LABEL = "pytest-testserver.run"
+BASE_IMAGE = "busybox:stable"
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+# A busybox httpd serving "ok" on 8080; every integration test reuses this image (built once,
+# then found by its content hash).
+HTTPD = """
+    from: busybox:stable
+    run: ["mkdir -p /www && echo ok > /www/index.html"]
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: [8080]
+"""
+
+
+@pytest.fixture(scope="session")
+def docker_api() -> Iterator[Any]:
+    """The engine, or a skip — a failure in CI, where a test that needs Docker must run."""
+    import docker
+    import docker.errors
+
+    try:
+        api = docker.APIClient()
+        api.ping()
+    except Exception as exc:
+        message = f"no Docker engine answers: {exc}"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    try:
+        api.inspect_image(BASE_IMAGE)
+    except docker.errors.ImageNotFound:
+        pytest.fail(f"{BASE_IMAGE} is missing: run python .ci/base_image.py", pytrace=False)
+    yield api
+    api.close()
+
+
+def labelled(api: Any, label: str = LABEL) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    containers = api.containers(all=True, filters={"label": label})
+    networks = api.networks(filters={"label": label})
+    return containers, networks
+
+
+@pytest.fixture
+def engine(docker_api: Any) -> Iterator[Any]:
+    """The engine for an integration test, which must leave no labelled container or network.
+
+    In-process pytester runs label what they make with this process's pid; other runs sharing
+    the engine (a developer's own) are not this test's business.
+    """
+    yield docker_api
+    containers, networks = labelled(docker_api, f"pytest-testserver.pid={os.getpid()}")
+    for c in containers:
+        docker_api.remove_container(c["Id"], force=True, v=True)
+    for n in networks:
+        docker_api.remove_network(n["Id"])
+    assert not containers, f"leaked containers: {[c['Names'] for c in containers]}"
+    assert not networks, f"leaked networks: {[n['Name'] for n in networks]}"
+
+
+def servers_yaml(**servers: str) -> str:
+    """A testservers.yaml with ``defaults: {domain: test.local}`` and the given server bodies."""
+    body = "".join(
+        f"  {name}:\n{textwrap.indent(textwrap.dedent(spec).strip(), '    ')}\n"
+        for name, spec in servers.items()
+    )
+    return f"defaults:\n  domain: test.local\nservers:\n{body}"
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> Any:
+    """Write testservers.yaml and a test module into the pytester folder."""
+
+    def write(yaml: str, tests: str, files: dict[str, str] | None = None) -> None:
+        (pytester.path / "testservers.yaml").write_text(yaml)
+        pytester.makepyfile(test_suite=textwrap.dedent(tests))
+        for name, content in (files or {}).items():
+            path = pytester.path / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(content).lstrip())
+
+    return write
