@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
@@ -172,7 +173,10 @@ def test_post_startup_is_retried_until_it_succeeds(pytester: pytest.Pytester, su
             never="""
             image: busybox:stable
             command: ["sleep", "600"]
-            post_startup: {command: ["sh", "-c", "echo not yet; exit 7"], retries: 3, interval: 0.05}
+            post_startup:
+              command: ["sh", "-c", "echo not yet; exit 7"]
+              retries: 3
+              interval: 0.05
             """,
         ),
         """
@@ -313,8 +317,8 @@ def test_keep_leaves_containers_and_says_how_to_remove_them(
             "docker rm -f $(docker ps -aq --filter label=pytest-testserver.run=*)"
         ]
     )
-    kept = docker_api.containers(filters={"label": "pytest-testserver.server=web"})
-    assert len(kept) == 1 and kept[0]["State"] == "running"
+    kept = docker_api.containers(filters={"label": f"pytest-testserver.pid={os.getpid()}"})
+    assert [c["State"] for c in kept] == ["running"]
     docker_api.remove_container(kept[0]["Id"], force=True)
 
 
