@@ -334,7 +334,7 @@ def parse_build(value: object, where: Where, base: Path) -> BuildSource:
         context=context,
         dockerfile=dockerfile.relative_to(context.resolve()).as_posix(),
         args=tuple(sorted(args.items())),
-        target=v.hostname(target, where.key("target")) if target is not None else None,
+        target=v.build_stage(target, where.key("target")) if target is not None else None,
     )
 
 

@@ -34,11 +34,18 @@ def _explain(exc: docker.errors.APIError) -> str:
 
 
 def _short(exc: BaseException) -> str:
-    """The innermost reason of a connection failure, on one line."""
-    while exc.__context__ is not None and not isinstance(exc, OSError):
-        exc = exc.__context__
-    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return " ".join(text.split()) or type(exc).__name__
+    """The innermost OS-level reason of a connection failure ("Connection refused"), one line."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop(0)
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, OSError) and item.strerror:
+            return item.strerror
+        todo += [item.__cause__, item.__context__, *item.args]
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class Engine:

@@ -187,7 +187,12 @@ class ServerMap(Mapping[str, ServerHandle]):
         self._servers = config.stash[servers_key]
 
     def __getitem__(self, name: str) -> ServerHandle:
+        if not isinstance(name, str):
+            raise TypeError(f"testservers[...] takes a server name (a string), not {name!r}")
         return start_servers(self._config, [name], "testservers[...]")[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._servers.servers  # declared; asking does not start it
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._servers.servers)
@@ -199,9 +204,27 @@ class ServerMap(Mapping[str, ServerHandle]):
         return f"<testservers {', '.join(self._servers.servers) or '(none declared)'}>"
 
 
-@pytest.hookimpl(trylast=True)
+def single_server_name(item: pytest.Item) -> str:
+    """The one server the nearest marker names, for the ``testserver`` fixture."""
+    marker = item.get_closest_marker("testserver")
+    names = list(marker.args) if marker else []
+    if len(names) != 1:
+        found = f"names {', '.join(map(repr, names))}" if names else "is missing"
+        pytest.fail(
+            f'testserver: the `testserver` fixture needs a @pytest.mark.testserver("name") marker '
+            f"naming exactly one server, but on {item.nodeid} it {found}; "
+            'use the `testservers` fixture for several (testservers["name"])',
+            pytrace=False,
+        )
+    return str(names[0])
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before fixtures: every server the markers name starts now, independent ones concurrently.
     names = marker_names(item)
+    if "testserver" in getattr(item, "fixturenames", ()):
+        single_server_name(item)  # a misused marker fails before anything starts
     if names:
         start_servers(item.config, names, f"@pytest.mark.testserver on {item.nodeid}")
 
@@ -215,17 +238,8 @@ def testservers(pytestconfig: pytest.Config) -> ServerMap:
 @pytest.fixture
 def testserver(request: pytest.FixtureRequest, testservers: ServerMap) -> ServerHandle:
     """The handle of the one server named by the nearest ``@pytest.mark.testserver`` marker."""
-    marker = request.node.get_closest_marker("testserver")
-    names = list(marker.args) if marker else []
-    if len(names) != 1:
-        found = f"names {', '.join(map(repr, names))}" if names else "is missing"
-        pytest.fail(
-            f'testserver: the `testserver` fixture needs a @pytest.mark.testserver("name") marker '
-            f"naming exactly one server, but on {request.node.nodeid} it {found}; "
-            'use the `testservers` fixture for several (testservers["name"])',
-            pytrace=False,
-        )
-    return testservers[names[0]]
+    assert isinstance(request.node, pytest.Item)
+    return testservers[single_server_name(request.node)]
 
 
 @pytest.hookimpl(trylast=True)

@@ -38,6 +38,23 @@ def handle_host(docker_host: str | None, bind_address: str) -> str:
     return bind_address
 
 
+def remote_loopback_problem(docker_host: str | None, bind_address: str) -> str | None:
+    """Ports on a remote engine's loopback cannot be reached from here: say so before starting."""
+    host = handle_host(docker_host, bind_address)
+    if host in ("localhost", bind_address) or not ipaddress.ip_address(bind_address).is_loopback:
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return (
+        f"DOCKER_HOST points to a remote engine ({host}), but ports are published on its "
+        f"loopback {bind_address}, which this machine cannot reach: set the ini option "
+        "testserver_bind_address (e.g. 0.0.0.0) to publish them on the engine's interfaces"
+    )
+
+
 def published_ports(
     inspect: Mapping[str, Any], ports: tuple[Port, ...], settings: RunSettings
 ) -> dict[Port, int]:

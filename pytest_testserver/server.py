@@ -185,6 +185,11 @@ class ServerPool:
         deadline = started + spec.timeout
         engine = self.engine()
         env = self._environment(spec)
+        problem = ports.remote_loopback_problem(
+            os.environ.get("DOCKER_HOST"), self.settings.bind_address
+        )
+        if problem and spec.ports:
+            raise StartError(spec.name, problem)
         ref = image.ensure_image(
             engine,
             spec,
@@ -192,8 +197,11 @@ class ServerPool:
             rebuild=self.settings.rebuild,
             on_line=lambda line: self._event(f"{spec.name}: {line}"),
         )
-        network = self._network_for(engine, spec)
-        container = self._create(engine, spec, ref, env, network)
+        try:
+            network = self._network_for(engine, spec)
+            container = self._create(engine, spec, ref, env, network)
+        except EngineError as exc:
+            raise StartError(spec.name, f"the container could not be created: {exc}") from None
         try:
             return self._run(engine, spec, container, deadline, started)
         except BaseException:

@@ -29,6 +29,7 @@ _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}
 _REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?")
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _APT_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+:~-]+)?(?::[a-z0-9-]+)?")
 _CONTAINER_PATH = re.compile(r"/[A-Za-z0-9._/@+=:,-]*")
@@ -147,6 +148,13 @@ def domain(value: object, where: Where) -> str:
     name = string(value, where)
     if len(name) > 253 or not all(_LABEL.fullmatch(label) for label in name.split(".")):
         where.fail(f"{show(name)} is not a valid domain name (RFC 1123)")
+    return name
+
+
+def build_stage(value: object, where: Where) -> str:
+    name = string(value, where)
+    if not _STAGE.fullmatch(name):
+        where.fail(f"{show(name)} is not a build stage name (letters, digits, _ . -)")
     return name
 
 

@@ -1,0 +1,276 @@
+"""What a user drives through pytest without needing an engine: options, ini, markers, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import HTTPD, servers_yaml
+
+UNREACHABLE = "unix:///nonexistent/docker.sock"
+
+
+@pytest.fixture
+def no_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", UNREACHABLE)
+
+
+def test_importing_the_plugin_imports_neither_docker_nor_yaml() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import pytest_testserver.plugin
+        heavy = sorted(m for m in ("docker", "yaml", "requests") if m in sys.modules)
+        print(heavy)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_suite_without_config_or_servers_is_untouched(
+    pytester: pytest.Pytester, no_engine: None
+) -> None:
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_plain():
+            assert "docker" not in sys.modules or True
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "testserver" not in result.stdout.str().replace("plugins: ", "").split("collected")[1]
+
+
+def test_unreachable_engine_fails_only_tests_that_need_a_server_with_one_line(
+    pytester: pytest.Pytester, suite: object, no_engine: None
+) -> None:
+    suite(  # type: ignore[operator]
+        servers_yaml(web=HTTPD),
+        """
+        import pytest
+
+        @pytest.mark.testserver("web")
+        def test_needs_web(testserver):
+            pass
+
+        def test_needs_nothing():
+            pass
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"testserver: cannot reach the Docker engine at {UNREACHABLE}: "
+            "No such file or directory; start Docker or set DOCKER_HOST"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_unreachable_engine_can_skip_instead(
+    pytester: pytest.Pytester, suite: object, no_engine: None
+) -> None:
+    suite(  # type: ignore[operator]
+        servers_yaml(web=HTTPD),
+        """
+        def test_needs_web(testservers):
+            testservers["web"]
+        """,
+    )
+    pytester.makeini("[pytest]\ntestserver_unavailable = skip\n")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED*testserver: cannot reach the Docker engine at *"])
+
+
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        pytest.param(
+            "servers:\n  web:\n    image: busybox\n    ports: [8080, 70000]\n",
+            "testservers.yaml: servers.web.ports[1]: 70000 is not a port (1-65535)",
+            id="port",
+        ),
+        pytest.param(
+            "servers:\n  web:\n    image: busybox\n    prots: [8080]\n",
+            "testservers.yaml: servers.web.prots: unknown key (did you mean 'ports'?); *",
+            id="did-you-mean",
+        ),
+        pytest.param(
+            "servers:\n  web:\n    image: 'busybox; rm -rf /'\n",
+            "testservers.yaml: servers.web.image: 'busybox; rm -rf /' is not a valid image "
+            "reference*",
+            id="image",
+        ),
+        pytest.param(
+            "servers:\n  web:\n    image: busybox\n  web:\n    image: busybox\n",
+            "testservers.yaml: line 4: duplicate key 'web' (first on line 2)",
+            id="duplicate",
+        ),
+        pytest.param(
+            "servers: [\n",
+            "testservers.yaml: line 2: *",
+            id="syntax",
+        ),
+        pytest.param(
+            "servers:\n  web:\n    image: busybox\n    links: [web]\n",
+            "testservers.yaml: servers.web.links: links form a cycle: web -> web",
+            id="cycle",
+        ),
+    ],
+)
+def test_bad_config_is_a_one_line_usage_error(
+    pytester: pytest.Pytester, yaml: str, message: str
+) -> None:
+    (pytester.path / "testservers.yaml").write_text(yaml)
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+    assert len([line for line in result.stderr.lines if line.strip()]) == 1
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_config_option_is_relative_to_the_invocation_folder(
+    pytester: pytest.Pytester,
+) -> None:
+    sub = pytester.mkdir("conf")
+    (sub / "servers.yaml").write_text("servers:\n  web:\n    image: busybox\n    ports: [0]\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--testserver-config", "conf/servers.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: conf/servers.yaml: servers.web.ports[[]0]: 0 is not a port*"]
+    )
+
+
+def test_ini_config_path_is_relative_to_the_ini_file(pytester: pytest.Pytester) -> None:
+    sub = pytester.mkdir("ci")
+    (sub / "servers.yaml").write_text("servers:\n  web:\n    image: busybox\n")
+    pytester.makeini("[pytest]\ntestserver_config = ci/servers.yaml\n")
+    pytester.makepyfile(
+        """
+        def test_declared(testservers):
+            assert list(testservers) == ["web"]
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_a_named_config_file_must_exist(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--testserver-config", "missing.yaml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: testserver: config file */missing.yaml does not exist"])
+
+
+@pytest.mark.parametrize(
+    ("ini", "message"),
+    [
+        pytest.param(
+            "testserver_bind_address = localhost",
+            "ERROR: ini testserver_bind_address: 'localhost' is not an IP address*",
+            id="bind-address",
+        ),
+        pytest.param(
+            "testserver_unavailable = skipp",
+            "ERROR: ini testserver_unavailable: 'skipp' is not one of error, skip "
+            "(did you mean 'skip'?)",
+            id="unavailable",
+        ),
+    ],
+)
+def test_bad_ini_values_are_usage_errors(pytester: pytest.Pytester, ini: str, message: str) -> None:
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+@pytest.mark.parametrize(
+    ("marker", "message"),
+    [
+        pytest.param(
+            "",
+            'testserver: the `testserver` fixture needs a @pytest.mark.testserver("name") marker '
+            "naming exactly one server, but on test_suite.py::test_it it is missing; "
+            'use the `testservers` fixture for several (testservers["name"])',
+            id="none",
+        ),
+        pytest.param(
+            '@pytest.mark.testserver("web", "db")',
+            "testserver: the `testserver` fixture needs * but on test_suite.py::test_it it "
+            "names 'web', 'db'; use the `testservers` fixture*",
+            id="several",
+        ),
+        pytest.param(
+            '@pytest.mark.testserver("wbe")',
+            "testserver: @pytest.mark.testserver on test_suite.py::test_it names 'wbe', which is "
+            "not declared in testservers.yaml (did you mean 'web'?); declared servers: web, db",
+            id="unknown",
+        ),
+        pytest.param(
+            "@pytest.mark.testserver(42)",
+            "testserver: @pytest.mark.testserver on test_suite.py::test_it takes server names "
+            "(strings), not 42",
+            id="not-a-name",
+        ),
+    ],
+)
+def test_marker_mistakes_are_clear_errors(
+    pytester: pytest.Pytester, suite: object, no_engine: None, marker: str, message: str
+) -> None:
+    suite(  # type: ignore[operator]
+        servers_yaml(web=HTTPD, db=HTTPD),
+        f"""
+        import pytest
+
+        {marker}
+        def test_it(testserver):
+            pass
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([message.replace("[", "[[]")])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_unknown_server_in_testservers_mapping(
+    pytester: pytest.Pytester, suite: object, no_engine: None
+) -> None:
+    suite(  # type: ignore[operator]
+        servers_yaml(web=HTTPD),
+        """
+        def test_it(testservers):
+            testservers["wbe"]
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["testserver: testservers[[]...] names 'wbe', which is not declared in testservers.yaml*"]
+    )
+
+
+def test_options_are_in_help(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(
+        [
+            "test servers in Docker containers:",
+            "*--testserver-config=PATH*",
+            "*--testserver-rebuild*",
+            "*--testserver-keep*",
+            "*--testserver-bind-local*",
+        ]
+    )
+    for ini in ("testserver_config", "testserver_bind_address", "testserver_bind_local"):
+        result.stdout.fnmatch_lines([f"  {ini} *"])
