@@ -62,7 +62,7 @@ class BuildSource:
 
     context: Path
     dockerfile: str
-    args: tuple[tuple[str, str], ...] = ()
+    args: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may carry secrets
     target: str | None = None
 
 
@@ -195,11 +195,12 @@ def parse_config(data: object, *, base: Path, source: str) -> ServerConfig:
     v.known_keys(defaults, SERVER_KEYS, root.key("defaults"))
     raw_servers = v.mapping(top.get("servers") or {}, root.key("servers"))
     servers: dict[str, ServerSpec] = {}
+    declared = list(raw_servers)
     for name, raw in raw_servers.items():
         where = root.key("servers").key(name)
         v.server_name(name, where)
         fields, env = merge_defaults(defaults, v.mapping(raw, where), root.key("defaults"), where)
-        servers[name] = parse_server(name, fields, env, where, base)
+        servers[name] = parse_server(name, fields, env, where, base, declared)
     check_links(servers, root.key("servers"))
     return ServerConfig(source, MappingProxyType(servers))
 
@@ -228,7 +229,12 @@ def merge_defaults(
 
 
 def parse_server(
-    name: str, fields: Fields, env_layers: EnvLayers, where: Where, base: Path
+    name: str,
+    fields: Fields,
+    env_layers: EnvLayers,
+    where: Where,
+    base: Path,
+    declared: list[str],
 ) -> ServerSpec:
     def get(key: str) -> tuple[Any, Where] | None:
         entry = fields.get(key)
@@ -261,14 +267,14 @@ def parse_server(
         hostname=v.hostname(*entry) if (entry := get("hostname")) else name,
         domain=v.domain(*entry) if (entry := get("domain")) else None,
         aliases=parse_names(get("aliases"), v.domain),
-        links=parse_names(get("links"), v.server_name),
+        links=parse_names(get("links"), lambda value, w: declared_server(value, w, declared)),
         post_startup=parse_post_startup(*entry) if (entry := get("post_startup")) else None,
         timeout=v.duration(*entry) if (entry := get("timeout")) else DEFAULT_TIMEOUT,
     )
 
 
 def parse_names(entry: tuple[Any, Where] | None, check: Any) -> tuple[str, ...]:
-    if entry is None:
+    if entry is None or entry[0] is None:
         return ()
     value, where = entry
     names: list[str] = []
@@ -297,7 +303,7 @@ def parse_image(fields: Fields, where: Where, base: Path) -> ImageSpec:
     kind = present[0]
     if kind != "from":
         for key in GENERATED_KEYS:
-            if key in fields:
+            if fields.get(key, (None,))[0] is not None:
                 fields[key][1].fail(f"only goes with from (this server uses {kind})")
     value, w = fields[kind]
     if kind == "image":
@@ -384,18 +390,18 @@ def parse_post_startup(value: object, where: Where) -> PostStartup:
     )
 
 
+def declared_server(value: object, where: Where, declared: list[str]) -> str:
+    name = v.server_name(value, where)
+    if name not in declared:
+        where.fail(f"{name!r} is not a declared server{v.did_you_mean(name, declared)}")
+    return name
+
+
 def check_links(servers: Mapping[str, ServerSpec], where: Where) -> None:
-    for spec in servers.values():
-        lw = where.key(spec.name).key("links")
-        for i, link in enumerate(spec.links):
-            if link not in servers:
-                lw.index(i).fail(
-                    f"{link!r} is not a declared server{v.did_you_mean(link, list(servers))}"
-                )
     for name in servers:
         path = find_cycle(servers, name, [])
-        if path:
-            where.key(name).key("links").fail(f"links form a cycle: {' -> '.join(path)}")
+        if path:  # reported at a server inside the cycle
+            where.key(path[0]).key("links").fail(f"links form a cycle: {' -> '.join(path)}")
 
 
 def find_cycle(servers: Mapping[str, ServerSpec], name: str, stack: list[str]) -> list[str]:

@@ -121,7 +121,10 @@ def generated_dockerfile(source: GeneratedSource) -> str:
 
 
 def _copy_name(i: int, copy: CopyFile) -> str:
-    name = f"{COPY_ROOT}/{i}/{copy.src.name}"
+    # The builder expands $VARS and wildcards in COPY sources even in JSON form: the context
+    # name is ours, plain, whatever the file is called on the host.
+    plain = re.fullmatch(r"[A-Za-z0-9_.-]+", copy.src.name) and copy.src.name not in (".", "..")
+    name = f"{COPY_ROOT}/{i}/{copy.src.name if plain else 'file'}"
     return name + "/" if copy.src.is_dir() else name
 
 

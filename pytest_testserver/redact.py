@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterable
 
 MASK = "***"
-_SECRET_KEY = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|KEY|CREDENTIAL", re.IGNORECASE)
+# Masking a value that was not secret costs little; printing one that was costs a lot.
+_SECRET_KEY = re.compile(r"PASS|TOKEN|SECRET|KEY|CREDENTIAL|PRIVATE", re.IGNORECASE)
 # Very short values would mask ordinary words and digits everywhere; they are not hidden.
 MIN_SECRET_LENGTH = 3
 

@@ -26,12 +26,16 @@ _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _TAG = r"[\w][\w.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
-_REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?")
+_REFERENCE = re.compile(
+    rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?", re.ASCII
+)
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_STAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_STAGE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,127}")
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_APT_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(?:=[A-Za-z0-9.+:~-]+)?(?::[a-z0-9-]+)?")
+# name[:arch][=version], as apt-get install takes it
+_APT_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(?::[a-z0-9-]+)?(?:=[A-Za-z0-9.+:~-]+)?")
+_PLAIN_KEY = re.compile(r"[\w.-]+", re.ASCII)
 _CONTAINER_PATH = re.compile(r"/[A-Za-z0-9._/@+=:,-]*")
 _MODE = re.compile(r"(?:0o?)?([0-7]{3,4})")
 _PORT = re.compile(r"([0-9]{1,5})(?:/(tcp|udp))?")
@@ -44,8 +48,10 @@ class Where:
     source: str
     path: str = ""
 
-    def key(self, name: str) -> Where:
-        return Where(self.source, f"{self.path}.{name}" if self.path else name)
+    def key(self, name: object) -> Where:
+        # A key with odd characters (a newline, a space) is shown quoted: one line, unambiguous.
+        text = name if isinstance(name, str) and _PLAIN_KEY.fullmatch(name) else repr(name)
+        return Where(self.source, f"{self.path}.{text}" if self.path else text)
 
     def index(self, i: int) -> Where:
         return Where(self.source, f"{self.path}[{i}]")
@@ -203,6 +209,8 @@ def mode(value: object, where: Where) -> int:
 def duration(value: object, where: Where, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         where.fail(f"must be a number of seconds, not {show(value)}")
+    if isinstance(value, int) and value > MAX_DURATION:
+        where.fail(f"{show(value)} seconds is more than a day")
     seconds = float(value)
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         where.fail(f"{show(value)} is not a positive number of seconds")

@@ -38,7 +38,17 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
             raise _KeyError(line, f"duplicate key {key!r} (first on line {seen[key]})")
         seen[key] = line
     loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node, deep=True))
+    result: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            result[key] = loader.construct_object(value_node, deep=True)
+        except (ValueError, OverflowError) as exc:  # an impossible date, a number too big
+            line = value_node.start_mark.line + 1
+            raise _KeyError(
+                line, f"invalid value for {key!r}: {' '.join(str(exc).split())}"
+            ) from None
+    return result
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
@@ -59,3 +69,6 @@ def read_yaml(path: Path, shown: str) -> object:
         raise ConfigError(f"{shown}: {where}{problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{shown}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # PyYAML builds some values itself (dates, huge numbers) and lets their errors escape.
+        raise ConfigError(f"{shown}: invalid value: {' '.join(str(exc).split())}") from None

@@ -1,0 +1,1230 @@
+"""Unit tests of pytest_testserver.config (parse_config, load_config) and of the YAML reader.
+
+parse_config turns a raw mapping into frozen ServerSpecs; load_config reads a YAML file first.
+Every refusal is a ConfigError whose one-line message names the file and the key path.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_testserver.config import (
+    DEFAULT_TIMEOUT,
+    BuildSource,
+    CopyFile,
+    GeneratedSource,
+    ImageSource,
+    Port,
+    PostStartup,
+    ServerConfig,
+    ServerSpec,
+    bind_address,
+    display_path,
+    load_config,
+    parse_config,
+    require_server,
+)
+from pytest_testserver.errors import ConfigError
+from pytest_testserver.validate import Where
+
+SOURCE = "testservers.yaml"
+SERVER_KEYS_TEXT = (
+    "build, image, from, install, copy, run, command, env, secret_env, ports, hostname, "
+    "domain, aliases, links, post_startup, timeout"
+)
+
+
+def parse(data: object, base: Path = Path()) -> ServerConfig:
+    return parse_config(data, base=base, source=SOURCE)
+
+
+def error_of(data: object, base: Path = Path()) -> str:
+    """The one-line message of the ConfigError that parsing ``data`` raises."""
+    with pytest.raises(ConfigError) as excinfo:
+        parse(data, base)
+    message = str(excinfo.value)
+    assert "\n" not in message, message
+    assert message.startswith(f"{SOURCE}: "), message
+    return message
+
+
+def servers(**specs: Any) -> dict[str, Any]:
+    return {"servers": specs}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A config folder with files to copy and a build context; a secret file lives outside it."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "app.conf").write_text("listen 8080\n")
+    (folder / "site").mkdir()
+    (folder / "site" / "index.html").write_text("<h1>hi</h1>\n")
+    (folder / "ctx").mkdir()
+    (folder / "ctx" / "Dockerfile").write_text("FROM busybox:stable\n")
+    (folder / "ctx" / "Dockerfile.test").write_text("FROM busybox:stable AS final\n")
+    (tmp_path / "secret.txt").write_text("top secret\n")
+    return folder
+
+
+# --- a full valid configuration ------------------------------------------------------------------
+
+
+def full_example() -> dict[str, Any]:
+    return {
+        "defaults": {
+            "image": "busybox:stable",
+            "timeout": 30,
+            "env": {"TZ": "UTC", "LOG_LEVEL": "info"},
+            "ports": [8080],
+        },
+        "servers": {
+            "web": {
+                "command": ["httpd", "-f", "-p", "8080"],
+                "env": {"LOG_LEVEL": "debug", "WORKERS": 4, "DEBUG": True},
+                "hostname": "www",
+                "domain": "example.test",
+                "aliases": ["web.example.test", "static"],
+                "links": ["db"],
+                "post_startup": {"command": ["wget", "-q", "-O-", "localhost:8080"], "retries": 5},
+            },
+            "db": {
+                "image": "postgres:16",
+                "ports": ["5432/tcp", "5432/udp"],
+                "secret_env": ["POSTGRES_PASSWORD"],
+                "timeout": 60.5,
+            },
+            "gen": {
+                "from": "debian:bookworm-slim",
+                "install": ["curl", "ca-certificates"],
+                "copy": [
+                    {"src": "app.conf", "dst": "/etc/app.conf", "mode": "0600"},
+                    {"src": "site", "dst": "/srv/www"},
+                ],
+                "run": ["echo ready > /ready", ["touch", "/done"]],
+                "post_startup": ["test", "-f", "/ready"],
+            },
+            "built": {
+                "build": {
+                    "context": "ctx",
+                    "dockerfile": "Dockerfile.test",
+                    "args": {"VERSION": 1.5, "DEBUG": True, "NAME": "x"},
+                    "target": "final",
+                },
+            },
+        },
+    }
+
+
+def test_full_example_parses(project: Path) -> None:
+    config = parse(full_example(), project)
+    assert config.source == SOURCE
+    assert list(config.servers) == ["web", "db", "gen", "built"]
+
+    web = config.servers["web"]
+    assert web == ServerSpec(
+        name="web",
+        image=ImageSource("busybox:stable"),
+        command=("httpd", "-f", "-p", "8080"),
+        env=(("TZ", "UTC"), ("LOG_LEVEL", "debug"), ("WORKERS", "4"), ("DEBUG", "true")),
+        ports=(Port(8080, "tcp"),),
+        hostname="www",
+        domain="example.test",
+        aliases=("web.example.test", "static"),
+        links=("db",),
+        post_startup=PostStartup(("wget", "-q", "-O-", "localhost:8080"), retries=5),
+        timeout=30.0,
+    )
+
+    db = config.servers["db"]
+    assert db.image == ImageSource("postgres:16")
+    assert db.ports == (Port(5432, "tcp"), Port(5432, "udp"))
+    assert db.secret_env == ("POSTGRES_PASSWORD",)
+    assert db.env == (("TZ", "UTC"), ("LOG_LEVEL", "info"))
+    assert db.hostname == "db"
+    assert db.command is None
+    assert db.post_startup is None
+    assert db.timeout == 60.5
+
+    gen = config.servers["gen"]
+    assert gen.image == GeneratedSource(
+        base="debian:bookworm-slim",
+        install=("curl", "ca-certificates"),
+        copy=(
+            CopyFile((project / "app.conf").resolve(), "/etc/app.conf", 0o600),
+            CopyFile((project / "site").resolve(), "/srv/www", None),
+        ),
+        run=("echo ready > /ready", ("touch", "/done")),
+    )
+    assert gen.post_startup == PostStartup(("test", "-f", "/ready"))
+
+    built = config.servers["built"]
+    assert built.image == BuildSource(
+        context=(project / "ctx").resolve(),
+        dockerfile="Dockerfile.test",
+        args=(("DEBUG", "true"), ("NAME", "x"), ("VERSION", "1.5")),
+        target="final",
+    )
+    assert built.ports == (Port(8080),)
+    assert built.timeout == 30.0
+
+
+def test_parsed_config_is_read_only(project: Path) -> None:
+    config = parse(full_example(), project)
+    with pytest.raises(TypeError):
+        config.servers["x"] = config.servers["web"]  # type: ignore[index]
+
+
+def test_defaults_apply_when_nothing_is_set() -> None:
+    spec = parse(servers(web={"image": "busybox"})).servers["web"]
+    assert spec == ServerSpec(name="web", image=ImageSource("busybox"), hostname="web")
+    assert spec.timeout == DEFAULT_TIMEOUT == 120.0
+    assert spec.hostname == "web"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(None, id="none"),
+        pytest.param({}, id="empty"),
+        pytest.param({"servers": None}, id="servers-null"),
+        pytest.param({"defaults": None, "servers": {}}, id="defaults-null"),
+    ],
+)
+def test_empty_configurations_declare_no_servers(data: object) -> None:
+    assert dict(parse(data).servers) == {}
+
+
+def test_null_values_count_as_not_set() -> None:
+    spec = parse(
+        servers(web={"image": "busybox", "ports": None, "command": None, "timeout": None})
+    ).servers["web"]
+    assert spec.ports == ()
+    assert spec.command is None
+    assert spec.timeout == DEFAULT_TIMEOUT
+
+
+# --- defaults ------------------------------------------------------------------------------------
+
+
+def test_server_values_win_over_defaults() -> None:
+    data = {
+        "defaults": {"image": "busybox", "ports": [80], "timeout": 10, "hostname": "shared"},
+        "servers": {"web": {"ports": [81], "timeout": 20}},
+    }
+    spec = parse(data).servers["web"]
+    assert spec.ports == (Port(81),)
+    assert spec.timeout == 20.0
+    assert spec.hostname == "shared"
+
+
+def test_env_merges_key_by_key_and_the_server_wins() -> None:
+    data = {
+        "defaults": {"image": "busybox", "env": {"A": "default-a", "B": "default-b"}},
+        "servers": {
+            "web": {"env": {"B": "server-b", "C": "server-c"}},
+            "plain": {},
+            "nulled": {"env": None},
+        },
+    }
+    config = parse(data)
+    assert dict(config.servers["web"].env) == {"A": "default-a", "B": "server-b", "C": "server-c"}
+    assert dict(config.servers["plain"].env) == {"A": "default-a", "B": "default-b"}
+    assert dict(config.servers["nulled"].env) == {"A": "default-a", "B": "default-b"}
+
+
+def test_env_values_are_normalized_to_strings() -> None:
+    spec = parse(
+        servers(web={"image": "busybox", "env": {"N": 3, "F": 0.5, "T": True, "O": False, "E": ""}})
+    ).servers["web"]
+    assert spec.env == (("N", "3"), ("F", "0.5"), ("T", "true"), ("O", "false"), ("E", ""))
+
+
+@pytest.fixture
+def generated_defaults(project: Path) -> dict[str, Any]:
+    return {
+        "from": "debian:bookworm-slim",
+        "install": ["curl"],
+        "copy": [{"src": "app.conf", "dst": "/etc/app.conf"}],
+        "run": ["echo hi"],
+        "timeout": 15,
+    }
+
+
+def test_a_server_without_its_own_source_takes_the_generated_image_from_defaults(
+    project: Path, generated_defaults: dict[str, Any]
+) -> None:
+    spec = parse({"defaults": generated_defaults, "servers": {"web": {}}}, project).servers["web"]
+    assert spec.image == GeneratedSource(
+        base="debian:bookworm-slim",
+        install=("curl",),
+        copy=(CopyFile((project / "app.conf").resolve(), "/etc/app.conf"),),
+        run=("echo hi",),
+    )
+
+
+def test_a_server_naming_its_own_image_takes_no_image_part_from_defaults(
+    project: Path, generated_defaults: dict[str, Any]
+) -> None:
+    data = {"defaults": generated_defaults, "servers": {"web": {"image": "nginx:1.27"}}}
+    spec = parse(data, project).servers["web"]
+    assert spec.image == ImageSource("nginx:1.27")
+    assert spec.timeout == 15.0  # the other defaults still apply
+
+
+def test_a_server_naming_its_own_from_takes_no_image_part_from_defaults(
+    project: Path, generated_defaults: dict[str, Any]
+) -> None:
+    data = {"defaults": generated_defaults, "servers": {"web": {"from": "alpine:3.20"}}}
+    spec = parse(data, project).servers["web"]
+    assert spec.image == GeneratedSource(base="alpine:3.20")  # no install, copy or run
+    assert spec.timeout == 15.0
+
+
+def test_a_server_naming_its_own_build_takes_no_image_part_from_defaults(
+    project: Path, generated_defaults: dict[str, Any]
+) -> None:
+    data = {"defaults": generated_defaults, "servers": {"web": {"build": "ctx"}}}
+    spec = parse(data, project).servers["web"]
+    assert spec.image == BuildSource(context=(project / "ctx").resolve(), dockerfile="Dockerfile")
+    assert spec.timeout == 15.0
+
+
+def test_a_server_naming_its_own_image_drops_a_default_build(project: Path) -> None:
+    data = {"defaults": {"build": "ctx"}, "servers": {"web": {"image": "busybox"}}}
+    assert parse(data, project).servers["web"].image == ImageSource("busybox")
+
+
+# --- unknown keys --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            {"server": {}},
+            "testservers.yaml: server: unknown key (did you mean 'servers'?); "
+            "known keys: defaults, servers",
+            id="top-level",
+        ),
+        pytest.param(
+            {"defaults": {"prots": [80]}},
+            "testservers.yaml: defaults.prots: unknown key (did you mean 'ports'?); "
+            f"known keys: {SERVER_KEYS_TEXT}",
+            id="defaults",
+        ),
+        pytest.param(
+            servers(web={"image": "busybox", "prots": [80]}),
+            "testservers.yaml: servers.web.prots: unknown key (did you mean 'ports'?); "
+            f"known keys: {SERVER_KEYS_TEXT}",
+            id="server",
+        ),
+        pytest.param(
+            servers(web={"image": "busybox", "enviroment": {}}),
+            "testservers.yaml: servers.web.enviroment: unknown key; "
+            f"known keys: {SERVER_KEYS_TEXT}",
+            id="no-suggestion",
+        ),
+        pytest.param(
+            servers(web={"build": {"contxt": "ctx"}}),
+            "testservers.yaml: servers.web.build.contxt: unknown key (did you mean 'context'?); "
+            "known keys: context, dockerfile, args, target",
+            id="build",
+        ),
+        pytest.param(
+            servers(web={"from": "busybox", "copy": [{"src": "app.conf", "dest": "/x"}]}),
+            "testservers.yaml: servers.web.copy[0].dest: unknown key (did you mean 'dst'?); "
+            "known keys: src, dst, mode",
+            id="copy",
+        ),
+        pytest.param(
+            servers(web={"image": "busybox", "post_startup": {"command": ["x"], "retry": 3}}),
+            "testservers.yaml: servers.web.post_startup.retry: unknown key "
+            "(did you mean 'retries'?); known keys: command, retries, interval",
+            id="post-startup",
+        ),
+    ],
+)
+def test_unknown_keys_are_refused_with_a_suggestion(
+    project: Path, data: dict[str, Any], expected: str
+) -> None:
+    assert error_of(data, project) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(servers(web={"image": "busybox", "por\nts": [80]}), id="server-key"),
+        pytest.param(servers(**{"we\nb": {"image": "busybox"}}), id="server-name"),
+        pytest.param(servers(web={"image": "busybox", "env": {"A\nB": "1"}}), id="env-key"),
+    ],
+)
+def test_errors_about_keys_with_newlines_are_one_line(data: dict[str, Any]) -> None:
+    error_of(data)
+
+
+# --- structure -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(["web"], "testservers.yaml: must be a mapping, not list", id="top-list"),
+        pytest.param(
+            {"servers": ["web"]},
+            "testservers.yaml: servers: must be a mapping, not list",
+            id="list",
+        ),
+        pytest.param(
+            servers(web="busybox"),
+            "testservers.yaml: servers.web: must be a mapping, not str",
+            id="server-string",
+        ),
+        pytest.param(
+            {"defaults": "busybox"},
+            "testservers.yaml: defaults: must be a mapping, not str",
+            id="defaults-string",
+        ),
+        pytest.param(
+            servers(web_1={"image": "busybox"}),
+            "testservers.yaml: servers.web_1: 'web_1' is not a valid server name "
+            "(letters, digits and inner hyphens, at most 63 characters)",
+            id="bad-server-name",
+        ),
+        pytest.param(
+            servers(web={"image": "busybox", "env": ["A=1"]}),
+            "testservers.yaml: servers.web.env: must be a mapping, not list",
+            id="env-list",
+        ),
+        pytest.param(
+            servers(web={"image": "busybox", "env": {"A": None}}),
+            "testservers.yaml: servers.web.env.A: must be a string, not NoneType None",
+            id="env-null-value",
+        ),
+        pytest.param(
+            servers(web={"image": "busybox", "env": {"A-B": "1"}}),
+            "testservers.yaml: servers.web.env.A-B: 'A-B' is not a valid variable name "
+            "(letters, digits, underscore)",
+            id="env-bad-key",
+        ),
+        pytest.param(
+            servers(web={"image": "busybox", "command": "httpd -f"}),
+            "testservers.yaml: servers.web.command: must be a list of arguments such as "
+            '["httpd", "-f"], not the string \'httpd -f\' (no shell is involved)',
+            id="command-string",
+        ),
+        pytest.param(
+            servers(web={"image": "busybox", "hostname": "my_host"}),
+            "testservers.yaml: servers.web.hostname: 'my_host' is not a valid host name "
+            "(RFC 1123 label)",
+            id="hostname",
+        ),
+        pytest.param(
+            servers(web={"image": "busybox", "aliases": ["a.test", "a.test"]}),
+            "testservers.yaml: servers.web.aliases[1]: 'a.test' is listed twice",
+            id="alias-twice",
+        ),
+        pytest.param(
+            servers(web={"image": "busybox", "timeout": 0}),
+            "testservers.yaml: servers.web.timeout: 0 is not a positive number of seconds",
+            id="timeout-zero",
+        ),
+        pytest.param(
+            servers(web={"image": "busybox", "ports": 8080}),
+            "testservers.yaml: servers.web.ports: must be a list, not int 8080",
+            id="ports-not-list",
+        ),
+        pytest.param(
+            servers(web={"image": "busybox", "ports": [80, 70000]}),
+            "testservers.yaml: servers.web.ports[1]: 70000 is not a port (1-65535)",
+            id="port-out-of-range",
+        ),
+        pytest.param(
+            servers(web={"image": "Busybox"}),
+            "testservers.yaml: servers.web.image: 'Busybox' is not a valid image reference "
+            "(such as busybox:stable)",
+            id="bad-image",
+        ),
+    ],
+)
+def test_bad_values_name_their_key_path(data: object, expected: str) -> None:
+    assert error_of(data) == expected
+
+
+# --- image sources: exactly one of build, image, from --------------------------------------------
+
+
+def test_a_server_needs_a_source() -> None:
+    assert error_of(servers(web={"ports": [80]})) == (
+        "testservers.yaml: servers.web: needs one of build, image or from"
+    )
+
+
+def test_a_null_source_is_no_source() -> None:
+    assert error_of(servers(web={"image": None})) == (
+        "testservers.yaml: servers.web: needs one of build, image or from"
+    )
+
+
+@pytest.mark.parametrize(
+    ("own", "named"),
+    [
+        pytest.param({"image": "busybox", "from": "debian"}, "image and from", id="image-from"),
+        pytest.param({"build": "ctx", "image": "busybox"}, "build and image", id="build-image"),
+        pytest.param(
+            {"build": "ctx", "image": "busybox", "from": "debian"},
+            "build and image and from",
+            id="all-three",
+        ),
+    ],
+)
+def test_sources_exclude_each_other(project: Path, own: dict[str, Any], named: str) -> None:
+    assert error_of(servers(web=own), project) == (
+        f"testservers.yaml: servers.web: {named} exclude each other: "
+        "use one of build, image or from"
+    )
+
+
+@pytest.mark.parametrize("key", ["install", "copy", "run"])
+@pytest.mark.parametrize("kind", ["image", "build"])
+def test_generated_parts_only_go_with_from(project: Path, key: str, kind: str) -> None:
+    source = {"image": "busybox"} if kind == "image" else {"build": "ctx"}
+    values = {"install": ["curl"], "copy": [{"src": "app.conf", "dst": "/x"}], "run": ["true"]}
+    data = servers(web={**source, key: values[key]})
+    assert error_of(data, project) == (
+        f"testservers.yaml: servers.web.{key}: only goes with from (this server uses {kind})"
+    )
+
+
+def test_a_generated_part_from_defaults_is_reported_at_defaults() -> None:
+    data = {"defaults": {"image": "busybox", "run": ["true"]}, "servers": {"web": {}}}
+    assert error_of(data) == (
+        "testservers.yaml: defaults.run: only goes with from (this server uses image)"
+    )
+
+
+def test_apt_packages_are_checked() -> None:
+    data = servers(web={"from": "debian", "install": ["curl", "-y"]})
+    assert error_of(data) == (
+        "testservers.yaml: servers.web.install[1]: '-y' is not a Debian package name"
+    )
+
+
+def test_run_steps_are_strings_or_argv_lists() -> None:
+    spec = parse(servers(web={"from": "debian", "run": ["a && b", ["c", "d"]]})).servers["web"]
+    assert isinstance(spec.image, GeneratedSource)
+    assert spec.image.run == ("a && b", ("c", "d"))
+
+
+@pytest.mark.parametrize(
+    ("run", "expected"),
+    [
+        pytest.param("echo hi", "servers.web.run: must be a list, not str 'echo hi'", id="string"),
+        pytest.param([""], "servers.web.run[0]: must not be empty", id="empty-step"),
+        pytest.param([[]], "servers.web.run[0]: must not be empty", id="empty-argv"),
+        pytest.param([5], "servers.web.run[0]: must be a list, not int 5", id="int"),
+    ],
+)
+def test_bad_run_steps(run: object, expected: str) -> None:
+    assert error_of(servers(web={"from": "debian", "run": run})) == f"testservers.yaml: {expected}"
+
+
+# --- copy ----------------------------------------------------------------------------------------
+
+
+def test_copy_src_escaping_the_config_folder_is_refused(project: Path) -> None:
+    data = servers(web={"from": "debian", "copy": [{"src": "../secret.txt", "dst": "/s"}]})
+    assert error_of(data, project) == (
+        f"testservers.yaml: servers.web.copy[0].src: '../secret.txt' leads outside {project}"
+    )
+
+
+def test_copy_src_symlink_escaping_the_config_folder_is_refused(project: Path) -> None:
+    (project / "link.txt").symlink_to(project.parent / "secret.txt")
+    data = servers(web={"from": "debian", "copy": [{"src": "link.txt", "dst": "/s"}]})
+    assert error_of(data, project) == (
+        f"testservers.yaml: servers.web.copy[0].src: 'link.txt' leads outside {project}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        pytest.param({"dst": "/x"}, "servers.web.copy[0]: needs src", id="no-src"),
+        pytest.param({"src": "app.conf"}, "servers.web.copy[0]: needs dst", id="no-dst"),
+        pytest.param(
+            {"src": "app.conf", "dst": "etc/app.conf"},
+            "servers.web.copy[0].dst: 'etc/app.conf' is not an absolute path of plain "
+            "characters (letters, digits, and . _ / @ + = : , -)",
+            id="relative-dst",
+        ),
+        pytest.param(
+            {"src": "app.conf", "dst": "/etc/../root/x"},
+            "servers.web.copy[0].dst: '/etc/../root/x' must not contain '..'",
+            id="dot-dot-dst",
+        ),
+        pytest.param(
+            {"src": "app.conf", "dst": "/x", "mode": 755},
+            "servers.web.copy[0].mode: 755 is ambiguous as a mode: "
+            'quote it in octal, such as "0755"',
+            id="int-mode",
+        ),
+        pytest.param(
+            {"src": "site", "dst": "/srv", "mode": "0755"},
+            "servers.web.copy[0].mode: applies to files only; a folder keeps its files' own modes",
+            id="mode-on-folder",
+        ),
+        pytest.param(
+            {"src": "missing.conf", "dst": "/x"},
+            "servers.web.copy[0].src: 'missing.conf' does not exist in {project}",
+            id="missing-src",
+        ),
+    ],
+)
+def test_bad_copy_items(project: Path, item: dict[str, Any], expected: str) -> None:
+    data = servers(web={"from": "debian", "copy": [item]})
+    assert error_of(data, project) == "testservers.yaml: " + expected.format(project=project)
+
+
+# --- build ---------------------------------------------------------------------------------------
+
+
+def test_build_as_a_string_is_the_context(project: Path) -> None:
+    spec = parse(servers(web={"build": "ctx"}), project).servers["web"]
+    assert spec.image == BuildSource(context=(project / "ctx").resolve(), dockerfile="Dockerfile")
+
+
+@pytest.mark.parametrize(
+    ("build", "expected"),
+    [
+        pytest.param(
+            {"dockerfile": "Dockerfile"},
+            "servers.web.build: needs context: the folder to build, relative to the config file",
+            id="no-context",
+        ),
+        pytest.param(
+            "app.conf", "servers.web.build.context: 'app.conf' is not a folder", id="file-context"
+        ),
+        pytest.param(
+            "..",
+            "servers.web.build.context: '..' leads outside {project}",
+            id="context-outside",
+        ),
+        pytest.param(
+            {"context": "site"},
+            "servers.web.build.dockerfile: 'Dockerfile' does not exist in {project}/site",
+            id="no-dockerfile",
+        ),
+        pytest.param(
+            {"context": "ctx", "dockerfile": "../app.conf"},
+            "servers.web.build.dockerfile: '../app.conf' leads outside {project}/ctx",
+            id="dockerfile-outside-context",
+        ),
+        pytest.param(
+            {"context": ".", "dockerfile": "site"},
+            "servers.web.build.dockerfile: 'site' is not a file",
+            id="dockerfile-folder",
+        ),
+        pytest.param(
+            {"context": "ctx", "args": {"1X": "a"}},
+            "servers.web.build.args.1X: '1X' is not a valid variable name "
+            "(letters, digits, underscore)",
+            id="bad-arg-name",
+        ),
+        pytest.param(
+            {"context": "ctx", "target": "my stage"},
+            "servers.web.build.target: 'my stage' is not a build stage name "
+            "(letters, digits, _ . -)",
+            id="bad-target",
+        ),
+        pytest.param(["ctx"], "servers.web.build: must be a mapping, not list", id="list"),
+    ],
+)
+def test_bad_builds(project: Path, build: object, expected: str) -> None:
+    data = servers(web={"build": build})
+    assert error_of(data, project) == "testservers.yaml: " + expected.format(project=project)
+
+
+# --- secret_env and ports ------------------------------------------------------------------------
+
+
+def test_secret_env_overlapping_env_is_refused() -> None:
+    data = servers(
+        db={
+            "image": "postgres",
+            "env": {"PGUSER": "u", "PGPASSWORD": "x"},
+            "secret_env": [
+                "API_TOKEN",
+                "PGPASSWORD",
+            ],
+        }
+    )
+    assert error_of(data) == (
+        "testservers.yaml: servers.db.secret_env[1]: PGPASSWORD is also set in env; "
+        "a secret comes only from the host"
+    )
+
+
+def test_secret_env_overlapping_env_from_defaults_is_refused() -> None:
+    data = {
+        "defaults": {"env": {"PGPASSWORD": "x"}},
+        "servers": {"db": {"image": "postgres", "secret_env": ["PGPASSWORD"]}},
+    }
+    assert error_of(data).startswith(
+        "testservers.yaml: servers.db.secret_env[0]: PGPASSWORD is also set in env"
+    )
+
+
+def test_secret_env_names_are_checked() -> None:
+    data = servers(db={"image": "postgres", "secret_env": ["PG PASSWORD"]})
+    assert error_of(data) == (
+        "testservers.yaml: servers.db.secret_env[0]: 'PG PASSWORD' is not a valid variable "
+        "name (letters, digits, underscore)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("ports", "expected"),
+    [
+        pytest.param([8080, 8080], "servers.web.ports[1]: 8080/tcp is listed twice", id="same"),
+        pytest.param(
+            [8080, "8080/tcp"], "servers.web.ports[1]: 8080/tcp is listed twice", id="tcp-spelled"
+        ),
+        pytest.param(
+            ["53/udp", 80, "53/udp"], "servers.web.ports[2]: 53/udp is listed twice", id="udp"
+        ),
+    ],
+)
+def test_duplicate_ports_are_refused(ports: list[object], expected: str) -> None:
+    assert error_of(servers(web={"image": "busybox", "ports": ports})) == (
+        f"testservers.yaml: {expected}"
+    )
+
+
+def test_same_number_with_two_protocols_is_two_ports() -> None:
+    spec = parse(servers(dns={"image": "busybox", "ports": [53, "53/udp"]})).servers["dns"]
+    assert spec.ports == (Port(53, "tcp"), Port(53, "udp"))
+    assert [str(p) for p in spec.ports] == ["53/tcp", "53/udp"]
+    assert spec.port_for(53, "udp") == Port(53, "udp")
+    assert spec.port_for(53) == Port(53, "tcp")
+    assert spec.port_for(54) is None
+
+
+# --- links ---------------------------------------------------------------------------------------
+
+
+def test_links_to_an_undeclared_server_are_refused_with_a_suggestion() -> None:
+    data = servers(web={"image": "busybox", "links": ["dbb"]}, db={"image": "postgres"})
+    assert error_of(data) == (
+        "testservers.yaml: servers.web.links[0]: 'dbb' is not a declared server "
+        "(did you mean 'db'?)"
+    )
+
+
+def test_a_link_listed_twice_is_refused() -> None:
+    data = servers(web={"image": "busybox", "links": ["db", "db"]}, db={"image": "postgres"})
+    assert error_of(data) == "testservers.yaml: servers.web.links[1]: 'db' is listed twice"
+
+
+@pytest.mark.parametrize(
+    ("links", "expected"),
+    [
+        pytest.param(
+            {"a": ["b"], "b": ["a"]},
+            "testservers.yaml: servers.a.links: links form a cycle: a -> b -> a",
+            id="two",
+        ),
+        pytest.param(
+            {"a": ["a"]}, "testservers.yaml: servers.a.links: links form a cycle: a -> a", id="self"
+        ),
+        pytest.param(
+            {"a": ["b"], "b": ["c"], "c": ["a"]},
+            "testservers.yaml: servers.a.links: links form a cycle: a -> b -> c -> a",
+            id="three",
+        ),
+    ],
+)
+def test_link_cycles_are_refused(links: dict[str, list[str]], expected: str) -> None:
+    data = servers(**{name: {"image": "busybox", "links": to} for name, to in links.items()})
+    assert error_of(data) == expected
+
+
+def diamond() -> ServerConfig:
+    """a -> b, a -> c, b -> d, c -> d; e stands alone."""
+    links = {"a": ["b", "c"], "b": ["d"], "c": ["d"], "d": [], "e": []}
+    return parse(servers(**{name: {"image": "busybox", "links": to} for name, to in links.items()}))
+
+
+def test_networked_is_every_server_that_links_or_is_linked() -> None:
+    assert diamond().networked == frozenset({"a", "b", "c", "d"})
+
+
+def test_networked_is_empty_without_links() -> None:
+    assert parse(servers(a={"image": "busybox"})).networked == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("name", "order"),
+    [
+        pytest.param("a", ["d", "b", "c", "a"], id="diamond"),
+        pytest.param("b", ["d", "b"], id="chain"),
+        pytest.param("d", ["d"], id="leaf"),
+        pytest.param("e", ["e"], id="alone"),
+    ],
+)
+def test_start_order_puts_dependencies_first_once(name: str, order: list[str]) -> None:
+    assert diamond().start_order(name) == order
+
+
+# --- post_startup --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(
+            ["pg_isready", "-U", "postgres"],
+            PostStartup(("pg_isready", "-U", "postgres")),
+            id="list-shorthand",
+        ),
+        pytest.param(
+            {"command": ["pg_isready"], "retries": 10, "interval": 0.5},
+            PostStartup(("pg_isready",), retries=10, interval=0.5),
+            id="mapping",
+        ),
+        pytest.param(
+            {"command": ["pg_isready"]}, PostStartup(("pg_isready",)), id="mapping-command-only"
+        ),
+    ],
+)
+def test_post_startup(value: object, expected: PostStartup) -> None:
+    spec = parse(servers(db={"image": "postgres", "post_startup": value})).servers["db"]
+    assert spec.post_startup == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(
+            {"retries": 3},
+            "servers.db.post_startup: needs command: the argv to run inside the container",
+            id="no-command",
+        ),
+        pytest.param([], "servers.db.post_startup.command: must not be empty", id="empty-list"),
+        pytest.param(
+            {"command": "pg_isready -q"},
+            "servers.db.post_startup.command: must be a list of arguments such as "
+            '["httpd", "-f"], not the string \'pg_isready -q\' (no shell is involved)',
+            id="command-string",
+        ),
+        pytest.param(
+            {"command": ["x"], "retries": 0},
+            "servers.db.post_startup.retries: 0 is out of range (1-1000000)",
+            id="zero-retries",
+        ),
+        pytest.param(
+            {"command": ["x"], "interval": -1},
+            "servers.db.post_startup.interval: -1 is not a positive number of seconds",
+            id="negative-interval",
+        ),
+        pytest.param(
+            "pg_isready",
+            "servers.db.post_startup: must be a mapping, not str",
+            id="string",
+        ),
+    ],
+)
+def test_bad_post_startup(value: object, expected: str) -> None:
+    data = servers(db={"image": "postgres", "post_startup": value})
+    assert error_of(data) == f"testservers.yaml: {expected}"
+
+
+# --- where errors point ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("defaults", "expected"),
+    [
+        pytest.param(
+            {"timeout": -1},
+            "testservers.yaml: defaults.timeout: -1 is not a positive number of seconds",
+            id="timeout",
+        ),
+        pytest.param(
+            {"ports": [80, 99999]},
+            "testservers.yaml: defaults.ports[1]: 99999 is not a port (1-65535)",
+            id="port",
+        ),
+        pytest.param(
+            {"env": {"bad-key": "1"}},
+            "testservers.yaml: defaults.env.bad-key: 'bad-key' is not a valid variable name "
+            "(letters, digits, underscore)",
+            id="env-key",
+        ),
+        pytest.param(
+            {"command": "httpd -f"},
+            "testservers.yaml: defaults.command: must be a list of arguments",
+            id="command",
+        ),
+    ],
+)
+def test_a_bad_value_from_defaults_is_reported_at_defaults(
+    defaults: dict[str, Any], expected: str
+) -> None:
+    data = {"defaults": {"image": "busybox", **defaults}, "servers": {"web": {}}}
+    assert error_of(data).startswith(expected)
+
+
+def test_an_undeclared_link_from_defaults_is_reported_at_defaults() -> None:
+    data = {"defaults": {"image": "busybox", "links": ["nope"]}, "servers": {"web": {}}}
+    assert error_of(data).startswith(
+        "testservers.yaml: defaults.links[0]: 'nope' is not a declared server"
+    )
+
+
+def test_a_bad_server_value_overriding_defaults_is_reported_at_the_server() -> None:
+    data = {"defaults": {"image": "busybox", "timeout": 5}, "servers": {"web": {"timeout": -1}}}
+    assert error_of(data) == (
+        "testservers.yaml: servers.web.timeout: -1 is not a positive number of seconds"
+    )
+
+
+def test_a_bad_server_env_value_is_reported_at_the_server() -> None:
+    data = {
+        "defaults": {"image": "busybox", "env": {"A": "1"}},
+        "servers": {"web": {"env": {"A": [1]}}},
+    }
+    assert error_of(data) == "testservers.yaml: servers.web.env.A: must be a string, not list [1]"
+
+
+# --- secrets stay out of repr --------------------------------------------------------------------
+
+
+def test_server_spec_repr_does_not_contain_env_values() -> None:
+    config = parse(
+        servers(db={"image": "postgres", "env": {"POSTGRES_PASSWORD": "hunter2-s3cr3t"}})
+    )
+    spec = config.servers["db"]
+    assert dict(spec.env) == {"POSTGRES_PASSWORD": "hunter2-s3cr3t"}
+    assert "hunter2-s3cr3t" not in repr(spec)
+    assert "hunter2-s3cr3t" not in repr(config)
+    assert "hunter2-s3cr3t" not in str(spec)
+    assert repr(spec).startswith("ServerSpec(name='db', image=ImageSource(ref='postgres')")
+
+
+# --- helpers: require_server, bind_address, display_path -----------------------------------------
+
+
+def test_require_server_returns_the_spec() -> None:
+    config = parse(servers(db={"image": "postgres"}, web={"image": "busybox"}))
+    assert require_server(config, "db", "test_x") is config.servers["db"]
+
+
+def test_require_server_names_the_caller_and_suggests() -> None:
+    config = parse(servers(db={"image": "postgres"}, web={"image": "busybox"}))
+    with pytest.raises(ConfigError) as excinfo:
+        require_server(config, "dbb", "test_query")
+    assert str(excinfo.value) == (
+        "testserver: test_query names 'dbb', which is not declared in testservers.yaml "
+        "(did you mean 'db'?); declared servers: db, web"
+    )
+
+
+def test_require_server_with_no_servers_says_none() -> None:
+    with pytest.raises(ConfigError, match=re.escape("; declared servers: none")):
+        require_server(parse(None), "db", "test_query")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("127.0.0.1", "127.0.0.1", id="loopback"),
+        pytest.param("0.0.0.0", "0.0.0.0", id="wildcard"),
+        pytest.param("::1", "::1", id="ipv6"),
+        pytest.param("0:0:0:0:0:0:0:1", "::1", id="ipv6-normalized"),
+    ],
+)
+def test_bind_address_accepts_ip_addresses(value: str, expected: str) -> None:
+    assert bind_address(value, Where("ini testserver_bind_address")) == expected
+
+
+@pytest.mark.parametrize("value", ["localhost", "127.0.0.256", "1.2.3", ""])
+def test_bind_address_refuses(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^ini testserver_bind_address: ") as excinfo:
+        bind_address(value, Where("ini testserver_bind_address"))
+    if value:
+        assert str(excinfo.value).endswith(
+            f"{value!r} is not an IP address (such as 127.0.0.1 or 0.0.0.0)"
+        )
+
+
+def test_display_path_is_relative_inside_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert display_path(tmp_path / "sub" / "testservers.yaml") == "sub/testservers.yaml"
+
+
+def test_display_path_is_absolute_outside_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    assert display_path(tmp_path / "testservers.yaml") == str(tmp_path / "testservers.yaml")
+
+
+# --- load_config: reading the YAML file ----------------------------------------------------------
+
+
+@pytest.fixture
+def write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Write testservers.yaml in the (current) tmp folder; messages then name it plainly."""
+    monkeypatch.chdir(tmp_path)
+
+    def write(text: str | bytes) -> Path:
+        path = tmp_path / SOURCE
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+def load_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    message = str(excinfo.value)
+    assert "\n" not in message, message
+    assert message.startswith(f"{SOURCE}: "), message
+    return message
+
+
+FULL_YAML = """\
+defaults:
+  image: busybox:stable
+  env:
+    TZ: UTC
+servers:
+  web:
+    command: [httpd, -f, -p, "8080"]
+    ports: [8080, "53/udp"]
+    env:
+      WORKERS: 4
+    links: [cache]
+    post_startup: [wget, -q, localhost:8080]
+  cache:
+    from: debian:bookworm-slim
+    install: [redis-server]
+    copy:
+      - {src: conf/redis.conf, dst: /etc/redis/redis.conf, mode: "0640"}
+    run:
+      - echo "ready" > /ready
+"""
+
+
+def test_load_config_reads_a_full_file(write: Any, tmp_path: Path) -> None:
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "redis.conf").write_text("port 6379\n")
+    config = load_config(write(FULL_YAML))
+    assert config.source == SOURCE
+    web, cache = config.servers["web"], config.servers["cache"]
+    assert web.image == ImageSource("busybox:stable")
+    assert web.command == ("httpd", "-f", "-p", "8080")
+    assert web.ports == (Port(8080), Port(53, "udp"))
+    assert dict(web.env) == {"TZ": "UTC", "WORKERS": "4"}
+    assert web.post_startup == PostStartup(("wget", "-q", "localhost:8080"))
+    assert cache.image == GeneratedSource(
+        base="debian:bookworm-slim",
+        install=("redis-server",),
+        copy=(
+            CopyFile((tmp_path / "conf" / "redis.conf").resolve(), "/etc/redis/redis.conf", 0o640),
+        ),
+        run=('echo "ready" > /ready',),
+    )
+    assert config.networked == frozenset({"web", "cache"})
+    assert config.start_order("web") == ["cache", "web"]
+
+
+def test_load_config_resolves_paths_next_to_the_file_not_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "files").mkdir(parents=True)
+    (project / "files" / "a.txt").write_text("a")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    path = project / SOURCE
+    path.write_text(
+        "servers:\n  web:\n    from: busybox\n    copy: [{src: files/a.txt, dst: /a.txt}]\n"
+    )
+    config = load_config(path)
+    assert config.source == str(path)  # outside the working folder: shown absolute
+    image = config.servers["web"].image
+    assert isinstance(image, GeneratedSource)
+    assert image.copy[0].src == (project / "files" / "a.txt").resolve()
+
+
+def test_an_empty_file_declares_no_servers(write: Any) -> None:
+    assert dict(load_config(write("")).servers) == {}
+    assert dict(load_config(write("# nothing yet\n")).servers) == {}
+
+
+def test_yaml_merge_keys_may_override(write: Any) -> None:
+    text = """\
+servers:
+  web: &web
+    image: busybox
+    ports: [80]
+  web2:
+    <<: *web
+    ports: [81]
+"""
+    config = load_config(write(text))
+    assert config.servers["web2"].image == ImageSource("busybox")
+    assert config.servers["web2"].ports == (Port(81),)
+
+
+def test_a_validation_error_names_the_file(write: Any) -> None:
+    path = write("servers:\n  web:\n    image: busybox\n    prots: [80]\n")
+    assert load_error(path).startswith(
+        "testservers.yaml: servers.web.prots: unknown key (did you mean 'ports'?)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "servers:\n  web:\n    image: busybox\n    ports: [80]\n    ports: [81]\n",
+            "testservers.yaml: line 5: duplicate key 'ports' (first on line 4)",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            "servers:\n  web:\n    image: busybox\n  web:\n    image: nginx\n",
+            "testservers.yaml: line 4: duplicate key 'web' (first on line 2)",
+            id="duplicate-server",
+        ),
+        pytest.param(
+            "servers:\n  web:\n    image: busybox\n    env:\n      1: one\n",
+            "testservers.yaml: line 5: keys must be strings, not 1",
+            id="int-key",
+        ),
+        pytest.param(
+            "servers:\n  web:\n    image: busybox\n    env: {on: 1}\n",
+            "testservers.yaml: line 4: keys must be strings, not True",
+            id="yaml11-bool-key",
+        ),
+        pytest.param(
+            "? [a, b]\n: 1\n",
+            "testservers.yaml: line 1: keys must be strings, not ['a', 'b']",
+            id="list-key",
+        ),
+    ],
+)
+def test_yaml_keys_must_be_unique_strings(write: Any, text: str, expected: str) -> None:
+    assert load_error(write(text)) == expected
+
+
+@pytest.mark.parametrize(
+    ("tag", "shown"),
+    [
+        pytest.param(
+            "!!python/object/apply:os.system",
+            "tag:yaml.org,2002:python/object/apply:os.system",
+            id="apply",
+        ),
+        pytest.param(
+            "!!python/object/new:subprocess.Popen",
+            "tag:yaml.org,2002:python/object/new:subprocess.Popen",
+            id="new",
+        ),
+    ],
+)
+def test_python_tags_are_refused_and_nothing_runs(
+    write: Any, tmp_path: Path, tag: str, shown: str
+) -> None:
+    marker = tmp_path / "pwned"
+    text = f'servers:\n  web:\n    image: busybox\n    timeout: {tag} ["touch {marker}"]\n'
+    assert load_error(write(text)) == (
+        f"testservers.yaml: line 4: could not determine a constructor for the tag {shown!r}"
+    )
+    assert not marker.exists()
+
+
+def test_python_name_tag_is_refused(write: Any) -> None:
+    message = load_error(write("servers: !!python/name:os.system\n"))
+    assert message == (
+        "testservers.yaml: line 1: could not determine a constructor for the tag "
+        "'tag:yaml.org,2002:python/name:os.system'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "servers: [unclosed\n",
+            "testservers.yaml: line 2: expected ',' or ']', but got '<stream end>'",
+            id="unclosed-bracket",
+        ),
+        pytest.param(
+            "servers:\n\tweb: {}\n",
+            "testservers.yaml: line 2: found character '\\t' that cannot start any token",
+            id="tab",
+        ),
+        pytest.param(
+            "servers:\n  web: image: busybox\n",
+            "testservers.yaml: line 2: mapping values are not allowed here",
+            id="colon-in-value",
+        ),
+        pytest.param(
+            "servers:\n  web:\n    image: busybox\n   ports: [80]\n",
+            "testservers.yaml: line 4: expected <block end>, but found '<block mapping start>'",
+            id="bad-indentation",
+        ),
+        pytest.param(
+            'servers: "unterminated\n',
+            "testservers.yaml: line 2: found unexpected end of stream",
+            id="unterminated-string",
+        ),
+    ],
+)
+def test_syntax_errors_are_one_line_starting_with_the_file_name(
+    write: Any, text: str, expected: str
+) -> None:
+    assert load_error(write(text)) == expected
+
+
+def test_invalid_utf8_is_one_line(write: Any) -> None:
+    message = load_error(write(b"servers: \xff\n"))
+    assert message.startswith("testservers.yaml: invalid YAML: unacceptable character #x00ff")
+
+
+def test_a_missing_file_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert load_error(tmp_path / SOURCE) == (
+        "testservers.yaml: cannot read: No such file or directory"
+    )
+
+
+def test_a_top_level_list_is_refused(write: Any) -> None:
+    assert load_error(write("- web\n- db\n")) == "testservers.yaml: must be a mapping, not list"
+
+
+def test_an_unquoted_date_env_value_is_refused_not_crashed(write: Any) -> None:
+    text = "servers:\n  web:\n    image: busybox\n    env:\n      SINCE: 2024-01-31\n"
+    assert load_error(write(text)) == (
+        "testservers.yaml: servers.web.env.SINCE: must be a string, "
+        "not date datetime.date(2024, 1, 31)"
+    )
+
+
+def test_an_impossible_date_is_a_config_error(write: Any) -> None:
+    text = "servers:\n  web:\n    image: busybox\n    env:\n      SINCE: 2024-13-01\n"
+    assert load_error(write(text)).startswith("testservers.yaml: line 5: ")
