@@ -33,7 +33,9 @@ SERVER_KEYS = (
     "links",
     "post_startup",
     "timeout",
+    "share",
 )
+SHARE_MODES = ("run", "worker")
 TOP_KEYS = ("defaults", "servers")
 BUILD_KEYS = ("context", "dockerfile", "args", "target")
 COPY_KEYS = ("src", "dst", "mode")
@@ -111,6 +113,8 @@ class ServerSpec:
     links: tuple[str, ...] = ()
     post_startup: PostStartup | None = None
     timeout: float = DEFAULT_TIMEOUT
+    # "run": one container for the whole run, shared by every xdist worker; "worker": one each.
+    share: str = "run"
 
     def port_for(self, number: int, protocol: str = "tcp") -> Port | None:
         wanted = Port(number, protocol)
@@ -270,6 +274,7 @@ def parse_server(
         links=parse_names(get("links"), lambda value, w: declared_server(value, w, declared)),
         post_startup=parse_post_startup(*entry) if (entry := get("post_startup")) else None,
         timeout=v.duration(*entry) if (entry := get("timeout")) else DEFAULT_TIMEOUT,
+        share=v.choice(*entry, SHARE_MODES) if (entry := get("share")) else "run",
     )
 
 
@@ -398,6 +403,13 @@ def declared_server(value: object, where: Where, declared: list[str]) -> str:
 
 
 def check_links(servers: Mapping[str, ServerSpec], where: Where) -> None:
+    for spec in servers.values():
+        for i, link in enumerate(spec.links):
+            if servers[link].share != spec.share:
+                where.key(spec.name).key("links").index(i).fail(
+                    f"{link!r} has share: {servers[link].share} but {spec.name!r} has share: "
+                    f"{spec.share}; linked servers must share alike (they join one network)"
+                )
     for name in servers:
         path = find_cycle(servers, name, [])
         if path:  # reported at a server inside the cycle
@@ -412,6 +424,18 @@ def find_cycle(servers: Mapping[str, ServerSpec], name: str, stack: list[str]) -
         if cycle:
             return cycle
     return []
+
+
+def check_settings(config: ServerConfig, settings: RunSettings) -> None:
+    """Combinations of a server and the run's settings that cannot work."""
+    if not settings.bind_local:
+        return
+    for spec in config.servers.values():
+        if spec.share == "worker" and spec.ports:
+            Where(config.source).key("servers").key(spec.name).key("share").fail(
+                "worker cannot be combined with bind-local: every xdist worker would publish "
+                "the same port numbers; use share: run (the default)"
+            )
 
 
 def require_server(config: ServerConfig, name: str, asked_by: str) -> ServerSpec:

@@ -1,9 +1,125 @@
-"""The run id that names and labels everything one test run makes."""
+"""Who a run is, and how the processes of one run (xdist workers) share its servers.
+
+The run id is made once, by the xdist controller or the lone pytest process, and labels everything
+the run makes. Servers with ``share: run`` are started once per run: the first worker that needs
+one starts it under a file lock and publishes where it is; the others read that.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LABEL_RUN = "pytest-testserver.run"
+LABEL_SERVER = "pytest-testserver.server"
+LABEL_PID = "pytest-testserver.pid"
+LABEL_HOST = "pytest-testserver.host"
+USED_MARK = "engine-used"
 
 
 def new_run_id() -> str:
     return secrets.token_hex(5)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The identity of one test run, as seen from one of its processes."""
+
+    run_id: str
+    owner_pid: int = field(default_factory=os.getpid)  # the controller, or this process
+    worker: str | None = None  # xdist worker id ("gw0"); None outside workers
+
+    def labels(self, server: str | None = None) -> dict[str, str]:
+        labels = {
+            LABEL_RUN: self.run_id,
+            LABEL_PID: str(self.owner_pid),
+            LABEL_HOST: socket.gethostname(),
+        }
+        if server is not None:
+            labels[LABEL_SERVER] = server
+        return labels
+
+    def scoped(self, share: str) -> str:
+        """The name prefix for a server of this ``share`` mode: per run, or per worker."""
+        if share == "worker" and self.worker:
+            return f"testserver-{self.run_id}-{self.worker}"
+        return f"testserver-{self.run_id}"
+
+
+def shared_dir() -> Path:
+    """A per-user folder every run on this machine sees: build locks live here, by image tag.
+
+    Not pytest's base temp dir: that is per run, and a build lock must hold across runs.
+    """
+    user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    path = Path(tempfile.gettempdir()) / f"pytest-testserver-{user}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+@contextmanager
+def file_lock(path: Path, timeout: float = -1) -> Iterator[None]:
+    from filelock import FileLock
+
+    with FileLock(str(path), timeout=timeout):
+        yield
+
+
+def build_lock(tag: str) -> Any:
+    """Held while an image is looked up and, if missing, built: one build per tag."""
+    safe = tag.replace("/", "_").replace(":", "_")
+    locks = shared_dir() / "locks"
+    locks.mkdir(exist_ok=True)
+    return file_lock(locks / f"build-{safe}.lock")
+
+
+class SharedServers:
+    """File-backed state of a run's ``share: run`` servers, read and written under locks."""
+
+    def __init__(self, run_id: str) -> None:
+        self.directory = shared_dir() / "runs" / run_id
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def claimed(self, name: str) -> Any:
+        return file_lock(self.directory / f"{name}.lock")
+
+    def read(self, name: str) -> dict[str, Any] | None:
+        try:
+            with (self.directory / f"{name}.json").open(encoding="utf-8") as f:
+                data: dict[str, Any] = json.load(f)
+                return data
+        except FileNotFoundError:
+            return None
+
+    def write(self, name: str, data: dict[str, Any]) -> None:
+        tmp = self.directory / f".{name}.json.{os.getpid()}"
+        with tmp.open("w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, self.directory / f"{name}.json")
+
+    def first_rebuild(self, tag: str) -> bool:
+        """True once per run and tag (called under the tag's build lock)."""
+        mark = self.directory / ("rebuilt-" + tag.replace("/", "_").replace(":", "_"))
+        if mark.exists():
+            return False
+        mark.touch()
+        return True
+
+    def mark_used(self) -> None:
+        (self.directory / USED_MARK).touch()
+
+    def used(self) -> bool:
+        return (self.directory / USED_MARK).exists()
+
+    def remove(self) -> None:
+        for path in self.directory.iterdir():
+            path.unlink(missing_ok=True)
+        self.directory.rmdir()

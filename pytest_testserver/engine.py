@@ -48,6 +48,10 @@ def _short(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _filters(labels: Mapping[str, str]) -> list[str]:
+    return [f"{key}={value}" for key, value in labels.items()]
+
+
 class Engine:
     """A connected engine. Methods raise ``EngineError`` or ``EngineUnavailable``."""
 
@@ -216,6 +220,22 @@ class Engine:
         except EngineError as exc:
             if exc.status != 404:
                 raise
+
+    # finding what runs left behind
+    def list_containers(self, labels: Mapping[str, str]) -> list[str]:
+        found = self._call(self.api.containers, all=True, filters={"label": _filters(labels)})
+        return [str(c["Id"]) for c in found]
+
+    def list_networks(self, labels: Mapping[str, str]) -> list[str]:
+        found = self._call(self.api.networks, filters={"label": _filters(labels)})
+        return [str(n["Id"]) for n in found]
+
+    def labels_of_everything(self, labels: Mapping[str, str]) -> list[dict[str, str]]:
+        """The labels of every container and network that carries ``labels``."""
+        selector = {"label": _filters(labels)}
+        containers = self._call(self.api.containers, all=True, filters=selector)
+        networks = self._call(self.api.networks, filters=selector)
+        return [dict(item.get("Labels") or {}) for item in [*containers, *networks]]
 
     def close(self) -> None:
         self.api.close()

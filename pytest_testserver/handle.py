@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import Port
 
@@ -22,7 +22,7 @@ class ServerHandle:
         ports: Mapping[Port, int],
         container_id: str,
         ip: str,
-        engine: Engine,
+        engine: Callable[[], Engine],
         redact: Callable[[str], str],
     ) -> None:
         self.name = name
@@ -30,12 +30,43 @@ class ServerHandle:
         self.container_id = container_id
         self.ip = ip  # on the run's network (or the default bridge)
         self._ports = dict(ports)
-        self._engine = engine
+        self._engine = engine  # connected on first use: a worker reading shared state needs none
         self._redact = redact
 
     def __repr__(self) -> str:
         ports = ", ".join(f"{p}->{n}" for p, n in self._ports.items())
         return f"<ServerHandle {self.name} {self.host} [{ports}] {self.container_id[:12]}>"
+
+    def state(self) -> dict[str, Any]:
+        """What another process needs to rebuild this handle (see ``from_state``)."""
+        return {
+            "container_id": self.container_id,
+            "host": self.host,
+            "ports": self.ports,
+            "ip": self.ip,
+        }
+
+    @classmethod
+    def from_state(
+        cls,
+        name: str,
+        state: Mapping[str, Any],
+        engine: Callable[[], Engine],
+        redact: Callable[[str], str],
+    ) -> ServerHandle:
+        ports = {}
+        for key, number in state["ports"].items():
+            port, _, protocol = key.partition("/")
+            ports[Port(int(port), protocol or "tcp")] = int(number)
+        return cls(
+            name=name,
+            host=str(state["host"]),
+            ports=ports,
+            container_id=str(state["container_id"]),
+            ip=str(state["ip"]),
+            engine=engine,
+            redact=redact,
+        )
 
     @property
     def ports(self) -> dict[str, int]:
@@ -65,7 +96,7 @@ class ServerHandle:
             raise TypeError(
                 "exec takes an argument list such as ['cat', '/etc/hosts'], not a string"
             )
-        code, output = self._engine.exec(self.container_id, list(argv))
+        code, output = self._engine().exec(self.container_id, list(argv))
         if code is None:
             raise RuntimeError(f"server {self.name!r} is not running")
         text = output.decode("utf-8", "replace")
@@ -73,5 +104,5 @@ class ServerHandle:
 
     def logs(self, tail: int | None = None, *, raw: bool = False) -> str:
         """The container's output (stdout and stderr), secrets masked unless ``raw``."""
-        text = self._engine.logs(self.container_id, "all" if tail is None else tail)
+        text = self._engine().logs(self.container_id, "all" if tail is None else tail)
         return text if raw else self._redact(text)

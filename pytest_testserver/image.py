@@ -7,6 +7,7 @@ is never rebuilt.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -16,9 +17,10 @@ import tarfile
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 from .config import BuildSource, CopyFile, GeneratedSource, ImageSource, ServerSpec
 from .errors import EngineError, ImageError
@@ -288,10 +290,15 @@ def ensure_image(
     spec: ServerSpec,
     labels: Mapping[str, str],
     *,
-    rebuild: bool = False,
+    rebuild: Callable[[str], bool] = lambda tag: False,
+    lock: Callable[[str], AbstractContextManager[Any]] | None = None,
     on_line: Callable[[str], None] | None = None,
 ) -> str:
-    """The image reference to run for ``spec``: pulled, found, or built once per content hash."""
+    """The image reference to run for ``spec``: pulled, found, or built once per content hash.
+
+    ``lock(tag)`` is held while the image is looked up and built, so that of several processes
+    wanting it one builds and the others find it; ``rebuild(tag)`` is asked under that lock.
+    """
     if isinstance(spec.image, ImageSource):
         ref = spec.image.ref
         if not engine.image_exists(ref):
@@ -305,6 +312,8 @@ def ensure_image(
     plan = plan_for(spec)
     assert plan is not None
     tag = image_tag(spec, plan)
-    if rebuild or not engine.image_exists(tag):
-        build(engine, spec, plan, tag, labels, nocache=rebuild, on_line=on_line)
+    with lock(tag) if lock is not None else contextlib.nullcontext():
+        forced = rebuild(tag)
+        if forced or not engine.image_exists(tag):
+            build(engine, spec, plan, tag, labels, nocache=forced, on_line=on_line)
     return tag

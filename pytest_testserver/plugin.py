@@ -7,18 +7,22 @@ Everything else lives in plain modules; importing this one imports neither ``doc
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import NoReturn
+from types import FrameType
+from typing import Any, NoReturn
 
 import pytest
 
 from . import validate
-from .config import RunSettings, ServerConfig, bind_address, require_server
-from .coordination import new_run_id
+from .config import RunSettings, ServerConfig, bind_address, check_settings, require_server
+from .coordination import RunContext, SharedServers, new_run_id
 from .errors import ConfigError, EngineUnavailable, TestserverError
 from .handle import ServerHandle
-from .server import ServerPool
+from .reaper import Watchdog
+from .server import ServerPool, keep_message
 
 DEFAULT_CONFIG = "testservers.yaml"
 BIND_LOCAL_ENV = "TESTSERVER_BIND_LOCAL"
@@ -27,6 +31,10 @@ settings_key = pytest.StashKey[RunSettings]()
 servers_key = pytest.StashKey[ServerConfig]()
 pool_key = pytest.StashKey[ServerPool]()
 problems_key = pytest.StashKey[list[str]]()
+run_key = pytest.StashKey[RunContext]()
+controller_key = pytest.StashKey["RunOwner"]()
+sigterm_key = pytest.StashKey[Any]()
+kept_key = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -89,11 +97,87 @@ def pytest_configure(config: pytest.Config) -> None:
         "started before it runs, and the `testserver` fixture returns the one named here",
     )
     try:
-        config.stash[settings_key] = read_settings(config)
-        config.stash[servers_key] = read_servers(config)
+        config.stash[settings_key] = settings = read_settings(config)
+        config.stash[servers_key] = servers = read_servers(config)
+        check_settings(servers, settings)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[problems_key] = []
+    config.stash[run_key] = run_context(config)
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(XdistHooks(), "testserver-xdist")
+    install_sigterm_handler(config)
+
+
+def run_context(config: pytest.Config) -> RunContext:
+    """Workers take the run id and owner from the controller; anyone else starts a run."""
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput and "testserver_run_id" in workerinput:
+        return RunContext(
+            run_id=str(workerinput["testserver_run_id"]),
+            owner_pid=int(workerinput["testserver_owner_pid"]),
+            worker=str(workerinput.get("workerid", "gw")),
+        )
+    return RunContext(new_run_id())
+
+
+class RunOwner:
+    """The xdist controller's part: the watchdog, and removing the run's servers at the end."""
+
+    def __init__(self, context: RunContext, keep: bool) -> None:
+        self.context = context
+        self.shared = SharedServers(context.run_id)
+        self.watchdog = None if keep else Watchdog.start(context.run_id)
+
+    def sweep(self, config: pytest.Config) -> None:
+        """Remove every container and network of the run, if any worker made one."""
+        if not self.shared.used():
+            return
+        settings = config.stash[settings_key]
+        if settings.keep:
+            config.stash[kept_key] = keep_message(self.context.run_id, None, [])
+            return
+        from . import reaper
+        from .server import connect_engine
+
+        try:
+            engine = connect_engine()
+            config.stash[problems_key].extend(reaper.sweep(engine, self.context.run_id))
+            engine.close()
+        except TestserverError as exc:
+            config.stash[problems_key].append(str(exc))
+
+    def finish(self, config: pytest.Config) -> None:
+        self.sweep(config)
+        self.shared.remove()
+        if self.watchdog is not None:
+            self.watchdog.done()
+
+
+class XdistHooks:
+    """Registered only when pytest-xdist is installed (its hooks are unknown otherwise)."""
+
+    @pytest.hookimpl
+    def pytest_configure_node(self, node: Any) -> None:
+        config: pytest.Config = node.config
+        context = config.stash[run_key]
+        node.workerinput["testserver_run_id"] = context.run_id
+        node.workerinput["testserver_owner_pid"] = context.owner_pid
+        if config.stash[servers_key].servers and controller_key not in config.stash:
+            config.stash[controller_key] = RunOwner(context, config.stash[settings_key].keep)
+
+
+def install_sigterm_handler(config: pytest.Config) -> None:
+    """SIGTERM ends the run like Ctrl-C does: through teardown, so containers are removed."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return  # someone else handles it; do not take it away
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        pytest.exit("testserver: terminated by SIGTERM", returncode=128 + signal.SIGTERM)
+
+    config.stash[sigterm_key] = signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def read_settings(config: pytest.Config) -> RunSettings:
@@ -141,7 +225,13 @@ def read_servers(config: pytest.Config) -> ServerConfig:
 def get_pool(config: pytest.Config) -> ServerPool:
     pool = config.stash.get(pool_key, None)
     if pool is None:
-        pool = ServerPool(config.stash[servers_key], config.stash[settings_key], new_run_id())
+        context = config.stash[run_key]
+        pool = ServerPool(
+            config.stash[servers_key],
+            config.stash[settings_key],
+            context,
+            shared=SharedServers(context.run_id) if context.worker else None,
+        )
         config.stash[pool_key] = pool
     return pool
 
@@ -242,9 +332,27 @@ def testserver(request: pytest.FixtureRequest, testservers: ServerMap) -> Server
     return testservers[single_server_name(request.node)]
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session) -> None:
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    owner = session.config.stash.get(controller_key, None)
+    finished = (
+        pytest.ExitCode.OK,
+        pytest.ExitCode.TESTS_FAILED,
+        pytest.ExitCode.NO_TESTS_COLLECTED,
+    )
+    if owner is not None and exitstatus not in finished:
+        # Ctrl-C or SIGTERM on the xdist controller: remove the servers now, not after xdist has
+        # waited for its workers to stop; finish_run sweeps once more when they have.
+        owner.sweep(session.config)
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_sessionfinish")
+def finish_run(session: pytest.Session) -> None:
     close_pool(session.config)
+    owner = session.config.stash.get(controller_key, None)
+    if owner is not None:  # the xdist controller: every worker is done (or dead) by now
+        del session.config.stash[controller_key]
+        owner.finish(session.config)
 
 
 def close_pool(config: pytest.Config) -> None:
@@ -258,6 +366,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     pool = config.stash.get(pool_key, None)
     problems = config.stash.get(problems_key, [])
     message = pool.keep_message() if pool is not None else None
+    message = message or config.stash.get(kept_key, None)
     if not problems and not message:
         return
     terminalreporter.section("testserver")
@@ -270,3 +379,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     # A safety net for runs that never reached sessionfinish (an error during startup).
     close_pool(config)
+    owner = config.stash.get(controller_key, None)
+    if owner is not None:
+        owner.finish(config)
+    previous = config.stash.get(sigterm_key, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)

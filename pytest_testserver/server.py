@@ -2,7 +2,8 @@
 
 A container is registered for removal the moment it exists, before anything waits on it; a server
 that fails to start is removed at once. Independent servers start concurrently; a server's links
-start before it.
+start before it. Under xdist, a ``share: run`` server is started by the first worker that needs it
+(under a file lock) and published to the others; the controller removes it when all are done.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from . import image, ports, readiness
-from .config import RunSettings, ServerConfig, ServerSpec
+from . import image, ports, readiness, reaper
+from .config import BuildSource, RunSettings, ServerConfig, ServerSpec
+from .coordination import LABEL_RUN, RunContext, SharedServers, build_lock
 from .errors import EngineError, StartError, TestserverError
 from .handle import ServerHandle
 from .redact import Redactor, looks_secret
@@ -23,17 +25,14 @@ from .redact import Redactor, looks_secret
 if TYPE_CHECKING:
     from .engine import Engine
 
-LABEL_RUN = "pytest-testserver.run"
-LABEL_SERVER = "pytest-testserver.server"
-LABEL_PID = "pytest-testserver.pid"
-LABEL_HOST = "pytest-testserver.host"
-
 
 def secret_values(config: ServerConfig, environ: Mapping[str, str]) -> list[str]:
     values = []
     for spec in config.servers.values():
         values += [environ[key] for key in spec.secret_env if key in environ]
         values += [value for key, value in spec.env if looks_secret(key)]
+        if isinstance(spec.image, BuildSource):
+            values += [value for key, value in spec.image.args if looks_secret(key)]
     return values
 
 
@@ -44,20 +43,22 @@ def connect_engine() -> Engine:
 
 
 class ServerPool:
-    """The servers of one run, started on first use and removed by ``close``."""
+    """The servers one process uses, started on first use and removed by ``close``."""
 
     def __init__(
         self,
         config: ServerConfig,
         settings: RunSettings,
-        run_id: str,
+        context: RunContext,
         *,
+        shared: SharedServers | None = None,
         connect: Callable[[], Engine] = connect_engine,
         on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
-        self.run_id = run_id
+        self.context = context
+        self.shared = shared  # set in xdist workers
         self.redact = Redactor(secret_values(config, os.environ))
         self._connect = connect
         self._on_event = on_event
@@ -67,32 +68,19 @@ class ServerPool:
         self._engine_error: TestserverError | None = None
         self._handles: dict[str, ServerHandle] = {}
         self._failures: dict[str, TestserverError] = {}
-        self._containers: dict[str, str] = {}
-        self._network: str | None = None
+        self._containers: dict[str, str] = {}  # the containers this process must remove
+        self._networks: set[str] = set()
+        self._rebuilt: set[str] = set()
+        self._watchdog: reaper.Watchdog | None = None
         self._closed = False
 
     @property
-    def network_name(self) -> str:
-        return f"testserver-{self.run_id}"
-
-    @property
-    def container_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._containers.values())
+    def run_id(self) -> str:
+        return self.context.run_id
 
     def started(self) -> dict[str, ServerHandle]:
         with self._lock:
             return dict(self._handles)
-
-    def labels(self, server: str | None = None) -> dict[str, str]:
-        labels = {
-            LABEL_RUN: self.run_id,
-            LABEL_PID: str(os.getpid()),
-            LABEL_HOST: socket.gethostname(),
-        }
-        if server is not None:
-            labels[LABEL_SERVER] = server
-        return labels
 
     # starting
     def get(self, name: str) -> ServerHandle:
@@ -129,13 +117,35 @@ class ServerPool:
                 return
             if name in self._failures:
                 raise self._failures[name]
+            spec = self.config.servers[name]
             try:
-                handle = self._start(self.config.servers[name])
+                if self.shared is not None and spec.share == "run":
+                    handle = self._shared_handle(spec, self.shared)
+                else:
+                    handle = self._start(spec)
             except TestserverError as exc:
                 self._failures[name] = exc
                 raise
             with self._lock:
                 self._handles[name] = handle
+
+    def _shared_handle(self, spec: ServerSpec, shared: SharedServers) -> ServerHandle:
+        """Another worker's server if it started one; else start it and publish it."""
+        with shared.claimed(spec.name):
+            state = shared.read(spec.name)
+            if state is not None:
+                if "error" in state:
+                    raise TestserverError(str(state["error"]))
+                return ServerHandle.from_state(spec.name, state, self.engine, self.redact)
+            try:
+                handle = self._start(spec)
+            except TestserverError as exc:
+                shared.write(spec.name, {"error": self.redact(str(exc))})
+                raise
+            with self._lock:  # the controller removes it when every worker is done
+                self._containers.pop(spec.name, None)
+            shared.write(spec.name, handle.state())
+            return handle
 
     def engine(self) -> Engine:
         with self._lock:
@@ -147,18 +157,47 @@ class ServerPool:
                 except TestserverError as exc:
                     self._engine_error = exc
                     raise
+                self._on_connect(self._engine)
             return self._engine
+
+    def _on_connect(self, engine: Engine) -> None:
+        if self.shared is not None:
+            self.shared.mark_used()  # tells the controller there is something to remove
+        elif not self.settings.keep:
+            self._watchdog = reaper.Watchdog.start(self.run_id)
+        # Leftovers of killed runs: off the critical path.
+        host = socket.gethostname()
+        threading.Thread(target=reaper.sweep_dead_runs, args=(engine, host), daemon=True).start()
+
+    def _first_rebuild(self, tag: str) -> bool:
+        """--testserver-rebuild builds each image once per run, not once per server or worker."""
+        if not self.settings.rebuild:
+            return False
+        if self.shared is not None:
+            return self.shared.first_rebuild(tag)
+        with self._lock:
+            if tag in self._rebuilt:
+                return False
+            self._rebuilt.add(tag)
+            return True
 
     def _network_for(self, engine: Engine, spec: ServerSpec) -> str | None:
         # A lone server talks to nobody: the default bridge saves a network create and remove
         # (about 250 ms here) on every run. Servers that link or are linked share the run's network.
         if spec.name not in self.config.networked:
             return None
+        name = self.context.scoped(spec.share)
         with self._lock:
-            if self._network is None:
-                engine.create_network(self.network_name, self.labels())
-                self._network = self.network_name
-            return self._network
+            if name in self._networks:
+                return name
+            try:
+                engine.create_network(name, self.context.labels())
+            except EngineError as exc:
+                if exc.status != 409:  # 409: another worker of this run made it
+                    raise
+            if spec.share == "worker" or self.shared is None:
+                self._networks.add(name)  # ours to remove; the run's network is the controller's
+            return name
 
     def _environment(self, spec: ServerSpec) -> dict[str, str]:
         env = dict(spec.env)
@@ -185,16 +224,16 @@ class ServerPool:
         deadline = started + spec.timeout
         engine = self.engine()
         env = self._environment(spec)
-        problem = ports.remote_loopback_problem(
-            os.environ.get("DOCKER_HOST"), self.settings.bind_address
-        )
+        docker_host = os.environ.get("DOCKER_HOST")
+        problem = ports.remote_loopback_problem(docker_host, self.settings.bind_address)
         if problem and spec.ports:
             raise StartError(spec.name, problem)
         ref = image.ensure_image(
             engine,
             spec,
-            self.labels(spec.name),
-            rebuild=self.settings.rebuild,
+            self.context.labels(spec.name),
+            rebuild=self._first_rebuild,
+            lock=build_lock,
             on_line=lambda line: self._event(f"{spec.name}: {line}"),
         )
         try:
@@ -212,19 +251,32 @@ class ServerPool:
     def _create(
         self, engine: Engine, spec: ServerSpec, ref: str, env: dict[str, str], network: str | None
     ) -> str:
-        container = engine.create_container(
-            image=ref,
-            name=f"testserver-{self.run_id}-{spec.name}",
-            command=spec.command,
-            env=env,
-            ports=[str(p) for p in spec.ports],
-            port_bindings=ports.port_bindings(spec.ports, self.settings),
-            hostname=spec.hostname,
-            domain=spec.domain,
-            labels=self.labels(spec.name),
-            network=network,
-            aliases=self._aliases(spec) if network else (),
-        )
+        name = f"{self.context.scoped(spec.share)}-{spec.name}"
+
+        def create() -> str:
+            return engine.create_container(
+                image=ref,
+                name=name,
+                command=spec.command,
+                env=env,
+                ports=[str(p) for p in spec.ports],
+                port_bindings=ports.port_bindings(spec.ports, self.settings),
+                hostname=spec.hostname,
+                domain=spec.domain,
+                labels=self.context.labels(spec.name),
+                network=network,
+                aliases=self._aliases(spec) if network else (),
+            )
+
+        try:
+            container = create()
+        except EngineError as exc:
+            if exc.status != 409:
+                raise
+            # The name is taken by this run's own leftover: a worker that died while starting
+            # this server (we hold the server's lock now). Replace it.
+            engine.remove_container(name)
+            container = create()
         with self._lock:
             self._containers[spec.name] = container  # registered before anything waits on it
             closed = self._closed
@@ -254,7 +306,7 @@ class ServerPool:
             ports=ports.published_ports(info, spec.ports, self.settings),
             container_id=container,
             ip=ip,
-            engine=engine,
+            engine=self.engine,
             redact=self.redact,
         )
         self._event(f"{spec.name}: ready in {time.monotonic() - started:.2f}s")
@@ -285,15 +337,17 @@ class ServerPool:
                     self._containers[name] = container
 
     def close(self) -> list[str]:
-        """Remove every container and the network; returns the problems met, for warnings."""
+        """Remove this process's containers and networks; returns the problems met."""
         with self._lock:
+            if self._closed:
+                return []  # sessionfinish closed it; unconfigure is only a safety net
             self._closed = True
             containers = dict(self._containers)
-            network = self._network
+            networks = sorted(self._networks)
             engine = self._engine
             if not self.settings.keep:
                 self._containers.clear()
-                self._network = None
+                self._networks.clear()
         if engine is None or self.settings.keep:
             return []
         problems: list[str] = []
@@ -311,23 +365,32 @@ class ServerPool:
             thread.start()
         for thread in threads:
             thread.join()
-        if network is not None:
+        for network in networks:
             try:
                 engine.remove_network(network)
             except TestserverError as exc:
                 problems.append(f"could not remove the network {network}: {exc}")
+        if self._watchdog is not None:
+            self._watchdog.done()
         engine.close()
         return problems
 
     def keep_message(self) -> str | None:
         with self._lock:
             count = len(self._containers)
-            network = self._network
-        if not self.settings.keep or not (count or network):
+            networks = sorted(self._networks)
+        if not self.settings.keep or not (count or networks):
             return None
-        label = f"label={LABEL_RUN}={self.run_id}"
-        text = (
-            f"testserver: kept {count} container(s) of run {self.run_id} (--testserver-keep); "
-            f"remove them with: docker rm -f $(docker ps -aq --filter {label})"
-        )
-        return f"{text} && docker network rm {network}" if network else text
+        return keep_message(self.run_id, count, networks)
+
+
+def keep_message(run_id: str, count: int | None, networks: list[str]) -> str:
+    label = f"label={LABEL_RUN}={run_id}"
+    what = f"{count} container(s)" if count is not None else "the containers"
+    text = (
+        f"testserver: kept {what} of run {run_id} (--testserver-keep); "
+        f"remove them with: docker rm -f $(docker ps -aq --filter {label})"
+    )
+    if networks:
+        text += f" && docker network rm {' '.join(networks)}"
+    return text

@@ -34,7 +34,7 @@ from pytest_testserver.validate import Where
 SOURCE = "testservers.yaml"
 SERVER_KEYS_TEXT = (
     "build, image, from, install, copy, run, command, env, secret_env, ports, hostname, "
-    "domain, aliases, links, post_startup, timeout"
+    "domain, aliases, links, post_startup, timeout, share"
 )
 
 
@@ -1228,3 +1228,30 @@ def test_an_unquoted_date_env_value_is_refused_not_crashed(write: Any) -> None:
 def test_an_impossible_date_is_a_config_error(write: Any) -> None:
     text = "servers:\n  web:\n    image: busybox\n    env:\n      SINCE: 2024-13-01\n"
     assert load_error(write(text)).startswith("testservers.yaml: line 5: ")
+
+
+def test_share_defaults_to_run_and_accepts_worker() -> None:
+    data = {"servers": {"a": {"image": "busybox"}, "b": {"image": "busybox", "share": "worker"}}}
+    config = parse_config(data, base=Path("."), source="testservers.yaml")
+    assert config.servers["a"].share == "run"
+    assert config.servers["b"].share == "worker"
+
+
+def test_share_is_one_of_run_or_worker() -> None:
+    data = {"servers": {"a": {"image": "busybox", "share": "session"}}}
+    assert error_of(data) == (
+        "testservers.yaml: servers.a.share: 'session' is not one of run, worker"
+    )
+
+
+def test_linked_servers_must_share_alike() -> None:
+    data = {
+        "servers": {
+            "db": {"image": "busybox"},
+            "web": {"image": "busybox", "share": "worker", "links": ["db"]},
+        }
+    }
+    assert error_of(data) == (
+        "testservers.yaml: servers.web.links[0]: 'db' has share: run but 'web' has share: "
+        "worker; linked servers must share alike (they join one network)"
+    )

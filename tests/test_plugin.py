@@ -274,3 +274,19 @@ def test_options_are_in_help(pytester: pytest.Pytester) -> None:
     )
     for ini in ("testserver_config", "testserver_bind_address", "testserver_bind_local"):
         result.stdout.fnmatch_lines([f"  {ini} *"])
+
+
+def test_share_worker_with_bind_local_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    (pytester.path / "testservers.yaml").write_text(
+        "servers:\n  web:\n    image: busybox\n    ports: [8080]\n    share: worker\n"
+    )
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest("--testserver-bind-local")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: testservers.yaml: servers.web.share: worker cannot be combined with "
+            "bind-local: every xdist worker would publish the same port numbers; "
+            "use share: run (the default)"
+        ]
+    )

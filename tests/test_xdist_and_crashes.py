@@ -1,0 +1,313 @@
+"""xdist sharing, build-once, and cleanup after crashes, kills and concurrent runs (real engine)."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import HTTPD, servers_yaml
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+# The issue's promise for a killed run: everything labelled with its run id is gone within this.
+REAP_WITHIN = 10.0
+
+RECORDING_TESTS = """
+import os
+from pathlib import Path
+from urllib.request import urlopen
+import pytest
+
+@pytest.mark.parametrize("i", range({count}))
+@pytest.mark.testserver("web")
+def test_uses_web(testserver, i):
+    assert urlopen(testserver.url(8080)).read() == b"ok\\n"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with open(Path(__file__).parent / "seen.txt", "a") as f:
+        f.write(f"{{worker}} {{testserver.container_id}} {{testserver.port(8080)}}\\n")
+"""
+
+
+def seen(pytester: pytest.Pytester) -> list[tuple[str, str, str]]:
+    lines = (pytester.path / "seen.txt").read_text().split("\n")
+    return [tuple(line.split()) for line in lines if line]  # type: ignore[misc]
+
+
+def created_containers(api: Any, since: float, server: str) -> int:
+    events = api.events(
+        since=int(since),
+        until=int(time.time()) + 1,
+        decode=True,
+        filters={
+            "type": "container",
+            "event": "create",
+            "label": f"pytest-testserver.server={server}",
+        },
+    )
+    return sum(1 for _ in events)
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_one_container_for_the_whole_run_under_xdist(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, workers: int
+) -> None:
+    suite(servers_yaml(web=HTTPD), RECORDING_TESTS.format(count=8))
+    since = time.time()
+    result = pytester.runpytest("-n", str(workers), "--dist", "each")
+    result.assert_outcomes(passed=8 * workers)
+    records = seen(pytester)
+    assert len({worker for worker, _, _ in records}) == workers
+    assert len({container for _, container, _ in records}) == 1
+    assert created_containers(docker_api, since, "web") == 1
+
+
+def test_share_worker_gives_each_worker_its_own_container(
+    pytester: pytest.Pytester, suite: Any
+) -> None:
+    suite(servers_yaml(web=HTTPD + "    share: worker\n"), RECORDING_TESTS.format(count=2))
+    result = pytester.runpytest("-n", "2", "--dist", "each")
+    result.assert_outcomes(passed=4)
+    by_worker = {worker: (container, port) for worker, container, port in seen(pytester)}
+    assert len(by_worker) == 2
+    containers = {container for container, _ in by_worker.values()}
+    ports = {port for _, port in by_worker.values()}
+    assert len(containers) == 2
+    assert len(ports) == 2
+
+
+def test_an_image_is_built_once_by_many_workers_and_not_again(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any
+) -> None:
+    # Fresh content, so the image's hash (and tag) is new to this engine.
+    marker = uuid.uuid4().hex
+    suite(
+        servers_yaml(
+            web=f"""
+            from: busybox:stable
+            run: ["mkdir -p /www && echo {marker} > /www/index.html"]
+            command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+            ports: [8080]
+            share: worker
+            """
+        ),
+        """
+        def test_it(testservers):
+            testservers["web"]
+        """,
+    )
+
+    def tags_made(*args: str) -> int:
+        since = time.time()
+        pytester.runpytest(*args).assert_outcomes(passed=int(args[1]) if args else 1)
+        events = docker_api.events(
+            since=int(since),
+            until=int(time.time()) + 1,
+            decode=True,
+            filters={"type": "image", "event": "tag"},
+        )
+        return sum(1 for e in events if "pytest-testserver/web" in str(e))
+
+    assert tags_made("-n", "4", "--dist", "each") == 1
+    assert tags_made("-n", "4", "--dist", "each") == 0
+
+
+def test_a_crashed_worker_does_not_take_the_shared_server_down_or_leak_it(
+    pytester: pytest.Pytester, suite: Any
+) -> None:
+    suite(
+        servers_yaml(web=HTTPD),
+        """
+        import os
+        import time
+        from urllib.request import urlopen
+        import pytest
+
+        @pytest.mark.testserver("web")
+        def test_crash(testserver):
+            os._exit(3)
+
+        @pytest.mark.parametrize("i", range(6))
+        @pytest.mark.testserver("web")
+        def test_keeps_working(testserver, i):
+            time.sleep(0.2)
+            assert urlopen(testserver.url(8080)).read() == b"ok\\n"
+        """,
+    )
+    result = pytester.runpytest("-n", "2")
+    result.assert_outcomes(passed=6, failed=1)
+    result.stdout.fnmatch_lines(["*test_crash*crashed*"])
+    # the `engine` fixture asserts that nothing labelled by this run is left
+
+
+def test_bind_local_is_shared_by_workers(
+    pytester: pytest.Pytester, suite: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    suite(
+        servers_yaml(
+            web=f"""
+            from: busybox:stable
+            run: ["mkdir -p /www && echo ok > /www/index.html"]
+            command: ["httpd", "-f", "-p", "{port}", "-h", "/www"]
+            ports: [{port}]
+            """
+        ),
+        f"""
+        import pytest
+
+        @pytest.mark.parametrize("i", range(4))
+        @pytest.mark.testserver("web")
+        def test_same_port(testserver, i):
+            assert testserver.port({port}) == {port}
+        """,
+    )
+    monkeypatch.setenv("TESTSERVER_BIND_LOCAL", "1")
+    pytester.runpytest("-n", "2", "--dist", "each").assert_outcomes(passed=8)
+
+
+# -- killed runs: pytest in a subprocess ---------------------------------------------------------
+
+HOLDING_TESTS = """
+import time
+from pathlib import Path
+
+def test_hold(testservers):
+    web = testservers["client"]
+    Path("started.txt").write_text(testservers["web"].container_id)
+    time.sleep(120)
+"""
+
+
+def start_holding_run(pytester: pytest.Pytester, suite: Any, *args: str) -> subprocess.Popen[bytes]:
+    suite(
+        servers_yaml(
+            web=HTTPD, client="image: busybox:stable\ncommand: [sleep, '600']\nlinks: [web]"
+        ),
+        HOLDING_TESTS,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the server to start")
+    return process
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def run_of(api: Any, container: str) -> str:
+    return str(api.inspect_container(container)["Config"]["Labels"]["pytest-testserver.run"])
+
+
+def nothing_left(api: Any, run: str) -> Callable[[], bool]:
+    label = {"label": f"pytest-testserver.run={run}"}
+    return lambda: not api.containers(all=True, filters=label) and not api.networks(filters=label)
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["plain", "xdist-controller"])
+def test_sigkill_of_pytest_is_cleaned_up_by_the_watchdog(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, xdist: list[str]
+) -> None:
+    process = start_holding_run(pytester, suite, *xdist)
+    run = run_of(docker_api, (pytester.path / "started.txt").read_text())
+    killed = time.monotonic()
+    process.send_signal(signal.SIGKILL)
+    wait_for(nothing_left(docker_api, run), REAP_WITHIN, "the watchdog to remove the run")
+    print(f"cleanup after SIGKILL ({xdist or 'no xdist'}): {time.monotonic() - killed:.2f}s")
+    process.communicate()
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["plain", "xdist-controller"])
+def test_sigterm_removes_everything_before_pytest_exits(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, xdist: list[str]
+) -> None:
+    process = start_holding_run(pytester, suite, *xdist)
+    run = run_of(docker_api, (pytester.path / "started.txt").read_text())
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    removed = wait_for(nothing_left(docker_api, run), 60, "the run to remove its servers")
+    output = process.communicate(timeout=60)[0].decode()
+    print(f"SIGTERM ({xdist or 'no xdist'}): removed after {removed:.2f}s, ", end="")
+    print(f"pytest exited after {time.monotonic() - started:.2f}s")
+    assert process.returncode != 0
+    assert nothing_left(docker_api, run)(), output
+    assert "terminated by SIGTERM" in output
+
+
+def test_leftovers_of_dead_runs_are_reaped_and_live_runs_are_not_touched(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any
+) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs
+    host = socket.gethostname()
+
+    def leftover(pid: int, run: str) -> str:
+        labels = {
+            "pytest-testserver.run": run,
+            "pytest-testserver.pid": str(pid),
+            "pytest-testserver.host": host,
+        }
+        return str(
+            docker_api.create_container("busybox:stable", ["sleep", "60"], labels=labels)["Id"]
+        )
+
+    dead_one = leftover(dead.pid, "deadrun0001")
+    live_one = leftover(1, "liverun0001")  # pid 1 is alive for as long as this machine is
+    try:
+        suite(servers_yaml(web=HTTPD), "def test_it(testservers):\n    testservers['web']\n")
+        pytester.runpytest().assert_outcomes(passed=1)
+        wait_for(
+            lambda: not docker_api.containers(all=True, filters={"id": dead_one}), 10, "reaping"
+        )
+        assert docker_api.containers(all=True, filters={"id": live_one})
+    finally:
+        docker_api.remove_container(live_one, force=True)
+        if docker_api.containers(all=True, filters={"id": dead_one}):
+            docker_api.remove_container(dead_one, force=True)
+
+
+def test_two_concurrent_runs_in_one_project_do_not_disturb_each_other(
+    pytester: pytest.Pytester, suite: Any
+) -> None:
+    suite(
+        servers_yaml(web=HTTPD),
+        """
+        import os, time
+        from pathlib import Path
+        from urllib.request import urlopen
+
+        def test_long(testservers):
+            web = testservers["web"]
+            Path(f"run-{os.getpid()}.txt").write_text(web.container_id)
+            time.sleep(3)  # the other run starts and ends meanwhile
+            assert urlopen(web.url(8080)).read() == b"ok\\n"
+        """,
+    )
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
+    first = subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE)
+    time.sleep(1)
+    second = subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE)
+    outputs = [p.communicate(timeout=120)[0].decode() for p in (first, second)]
+    assert [first.returncode, second.returncode] == [0, 0], outputs
+    ids = {p.read_text() for p in Path(pytester.path).glob("run-*.txt")}
+    assert len(ids) == 2
