@@ -34,7 +34,10 @@ SERVER_KEYS = (
     "post_startup",
     "timeout",
     "share",
+    "wait",
 )
+WAIT_KEYS = ("tcp", "http", "log", "healthcheck")
+HTTP_KEYS = ("port", "path", "status")
 SHARE_MODES = ("run", "worker")
 TOP_KEYS = ("defaults", "servers")
 BUILD_KEYS = ("context", "dockerfile", "args", "target")
@@ -99,6 +102,26 @@ class PostStartup:
 
 
 @dataclass(frozen=True)
+class HttpCheck:
+    port: int
+    path: str = "/"
+    status: int = 200
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Readiness checks besides post_startup; all must pass. Empty: no check at all."""
+
+    tcp: tuple[int, ...] = ()
+    http: tuple[HttpCheck, ...] = ()
+    log: str | None = None  # a regular expression, searched line by line
+    healthcheck: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.tcp or self.http or self.log or self.healthcheck)
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     name: str
     image: ImageSpec
@@ -115,6 +138,17 @@ class ServerSpec:
     timeout: float = DEFAULT_TIMEOUT
     # "run": one container for the whole run, shared by every xdist worker; "worker": one each.
     share: str = "run"
+    # None: the default, a TCP check of each published TCP port unless post_startup is given.
+    wait: Wait | None = None
+
+    @property
+    def checks(self) -> Wait:
+        """The readiness checks to run besides post_startup."""
+        if self.wait is not None:
+            return self.wait
+        if self.post_startup is not None:
+            return Wait()
+        return Wait(tcp=tuple(p.number for p in self.ports if p.protocol == "tcp"))
 
     def port_for(self, number: int, protocol: str = "tcp") -> Port | None:
         wanted = Port(number, protocol)
@@ -189,7 +223,9 @@ def load_config(path: Path) -> ServerConfig:
     return parse_config(data, base=path.parent, source=shown)
 
 
-def parse_config(data: object, *, base: Path, source: str) -> ServerConfig:
+def parse_config(
+    data: object, *, base: Path, source: str, declared_elsewhere: tuple[str, ...] = ()
+) -> ServerConfig:
     root = Where(source)
     if data is None:
         return ServerConfig(source)
@@ -199,7 +235,7 @@ def parse_config(data: object, *, base: Path, source: str) -> ServerConfig:
     v.known_keys(defaults, SERVER_KEYS, root.key("defaults"))
     raw_servers = v.mapping(top.get("servers") or {}, root.key("servers"))
     servers: dict[str, ServerSpec] = {}
-    declared = list(raw_servers)
+    declared = [*raw_servers, *declared_elsewhere]
     for name, raw in raw_servers.items():
         where = root.key("servers").key(name)
         v.server_name(name, where)
@@ -275,6 +311,7 @@ def parse_server(
         post_startup=parse_post_startup(*entry) if (entry := get("post_startup")) else None,
         timeout=v.duration(*entry) if (entry := get("timeout")) else DEFAULT_TIMEOUT,
         share=v.choice(*entry, SHARE_MODES) if (entry := get("share")) else "run",
+        wait=parse_wait(*fields["wait"]) if "wait" in fields else None,
     )
 
 
@@ -402,10 +439,55 @@ def declared_server(value: object, where: Where, declared: list[str]) -> str:
     return name
 
 
+def parse_wait(value: object, where: Where) -> Wait:
+    if value is False or value is None:
+        return Wait()  # explicitly no check: ready as soon as the container runs
+    raw = v.mapping(value, where)
+    v.known_keys(raw, WAIT_KEYS, where)
+    tcp = [v.tcp_port(item, w) for item, w in one_or_many(raw.get("tcp"), where.key("tcp"))]
+    http = [parse_http(item, w) for item, w in one_or_many(raw.get("http"), where.key("http"))]
+    log = None
+    if raw.get("log") is not None:
+        log = v.regex(raw["log"], where.key("log"))
+    healthcheck = False
+    if raw.get("healthcheck") is not None:
+        healthcheck = v.boolean(raw["healthcheck"], where.key("healthcheck"))
+    wait = Wait(tuple(tcp), tuple(http), log, healthcheck)
+    if not wait:
+        where.fail("names no check: use tcp, http, log or healthcheck (or wait: false for none)")
+    return wait
+
+
+def one_or_many(value: object, where: Where) -> list[tuple[object, Where]]:
+    """``x`` or ``[x, y]``, each with its own location."""
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [(item, where.index(i)) for i, item in enumerate(value)]
+    return [(value, where)]
+
+
+def parse_http(value: object, where: Where) -> HttpCheck:
+    if not isinstance(value, dict):
+        return HttpCheck(v.tcp_port(value, where))
+    raw = v.mapping(value, where)
+    v.known_keys(raw, HTTP_KEYS, where)
+    if "port" not in raw:
+        where.fail("needs port")
+    status = raw.get("status", 200)
+    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        where.key("status").fail(f"{v.show(status)} is not an HTTP status (100-599)")
+    return HttpCheck(
+        port=v.tcp_port(raw["port"], where.key("port")),
+        path=v.url_path(raw.get("path", "/"), where.key("path")),
+        status=status,
+    )
+
+
 def check_links(servers: Mapping[str, ServerSpec], where: Where) -> None:
     for spec in servers.values():
         for i, link in enumerate(spec.links):
-            if servers[link].share != spec.share:
+            if link in servers and servers[link].share != spec.share:
                 where.key(spec.name).key("links").index(i).fail(
                     f"{link!r} has share: {servers[link].share} but {spec.name!r} has share: "
                     f"{spec.share}; linked servers must share alike (they join one network)"
@@ -419,11 +501,32 @@ def check_links(servers: Mapping[str, ServerSpec], where: Where) -> None:
 def find_cycle(servers: Mapping[str, ServerSpec], name: str, stack: list[str]) -> list[str]:
     if name in stack:
         return [*stack[stack.index(name) :], name]
+    if name not in servers:  # declared in another source; checked once they are combined
+        return []
     for link in servers[name].links:
         cycle = find_cycle(servers, link, [*stack, name])
         if cycle:
             return cycle
     return []
+
+
+def combine(configs: list[ServerConfig]) -> ServerConfig:
+    """Servers from several sources (the YAML file, conftest hooks) as one configuration."""
+    if len(configs) == 1:
+        return configs[0]
+    servers: dict[str, ServerSpec] = {}
+    origin: dict[str, str] = {}
+    for config in configs:
+        for name, spec in config.servers.items():
+            if name in servers:
+                raise ConfigError(
+                    f"{config.source}: servers.{name}: already declared in {origin[name]}"
+                )
+            servers[name] = spec
+            origin[name] = config.source
+    source = " + ".join(c.source for c in configs)
+    check_links(servers, Where(source).key("servers"))
+    return ServerConfig(source, MappingProxyType(servers))
 
 
 def check_settings(config: ServerConfig, settings: RunSettings) -> None:

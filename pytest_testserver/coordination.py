@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LABEL_RUN = "pytest-testserver.run"
-LABEL_SERVER = "pytest-testserver.server"
-LABEL_PID = "pytest-testserver.pid"
-LABEL_HOST = "pytest-testserver.host"
+LABEL_PREFIX = "pytest-testserver."
+LABEL_RUN = LABEL_PREFIX + "run"
+LABEL_SERVER = LABEL_PREFIX + "server"
+LABEL_PID = LABEL_PREFIX + "pid"
+LABEL_HOST = LABEL_PREFIX + "host"
 USED_MARK = "engine-used"
 
 

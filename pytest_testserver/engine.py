@@ -16,14 +16,11 @@ import docker.utils
 import requests.exceptions
 
 from .errors import EngineError, EngineUnavailable
+from .ports import engine_address
 
-DEFAULT_ADDRESS = "unix:///var/run/docker.sock"
 # Generous per-read timeout: a build step may print nothing for minutes (apt-get on a slow mirror).
 API_TIMEOUT = 600
-
-
-def engine_address(environ: Mapping[str, str] = os.environ) -> str:
-    return environ.get("DOCKER_HOST") or DEFAULT_ADDRESS
+MINIMUM_API_VERSION = "1.24"
 
 
 def _explain(exc: docker.errors.APIError) -> str:
@@ -58,18 +55,27 @@ class Engine:
     def __init__(self, api: docker.APIClient, address: str) -> None:
         self.api = api
         self.address = address
+        self.version = "?"
 
     @classmethod
     def connect(cls) -> Engine:
+        """Connect, learning the engine's version and API version in one round trip."""
         address = engine_address()
+        pinned = os.environ.get("DOCKER_API_VERSION")
         try:
             kwargs = docker.utils.kwargs_from_env()
             api = docker.APIClient(
-                timeout=API_TIMEOUT, version=os.environ.get("DOCKER_API_VERSION"), **kwargs
+                timeout=API_TIMEOUT, version=pinned or MINIMUM_API_VERSION, **kwargs
             )
+            info = api.version(api_version=False)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
             raise EngineUnavailable(address, _short(exc)) from None
-        return cls(api, address)
+        if not pinned:
+            # What docker-py's version="auto" does, without a second /version call.
+            api._version = str(info.get("ApiVersion", MINIMUM_API_VERSION))  # type: ignore[attr-defined]
+        engine = cls(api, address)
+        engine.version = f"{info.get('Version', '?')} (API {api.api_version})"
+        return engine
 
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -80,10 +86,6 @@ class Engine:
             raise EngineUnavailable(self.address, _short(exc)) from None
         except docker.errors.DockerException as exc:
             raise EngineError(" ".join(str(exc).split())) from None
-
-    def version(self) -> str:
-        info = self._call(self.api.version)
-        return str(info.get("Version", "?"))
 
     # images
     def image_exists(self, ref: str) -> bool:
@@ -195,6 +197,16 @@ class Engine:
     def logs(self, container: str, tail: int | str = "all") -> str:
         data = self._call(self.api.logs, container, stdout=True, stderr=True, tail=tail)
         return bytes(data).decode("utf-8", "replace")
+
+    def wait_exit(self, container: str) -> int:
+        """Block until the container stops; its exit code."""
+        result = self._call(self.api.wait, container)
+        return int(result.get("StatusCode", -1))
+
+    def follow_logs(self, container: str) -> Iterator[bytes]:
+        """The container's output from its start, as it comes, until it stops."""
+        stream = self._call(self.api.logs, container, stream=True, follow=True)
+        yield from stream
 
     def remove_container(self, container: str) -> None:
         try:

@@ -244,6 +244,11 @@ def _pattern_regex(pattern: str) -> str:
     return "".join(out)
 
 
+def is_step(line: str) -> bool:
+    """A build log line that starts a Dockerfile step ("Step 2/5 : RUN ...")."""
+    return bool(_STEP.match(line))
+
+
 def build(
     engine: Engine,
     spec: ServerSpec,

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -17,10 +19,20 @@ from typing import Any, NoReturn
 import pytest
 
 from . import validate
-from .config import RunSettings, ServerConfig, bind_address, check_settings, require_server
+from .config import (
+    RunSettings,
+    ServerConfig,
+    bind_address,
+    check_settings,
+    combine,
+    display_path,
+    parse_config,
+    require_server,
+)
 from .coordination import RunContext, SharedServers, new_run_id
 from .errors import ConfigError, EngineUnavailable, TestserverError
 from .handle import ServerHandle
+from .ports import engine_address
 from .reaper import Watchdog
 from .server import ServerPool, keep_message
 
@@ -35,6 +47,9 @@ run_key = pytest.StashKey[RunContext]()
 controller_key = pytest.StashKey["RunOwner"]()
 sigterm_key = pytest.StashKey[Any]()
 kept_key = pytest.StashKey[str]()
+used_key = pytest.StashKey[set[str]]()  # on an item: the servers it used
+current_key = pytest.StashKey[pytest.Item]()  # on the config: the item being run
+REPORT_LOG_LINES = 50
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -63,6 +78,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="testserver_bind_local",
         help="publish each port at the same number as inside the container "
         f"(also ${BIND_LOCAL_ENV} or ini testserver_bind_local)",
+    )
+    group.addoption(
+        "--testserver-list",
+        action="store_true",
+        dest="testserver_list",
+        help="print the declared servers (image, ports, links, readiness) and exit; "
+        "the engine is not contacted",
     )
     parser.addini(
         "testserver_config",
@@ -212,14 +234,47 @@ def config_path(config: pytest.Config) -> tuple[Path, bool]:
 
 
 def read_servers(config: pytest.Config) -> ServerConfig:
+    """The servers of the YAML file and of conftest hooks, validated and combined."""
+    sources: list[tuple[object, Path, str]] = []
     path, named = config_path(config)
-    if not path.is_file():
-        if named:
-            raise ConfigError(f"testserver: config file {path} does not exist")
-        return ServerConfig(f"{DEFAULT_CONFIG} (not found: {path})")
-    from .config import load_config  # reads YAML: only paid for by suites that have a file
+    if path.is_file():
+        from .yamlfile import read_yaml  # only paid for by suites that have a file
 
-    return load_config(path)
+        shown = display_path(path)
+        sources.append((read_yaml(path, shown), path.parent, shown))
+    elif named:
+        raise ConfigError(f"testserver: config file {path} does not exist")
+    for impl in config.hook.pytest_testserver_servers.get_hookimpls():
+        result = impl.function(**{name: config for name in impl.argnames})
+        if result is not None:
+            where = Path(getattr(impl.plugin, "__file__", None) or config.rootpath / "conftest.py")
+            sources.append(
+                (result, where.parent, f"{display_path(where)}::{impl.function.__name__}")
+            )
+    if not sources:
+        return ServerConfig(f"{DEFAULT_CONFIG} (not found: {path})")
+    names = [declared_names(data) for data, _, _ in sources]
+    configs = [
+        parse_config(
+            data,
+            base=base,
+            source=source,
+            declared_elsewhere=tuple(n for j, other in enumerate(names) if j != i for n in other),
+        )
+        for i, (data, base, source) in enumerate(sources)
+    ]
+    return combine(configs)
+
+
+def declared_names(data: object) -> list[str]:
+    servers = data.get("servers") if isinstance(data, dict) else None
+    return [name for name in servers if isinstance(name, str)] if isinstance(servers, dict) else []
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hooks
+
+    pluginmanager.add_hookspecs(hooks)
 
 
 def get_pool(config: pytest.Config) -> ServerPool:
@@ -231,9 +286,62 @@ def get_pool(config: pytest.Config) -> ServerPool:
             config.stash[settings_key],
             context,
             shared=SharedServers(context.run_id) if context.worker else None,
+            on_event=None if context.worker else Progress(config),
         )
         config.stash[pool_key] = pool
     return pool
+
+
+class Progress:
+    """Engine, build and ready lines on the terminal, outside of any test's captured output."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+        self._lock = threading.Lock()
+        verbosity = config.get_verbosity()
+        # -q: nothing; default: engine, build steps, ready lines; -v: the whole build output too.
+        self._shown = (
+            ()
+            if verbosity < 0
+            else ("engine", "build-step", "ready", *(("build-output",) if verbosity > 0 else ()))
+        )
+
+    def __call__(self, kind: str, text: str) -> None:
+        reporter = self._config.pluginmanager.get_plugin("terminalreporter")
+        if kind not in self._shown or reporter is None:
+            return
+        capture = self._config.pluginmanager.get_plugin("capturemanager")
+        with self._lock, capture.global_and_fixture_disabled() if capture else nullcontext():
+            reporter.ensure_newline()
+            reporter.write_line(f"testserver: {text}")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    servers = config.stash.get(servers_key, None)
+    if servers is None or not servers.servers:
+        return []
+    settings = config.stash[settings_key]
+    mode = "same numbers as inside (bind-local)" if settings.bind_local else "ephemeral ports"
+    return [
+        f"testserver: {len(servers.servers)} server(s) from {servers.source}; "
+        f"engine {engine_address()}; published on {settings.bind_address}, {mode}"
+    ]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if not config.getoption("testserver_list"):
+        return None
+    try:
+        settings = read_settings(config)
+        servers = read_servers(config)
+        check_settings(servers, settings)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    from .listing import describe
+
+    sys.stdout.write(describe(servers))
+    return 0
 
 
 def fail(config: pytest.Config, exc: TestserverError) -> NoReturn:
@@ -279,7 +387,11 @@ class ServerMap(Mapping[str, ServerHandle]):
     def __getitem__(self, name: str) -> ServerHandle:
         if not isinstance(name, str):
             raise TypeError(f"testservers[...] takes a server name (a string), not {name!r}")
-        return start_servers(self._config, [name], "testservers[...]")[name]
+        handle = start_servers(self._config, [name], "testservers[...]")[name]
+        item = self._config.stash.get(current_key, None)
+        if item is not None:
+            item.stash.setdefault(used_key, set()).add(name)
+        return handle
 
     def __contains__(self, name: object) -> bool:
         return name in self._servers.servers  # declared; asking does not start it
@@ -312,11 +424,33 @@ def single_server_name(item: pytest.Item) -> str:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # Before fixtures: every server the markers name starts now, independent ones concurrently.
+    item.config.stash[current_key] = item
     names = marker_names(item)
+    item.stash[used_key] = set(names)
     if "testserver" in getattr(item, "fixturenames", ()):
         single_server_name(item)  # a misused marker fails before anything starts
     if names:
         start_servers(item.config, names, f"@pytest.mark.testserver on {item.nodeid}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    used = item.stash.get(used_key, set())
+    pool = item.config.stash.get(pool_key, None)
+    if report.failed and used and pool is not None:
+        started = pool.started()
+        for name in sorted(used & started.keys()):
+            try:
+                tail = started[name].logs(tail=REPORT_LOG_LINES)
+            except Exception as exc:  # a report must never fail because a log is unavailable
+                tail = f"(log unavailable: {exc})"
+            title = f"testserver {name}: last {REPORT_LOG_LINES} log lines"
+            report.sections.append((title, tail or "(the server printed nothing)"))
+            item.user_properties.append((title, tail))  # junitxml writes these as properties
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ ports. The handle's host is the engine's host for remote engines (``DOCKER_HOST=
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +17,13 @@ from urllib.parse import urlsplit
 
 from .config import Port, RunSettings
 
+DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 _PORT_IN_MESSAGE = re.compile(r":(\d{1,5})(?:\D|$)")
+
+
+def engine_address(environ: Mapping[str, str] | None = None) -> str:
+    """Where the engine is, as docker-py will find it: DOCKER_HOST, else the local socket."""
+    return (os.environ if environ is None else environ).get("DOCKER_HOST") or DEFAULT_ENGINE
 
 
 def port_bindings(

@@ -1,29 +1,43 @@
 """Deciding that a server is ready, and noticing at once when it died instead.
 
-The post-startup command is exec'd inside the container; an exec refused because the container is
-no longer running ends the wait immediately with the exit code and log tail, rather than after the
-retry budget.
+Every check polls tight at first (10 ms) and backs off, under the server's one timeout. While
+any check waits, a thread blocks on the engine's "wait for exit" call: a container that dies
+ends the wait immediately, with its exit code and log tail, not after the retry budget.
+
+TCP and HTTP checks go to the container itself (its address on its network) when this machine
+can route there: a connect to a published port can succeed through the engine's proxy before the
+server listens. Where it cannot (a remote or rootless engine), they go to the published port, and
+a TCP connect only counts if the proxy does not hang up at once.
 """
 
 from __future__ import annotations
 
+import http.client
+import re
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
-from .config import PostStartup, ServerSpec
-from .errors import NotReady, ServerExited
+from .config import HttpCheck, PostStartup, ServerSpec
+from .errors import NotReady, ServerExited, TestserverError
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 LOG_TAIL = 30
+OUTPUT_LINES = 15
 FIRST_INTERVAL = 0.01
 MAX_BACKOFF_INTERVAL = 0.1
-OUTPUT_LINES = 15
+MAX_NETWORK_INTERVAL = 0.02  # a connect costs microseconds: keep polling tight
+CONNECT_TIMEOUT = 0.25
+HANGUP_WINDOW = 0.05
 
 
-def intervals(fixed: float | None) -> Iterator[float]:
+def intervals(fixed: float | None = None, cap: float = MAX_BACKOFF_INTERVAL) -> Iterator[float]:
     """Pauses between attempts: the configured one, or tight at first and backing off."""
     if fixed is not None:
         while True:
@@ -31,7 +45,11 @@ def intervals(fixed: float | None) -> Iterator[float]:
     pause = FIRST_INTERVAL
     while True:
         yield pause
-        pause = min(pause * 2, MAX_BACKOFF_INTERVAL)
+        pause = min(pause * 2, cap)
+
+
+def network_intervals() -> Iterator[float]:
+    return intervals(cap=MAX_NETWORK_INTERVAL)
 
 
 def log_tail(engine: Engine, container: str, redact: Callable[[str], str]) -> str:
@@ -45,9 +63,8 @@ def exited_error(
     engine: Engine, spec: ServerSpec, container: str, redact: Callable[[str], str]
 ) -> ServerExited:
     state = engine.inspect(container).get("State") or {}
-    return ServerExited(
-        spec.name, int(state.get("ExitCode", -1)), log_tail(engine, container, redact)
-    )
+    code = int(state.get("ExitCode", -1))
+    return ServerExited(spec.name, code, log_tail(engine, container, redact))
 
 
 def check_running(
@@ -62,6 +79,173 @@ def check_running(
         raise exited_error(engine, spec, container, redact)
 
 
+class ExitWatch:
+    """Blocks on the engine's wait-for-exit in a thread; ``exited`` is set when the server dies."""
+
+    def __init__(self, engine: Engine, container: str) -> None:
+        self.exited = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(engine, container), daemon=True)
+        self._thread.start()
+
+    def _watch(self, engine: Engine, container: str) -> None:
+        try:
+            engine.wait_exit(container)
+        except Exception:
+            return
+        self.exited.set()
+
+
+@dataclass
+class Target:
+    """Where network checks connect: the container's own address, or the published port."""
+
+    ip: str
+    host: str
+    published: dict[int, int]
+    direct: bool = True
+
+    def address(self, port: int) -> tuple[str, int] | None:
+        if self.direct and self.ip:
+            return self.ip, port
+        if port in self.published:
+            return self.host, self.published[port]
+        return None
+
+
+def _unroutable(exc: OSError) -> bool:
+    return isinstance(exc, (TimeoutError, socket.timeout)) or exc.errno in (101, 113)
+
+
+def tcp_ready(target: Target, port: int) -> tuple[bool, str]:
+    while True:
+        address = target.address(port)
+        if address is None:
+            return False, f"port {port} is neither reachable directly nor published"
+        direct = target.direct and bool(target.ip)
+        try:
+            with socket.create_connection(address, timeout=CONNECT_TIMEOUT) as sock:
+                if direct:
+                    return True, ""
+                # Through the engine's proxy: it accepts, then hangs up if nothing listens.
+                sock.settimeout(HANGUP_WINDOW)
+                try:
+                    data = sock.recv(1, socket.MSG_PEEK)
+                except (TimeoutError, socket.timeout):
+                    return True, ""
+                except OSError as exc:
+                    return False, exc.strerror or str(exc)
+                return (True, "") if data else (False, "the engine's proxy hung up")
+        except OSError as exc:
+            if direct and _unroutable(exc):
+                target.direct = False  # no route to container addresses here: use published ports
+                continue
+            return False, exc.strerror or str(exc)
+
+
+def http_ready(target: Target, check: HttpCheck) -> tuple[bool, str]:
+    address = target.address(check.port)
+    if address is None:
+        return False, f"port {check.port} is neither reachable directly nor published"
+    conn = http.client.HTTPConnection(address[0], address[1], timeout=CONNECT_TIMEOUT * 4)
+    try:
+        conn.request("GET", check.path)
+        status = conn.getresponse().status
+    except OSError as exc:
+        if target.direct and _unroutable(exc):
+            target.direct = False
+        return False, exc.strerror or str(exc)
+    except http.client.HTTPException as exc:
+        return False, type(exc).__name__
+    finally:
+        conn.close()
+    return (status == check.status), f"status {status}"
+
+
+class LogWatch:
+    """Streams the container's log once, line by line, until ``pattern`` matches."""
+
+    def __init__(self, engine: Engine, container: str, pattern: str) -> None:
+        self.matched = threading.Event()
+        self._regex = re.compile(pattern)
+        self._thread = threading.Thread(target=self._watch, args=(engine, container), daemon=True)
+        self._thread.start()
+
+    def _watch(self, engine: Engine, container: str) -> None:
+        pending = b""
+        try:
+            for chunk in engine.follow_logs(container):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if self._regex.search(line.decode("utf-8", "replace")):
+                        self.matched.set()
+                        return
+        except Exception:
+            return
+        if pending and self._regex.search(pending.decode("utf-8", "replace")):
+            self.matched.set()
+
+
+def wait_until_ready(
+    engine: Engine,
+    spec: ServerSpec,
+    container: str,
+    target: Target,
+    deadline: float,
+    redact: Callable[[str], str],
+) -> None:
+    """Run every readiness check of ``spec``; raise NotReady or ServerExited."""
+    checks = spec.checks
+    if spec.post_startup is None and not checks:
+        return
+    watch = ExitWatch(engine, container)
+    log = LogWatch(engine, container, checks.log) if checks.log else None
+
+    def poll(what: str, attempt: Callable[[], tuple[bool, str]], pauses: Iterator[float]) -> None:
+        detail = ""
+        while True:
+            if watch.exited.is_set():
+                raise exited_error(engine, spec, container, redact)
+            ready, detail = attempt()
+            if ready:
+                return
+            pause = next(pauses)
+            if time.monotonic() + pause > deadline:
+                if watch.exited.wait(0.05):  # it died as we gave up: say so
+                    raise exited_error(engine, spec, container, redact)
+                raise NotReady(
+                    spec.name,
+                    f"not ready within {spec.timeout:g}s: {what} was still unmet"
+                    + (f" ({redact(detail)})" if detail else ""),
+                    log_tail(engine, container, redact),
+                )
+            watch.exited.wait(pause)
+
+    if spec.post_startup is not None:
+        wait_post_startup(engine, spec, spec.post_startup, container, deadline, redact, watch)
+    for port in checks.tcp:
+        poll(f"wait.tcp {port}", partial(tcp_ready, target, port), network_intervals())
+    for check in checks.http:
+        what = f"wait.http {check.port}{check.path} (expecting {check.status})"
+        poll(what, partial(http_ready, target, check), network_intervals())
+    if log is not None:
+        poll(
+            f"wait.log {checks.log!r}",
+            lambda: (log.matched.is_set(), "no matching line yet"),
+            intervals(),
+        )
+    if checks.healthcheck:
+        poll("wait.healthcheck", lambda: health(engine, container), intervals())
+
+
+def health(engine: Engine, container: str) -> tuple[bool, str]:
+    state = engine.inspect(container).get("State") or {}
+    status = (state.get("Health") or {}).get("Status")
+    if status is None:
+        raise TestserverError("wait.healthcheck: the image defines no HEALTHCHECK")
+    return status == "healthy", f"health: {status}"
+
+
 def wait_post_startup(
     engine: Engine,
     spec: ServerSpec,
@@ -69,6 +253,7 @@ def wait_post_startup(
     container: str,
     deadline: float,
     redact: Callable[[str], str],
+    watch: ExitWatch | None = None,
 ) -> int:
     """Exec ``check.command`` until it exits 0; returns the number of attempts."""
     pauses = intervals(check.interval)
@@ -76,7 +261,7 @@ def wait_post_startup(
     while True:
         attempt += 1
         code, output = engine.exec(container, check.command)
-        if code is None:
+        if code is None or (watch is not None and watch.exited.is_set()):
             raise exited_error(engine, spec, container, redact)
         if code == 0:
             return attempt
@@ -91,4 +276,7 @@ def wait_post_startup(
                 log_tail(engine, container, redact),
                 output="\n".join(text.splitlines()[-OUTPUT_LINES:]),
             )
-        time.sleep(pause)
+        if watch is not None:
+            watch.exited.wait(pause)
+        else:
+            time.sleep(pause)

@@ -13,11 +13,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import image, ports, readiness, reaper
 from .config import BuildSource, RunSettings, ServerConfig, ServerSpec
-from .coordination import LABEL_RUN, RunContext, SharedServers, build_lock
+from .coordination import LABEL_PREFIX, LABEL_RUN, RunContext, SharedServers, build_lock
 from .errors import EngineError, StartError, TestserverError
 from .handle import ServerHandle
 from .redact import Redactor, looks_secret
@@ -53,7 +53,7 @@ class ServerPool:
         *,
         shared: SharedServers | None = None,
         connect: Callable[[], Engine] = connect_engine,
-        on_event: Callable[[str], None] | None = None,
+        on_event: Callable[[str, str], None] | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
@@ -161,6 +161,7 @@ class ServerPool:
             return self._engine
 
     def _on_connect(self, engine: Engine) -> None:
+        self._event("engine", f"engine {engine.version} at {engine.address}")
         if self.shared is not None:
             self.shared.mark_used()  # tells the controller there is something to remove
         elif not self.settings.keep:
@@ -215,9 +216,10 @@ class ServerPool:
             names += [f"{n}.{spec.domain}" for n in (spec.hostname, *spec.aliases) if "." not in n]
         return list(dict.fromkeys(names))
 
-    def _event(self, text: str) -> None:
+    def _event(self, kind: str, text: str) -> None:
+        """Progress for the terminal: kind is "engine", "build-step", "build-output" or "ready"."""
         if self._on_event is not None:
-            self._on_event(text)
+            self._on_event(kind, text)
 
     def _start(self, spec: ServerSpec) -> ServerHandle:
         started = time.monotonic()
@@ -234,7 +236,13 @@ class ServerPool:
             self.context.labels(spec.name),
             rebuild=self._first_rebuild,
             lock=build_lock,
-            on_line=lambda line: self._event(f"{spec.name}: {line}"),
+            on_line=lambda line: self._event(
+                # our own LABEL steps are noise to the user: shown with -v only
+                "build-step"
+                if image.is_step(line) and f"LABEL {LABEL_PREFIX}" not in line
+                else "build-output",
+                f"building {spec.name}: {line}",
+            ),
         )
         try:
             network = self._network_for(engine, spec)
@@ -294,22 +302,23 @@ class ServerPool:
             raise self._start_error(spec, str(exc)) from None
         info = engine.inspect(container)
         readiness.check_running(engine, spec, container, info, self.redact)
-        if spec.post_startup is not None:
-            readiness.wait_post_startup(
-                engine, spec, spec.post_startup, container, deadline, self.redact
-            )
-        networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
-        ip = next((n.get("IPAddress", "") for n in networks.values() if n.get("IPAddress")), "")
+        host = ports.handle_host(os.environ.get("DOCKER_HOST"), self.settings.bind_address)
+        published = ports.published_ports(info, spec.ports, self.settings)
+        ip = container_ip(info)
+        target = readiness.Target(
+            ip=ip, host=host, published={p.number: n for p, n in published.items()}
+        )
+        readiness.wait_until_ready(engine, spec, container, target, deadline, self.redact)
         handle = ServerHandle(
             name=spec.name,
-            host=ports.handle_host(os.environ.get("DOCKER_HOST"), self.settings.bind_address),
-            ports=ports.published_ports(info, spec.ports, self.settings),
+            host=host,
+            ports=published,
             container_id=container,
             ip=ip,
             engine=self.engine,
             redact=self.redact,
         )
-        self._event(f"{spec.name}: ready in {time.monotonic() - started:.2f}s")
+        self._event("ready", f"{spec.name} ready in {time.monotonic() - started:.2f}s")
         return handle
 
     def _start_error(self, spec: ServerSpec, message: str) -> StartError:
@@ -382,6 +391,12 @@ class ServerPool:
         if not self.settings.keep or not (count or networks):
             return None
         return keep_message(self.run_id, count, networks)
+
+
+def container_ip(info: Mapping[str, Any]) -> str:
+    """The container's address on its network (the run's, or the default bridge)."""
+    networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+    return next((str(n["IPAddress"]) for n in networks.values() if n.get("IPAddress")), "")
 
 
 def keep_message(run_id: str, count: int | None, networks: list[str]) -> str:

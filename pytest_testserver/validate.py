@@ -196,6 +196,35 @@ def port(value: object, where: Where) -> tuple[int, str]:
     return number, protocol
 
 
+def tcp_port(value: object, where: Where) -> int:
+    number, protocol = port(value, where)
+    if protocol != "tcp":
+        where.fail(f"{show(value)}: only TCP ports can be checked")
+    return number
+
+
+def url_path(value: object, where: Where) -> str:
+    path = single_line(value, where)
+    if not path.startswith("/") or any(c.isspace() or not c.isprintable() for c in path):
+        where.fail(f"{show(path)} is not a URL path (it starts with / and has no spaces)")
+    return path
+
+
+def regex(value: object, where: Where) -> str:
+    pattern = string(value, where)
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        where.fail(f"{show(pattern)} is not a regular expression: {exc}")
+    return pattern
+
+
+def boolean(value: object, where: Where) -> bool:
+    if not isinstance(value, bool):
+        where.fail(f"must be true or false, not {show(value)}")
+    return value
+
+
 def mode(value: object, where: Where) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         where.fail(f'{value} is ambiguous as a mode: quote it in octal, such as "0755"')

@@ -34,7 +34,7 @@ from pytest_testserver.validate import Where
 SOURCE = "testservers.yaml"
 SERVER_KEYS_TEXT = (
     "build, image, from, install, copy, run, command, env, secret_env, ports, hostname, "
-    "domain, aliases, links, post_startup, timeout, share"
+    "domain, aliases, links, post_startup, timeout, share, wait"
 )
 
 

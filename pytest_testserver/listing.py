@@ -1,0 +1,60 @@
+"""``--testserver-list``: the declared servers in words, from the configuration alone."""
+
+from __future__ import annotations
+
+from .config import (
+    BuildSource,
+    GeneratedSource,
+    ImageSource,
+    ServerConfig,
+    ServerSpec,
+)
+
+
+def describe_image(spec: ServerSpec) -> str:
+    source = spec.image
+    if isinstance(source, ImageSource):
+        return f"image {source.ref}"
+    if isinstance(source, BuildSource):
+        target = f", target {source.target}" if source.target else ""
+        return f"build {source.context} (dockerfile {source.dockerfile}{target})"
+    assert isinstance(source, GeneratedSource)
+    parts = [f"from {source.base}"]
+    if source.install:
+        parts.append(f"install {' '.join(source.install)}")
+    if source.copy:
+        parts.append(f"copy {', '.join(f'{c.src.name} -> {c.dst}' for c in source.copy)}")
+    if source.run:
+        parts.append(f"{len(source.run)} run step(s)")
+    return "; ".join(parts)
+
+
+def describe_readiness(spec: ServerSpec) -> str:
+    checks = spec.checks
+    parts = []
+    if spec.post_startup is not None:
+        parts.append(f"post_startup {list(spec.post_startup.command)}")
+    parts += [f"tcp {port}" for port in checks.tcp]
+    parts += [f"http {c.port}{c.path} -> {c.status}" for c in checks.http]
+    if checks.log:
+        parts.append(f"log {checks.log!r}")
+    if checks.healthcheck:
+        parts.append("healthcheck")
+    return ", ".join(parts) or "running"
+
+
+def describe(config: ServerConfig) -> str:
+    if not config.servers:
+        return f"testserver: no servers declared ({config.source})\n"
+    lines = [f"testserver: {len(config.servers)} server(s) from {config.source}"]
+    for spec in config.servers.values():
+        lines += [
+            f"{spec.name}",
+            f"    image:   {describe_image(spec)}",
+            f"    command: {list(spec.command) if spec.command else '(the image default)'}",
+            f"    ports:   {', '.join(str(p) for p in spec.ports) or '-'}",
+            f"    links:   {', '.join(spec.links) or '-'}",
+            f"    ready:   {describe_readiness(spec)} (timeout {spec.timeout:g}s)",
+            f"    share:   {spec.share}",
+        ]
+    return "\n".join(lines) + "\n"
