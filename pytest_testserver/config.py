@@ -401,6 +401,7 @@ def parse_copies(entry: tuple[Any, Where] | None, base: Path) -> tuple[CopyFile,
         src = v.relative_path(raw["src"], w.key("src"), base)
         if not (src.is_file() or src.is_dir()):
             w.key("src").fail(f"{v.show(raw['src'])} is neither a file nor a folder")
+        v.copy_size(src, w.key("src"))
         mode = v.mode(raw["mode"], w.key("mode")) if raw.get("mode") is not None else None
         if mode is not None and src.is_dir():
             w.key("mode").fail("applies to files only; a folder keeps its files' own modes")

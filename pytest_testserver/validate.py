@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from .errors import ConfigError
 
 MAX_DURATION = 24 * 3600.0
+MAX_COPY_BYTES = 256 << 20  # a test server's files; more is a mistake (a data dir, a venv)
 MAX_COUNT = 1_000_000
 
 # Docker's reference grammar (github.com/distribution/reference, regexp.go).
@@ -286,6 +287,21 @@ def relative_path(value: object, where: Where, base: Path) -> Path:
     if not resolved.exists():
         where.fail(f"{show(text)} does not exist in {base}")
     return resolved
+
+
+def copy_size(path: Path, where: Where) -> int:
+    """The bytes a copy source puts into the build context, capped."""
+    if path.is_file():
+        total = path.stat().st_size
+    else:
+        total = sum(
+            p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink()
+        )
+    if total > MAX_COPY_BYTES:
+        where.fail(
+            f"{total >> 20} MiB is more than {MAX_COPY_BYTES >> 20} MiB to copy into an image"
+        )
+    return total
 
 
 def choice(value: object, where: Where, choices: tuple[str, ...]) -> str:
