@@ -81,15 +81,22 @@ def web_files(web: ServerHandle) -> Generator[PurePosixPath, None, None]:
     web.exec(["rm", "-rf", str(folder)])
 
 
-# --- server logs in failure reports -----------------------------------------------------------
-# A failing test that used the `testserver` fixture gets the last 50 lines of that server's log
-# as an extra report section. Secrets (secret_env values, env keys such as *_TOKEN) are masked.
+# --- declaring servers in Python, beside testservers.yaml ----------------------------------------
+# The same fields and the same validation as the YAML file; paths are relative to this file's
+# folder, and a server may link to one declared in the YAML file. A name declared in both places
+# is an error. (Failed tests already get each used server's log tail in their report: no hook
+# needed for that.)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, None]:
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()
-    handle = getattr(item, "funcargs", {}).get("testserver")
-    if report.when == "call" and report.failed and isinstance(handle, ServerHandle):
-        report.sections.append((f"testserver {handle.name} log", handle.logs(tail=50)))
+def pytest_testserver_servers(config: pytest.Config) -> dict[str, Any]:
+    return {
+        "servers": {
+            "echo": {
+                "from": "busybox:stable",
+                "command": ["nc", "-ll", "-p", "7000", "-e", "cat"],
+                "ports": [7000],
+                "wait": {"tcp": 7000},
+                "share": "run",  # one container for every xdist worker (the default)
+            },
+        },
+    }
