@@ -5,7 +5,6 @@ Everything downstream trusts these objects; nothing after this module sees a raw
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any, Union
 
 from . import validate as v
 from .errors import ConfigError
+from .settings import RunSettings
 from .validate import Where
 
 DEFAULT_TIMEOUT = 120.0
@@ -185,25 +185,6 @@ class ServerConfig:
 
         visit(name)
         return order
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """How this run publishes ports and treats its containers (ini, CLI and environment)."""
-
-    bind_address: str = "127.0.0.1"
-    bind_local: bool = False
-    keep: bool = False
-    rebuild: bool = False
-    unavailable: str = "error"
-
-
-def bind_address(value: object, where: Where) -> str:
-    text = v.string(value, where)
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        where.fail(f"{v.show(text)} is not an IP address (such as 127.0.0.1 or 0.0.0.0)")
 
 
 def display_path(path: Path) -> str:

@@ -1,7 +1,8 @@
 """The pytest side: options, ini settings, the marker, fixtures and session hooks.
 
-Everything else lives in plain modules; importing this one imports neither ``docker`` nor
-``yaml`` (a suite without a config file pays nothing).
+Everything else lives in plain modules, imported only once servers are declared: a suite
+without a config file pays for reading three ini values, and nobody pays for ``docker`` or
+``yaml`` before they are needed.
 """
 
 from __future__ import annotations
@@ -14,36 +15,29 @@ from collections.abc import Generator, Iterator, Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 
-from . import validate
-from .config import (
-    RunSettings,
-    ServerConfig,
-    bind_address,
-    check_settings,
-    combine,
-    display_path,
-    parse_config,
-    require_server,
-)
-from .coordination import RunContext, SharedServers, new_run_id
+from . import settings as run_settings
 from .errors import ConfigError, EngineUnavailable, TestserverError
-from .handle import ServerHandle
-from .ports import engine_address
-from .reaper import Watchdog
-from .server import ServerPool, keep_message
+from .settings import RunSettings
+
+if TYPE_CHECKING:
+    from .config import ServerConfig
+    from .coordination import RunContext, SharedServers
+    from .handle import ServerHandle
+    from .reaper import Watchdog
+    from .server import ServerPool
 
 DEFAULT_CONFIG = "testservers.yaml"
 BIND_LOCAL_ENV = "TESTSERVER_BIND_LOCAL"
 
 settings_key = pytest.StashKey[RunSettings]()
-servers_key = pytest.StashKey[ServerConfig]()
-pool_key = pytest.StashKey[ServerPool]()
+servers_key = pytest.StashKey["ServerConfig"]()  # only when some server is declared
+pool_key = pytest.StashKey["ServerPool"]()
 problems_key = pytest.StashKey[list[str]]()
-run_key = pytest.StashKey[RunContext]()
+run_key = pytest.StashKey["RunContext"]()
 controller_key = pytest.StashKey["RunOwner"]()
 sigterm_key = pytest.StashKey[Any]()
 kept_key = pytest.StashKey[str]()
@@ -120,19 +114,38 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     try:
         config.stash[settings_key] = settings = read_settings(config)
-        config.stash[servers_key] = servers = read_servers(config)
-        check_settings(servers, settings)
+        servers = read_servers(config)
+        if servers is not None:
+            from .config import check_settings
+
+            check_settings(servers, settings)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[problems_key] = []
+    if servers is None:
+        return  # nothing declared: nothing to coordinate, nothing to clean up
+    config.stash[servers_key] = servers
     config.stash[run_key] = run_context(config)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "testserver-xdist")
     install_sigterm_handler(config)
 
 
+def declared(config: pytest.Config) -> ServerConfig:
+    """The declared servers; an empty configuration (saying where it looked) when none are."""
+    servers = config.stash.get(servers_key, None)
+    if servers is None:
+        from .config import ServerConfig
+
+        path, _ = config_path(config)
+        servers = ServerConfig(f"{DEFAULT_CONFIG} (not found: {path})")
+    return servers
+
+
 def run_context(config: pytest.Config) -> RunContext:
     """Workers take the run id and owner from the controller; anyone else starts a run."""
+    from .coordination import RunContext, new_run_id
+
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput and "testserver_run_id" in workerinput:
         return RunContext(
@@ -147,9 +160,12 @@ class RunOwner:
     """The xdist controller's part: the watchdog, and removing the run's servers at the end."""
 
     def __init__(self, context: RunContext, keep: bool) -> None:
+        from .coordination import SharedServers
+        from .reaper import Watchdog
+
         self.context = context
-        self.shared = SharedServers(context.run_id)
-        self.watchdog = None if keep else Watchdog.start(context.run_id)
+        self.shared: SharedServers = SharedServers(context.run_id)
+        self.watchdog: Watchdog | None = None if keep else Watchdog.start(context.run_id)
 
     def sweep(self, config: pytest.Config) -> None:
         """Remove every container and network of the run, if any worker made one."""
@@ -157,6 +173,8 @@ class RunOwner:
             return
         settings = config.stash[settings_key]
         if settings.keep:
+            from .server import keep_message
+
             config.stash[kept_key] = keep_message(self.context.run_id, None, [])
             return
         from . import reaper
@@ -185,7 +203,7 @@ class XdistHooks:
         context = config.stash[run_key]
         node.workerinput["testserver_run_id"] = context.run_id
         node.workerinput["testserver_owner_pid"] = context.owner_pid
-        if config.stash[servers_key].servers and controller_key not in config.stash:
+        if controller_key not in config.stash:
             config.stash[controller_key] = RunOwner(context, config.stash[settings_key].keep)
 
 
@@ -203,22 +221,19 @@ def install_sigterm_handler(config: pytest.Config) -> None:
 
 
 def read_settings(config: pytest.Config) -> RunSettings:
-    env_bind_local = os.environ.get(BIND_LOCAL_ENV, "")
     return RunSettings(
-        bind_address=bind_address(
-            config.getini("testserver_bind_address"), validate.Where("ini testserver_bind_address")
+        bind_address=run_settings.bind_address(
+            config.getini("testserver_bind_address"), "ini testserver_bind_address"
         ),
         bind_local=bool(
             config.getoption("testserver_bind_local")
             or config.getini("testserver_bind_local")
-            or validate.flag(env_bind_local)
+            or run_settings.flag(os.environ.get(BIND_LOCAL_ENV, ""))
         ),
         keep=bool(config.getoption("testserver_keep")),
         rebuild=bool(config.getoption("testserver_rebuild")),
-        unavailable=validate.choice(
-            config.getini("testserver_unavailable"),
-            validate.Where("ini testserver_unavailable"),
-            ("error", "skip"),
+        unavailable=run_settings.unavailable(
+            config.getini("testserver_unavailable"), "ini testserver_unavailable"
         ),
     )
 
@@ -233,18 +248,25 @@ def config_path(config: pytest.Config) -> tuple[Path, bool]:
     return base / ini, ini != DEFAULT_CONFIG
 
 
-def read_servers(config: pytest.Config) -> ServerConfig:
-    """The servers of the YAML file and of conftest hooks, validated and combined."""
+def read_servers(config: pytest.Config) -> ServerConfig | None:
+    """The servers of the YAML file and of conftest hooks, validated and combined; None if none."""
     sources: list[tuple[object, Path, str]] = []
     path, named = config_path(config)
+    hooks = config.hook.pytest_testserver_servers.get_hookimpls()
+    if not hooks and not path.is_file():
+        if named:
+            raise ConfigError(f"testserver: config file {path} does not exist")
+        return None
+    from .config import combine, display_path, parse_config
+
     if path.is_file():
-        from .yamlfile import read_yaml  # only paid for by suites that have a file
+        from .yamlfile import read_yaml
 
         shown = display_path(path)
         sources.append((read_yaml(path, shown), path.parent, shown))
     elif named:
         raise ConfigError(f"testserver: config file {path} does not exist")
-    for impl in config.hook.pytest_testserver_servers.get_hookimpls():
+    for impl in hooks:
         result = impl.function(**{name: config for name in impl.argnames})
         if result is not None:
             where = Path(getattr(impl.plugin, "__file__", None) or config.rootpath / "conftest.py")
@@ -252,7 +274,7 @@ def read_servers(config: pytest.Config) -> ServerConfig:
                 (result, where.parent, f"{display_path(where)}::{impl.function.__name__}")
             )
     if not sources:
-        return ServerConfig(f"{DEFAULT_CONFIG} (not found: {path})")
+        return None
     names = [declared_names(data) for data, _, _ in sources]
     configs = [
         parse_config(
@@ -280,9 +302,12 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def get_pool(config: pytest.Config) -> ServerPool:
     pool = config.stash.get(pool_key, None)
     if pool is None:
+        from .coordination import SharedServers
+        from .server import ServerPool
+
         context = config.stash[run_key]
         pool = ServerPool(
-            config.stash[servers_key],
+            declared(config),
             config.stash[settings_key],
             context,
             shared=SharedServers(context.run_id) if context.worker else None,
@@ -321,6 +346,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if servers is None or not servers.servers:
         return []
     settings = config.stash[settings_key]
+    from .ports import engine_address
+
     mode = "same numbers as inside (bind-local)" if settings.bind_local else "ephemeral ports"
     return [
         f"testserver: {len(servers.servers)} server(s) from {servers.source}; "
@@ -335,12 +362,15 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     try:
         settings = read_settings(config)
         servers = read_servers(config)
-        check_settings(servers, settings)
+        if servers is not None:
+            from .config import check_settings
+
+            check_settings(servers, settings)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     from .listing import describe
 
-    sys.stdout.write(describe(servers))
+    sys.stdout.write(describe(servers or declared(config)))
     return 0
 
 
@@ -354,9 +384,11 @@ def fail(config: pytest.Config, exc: TestserverError) -> NoReturn:
 def start_servers(
     config: pytest.Config, names: list[str], asked_by: str
 ) -> dict[str, ServerHandle]:
+    from .config import require_server
+
     try:
         for name in names:
-            require_server(config.stash[servers_key], name, asked_by)
+            require_server(declared(config), name, asked_by)
         return get_pool(config).get_many(names)
     except TestserverError as exc:
         error = exc
@@ -377,12 +409,12 @@ def marker_names(item: pytest.Item) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-class ServerMap(Mapping[str, ServerHandle]):
+class ServerMap(Mapping[str, "ServerHandle"]):
     """``testservers["web"]``: the server's handle, started on first use."""
 
     def __init__(self, config: pytest.Config) -> None:
         self._config = config
-        self._servers = config.stash[servers_key]
+        self._servers = declared(config)
 
     def __getitem__(self, name: str) -> ServerHandle:
         if not isinstance(name, str):
@@ -466,9 +498,12 @@ def testserver(request: pytest.FixtureRequest, testservers: ServerMap) -> Server
     return testservers[single_server_name(request.node)]
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    owner = session.config.stash.get(controller_key, None)
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, None, None]:
+    # trylast makes this the innermost wrapper: the code after yield runs right after session
+    # fixtures are torn down, before the terminal summary (which reports what went wrong).
+    config = session.config
+    owner = config.stash.get(controller_key, None)
     finished = (
         pytest.ExitCode.OK,
         pytest.ExitCode.TESTS_FAILED,
@@ -476,17 +511,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     )
     if owner is not None and exitstatus not in finished:
         # Ctrl-C or SIGTERM on the xdist controller: remove the servers now, not after xdist has
-        # waited for its workers to stop; finish_run sweeps once more when they have.
-        owner.sweep(session.config)
-
-
-@pytest.hookimpl(trylast=True, specname="pytest_sessionfinish")
-def finish_run(session: pytest.Session) -> None:
-    close_pool(session.config)
-    owner = session.config.stash.get(controller_key, None)
-    if owner is not None:  # the xdist controller: every worker is done (or dead) by now
-        del session.config.stash[controller_key]
-        owner.finish(session.config)
+        # waited for its workers to stop; finish() sweeps once more when they have.
+        owner.sweep(config)
+    try:
+        yield
+    finally:
+        close_pool(config)
+        owner = config.stash.get(controller_key, None)
+        if owner is not None:  # the xdist controller: every worker is done (or dead) by now
+            del config.stash[controller_key]
+            owner.finish(config)
 
 
 def close_pool(config: pytest.Config) -> None:

@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from .config import Port, RunSettings
+from .config import Port
+from .settings import RunSettings
 
 DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 _PORT_IN_MESSAGE = re.compile(r":(\d{1,5})(?:\D|$)")

@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import image, ports, readiness, reaper
-from .config import BuildSource, RunSettings, ServerConfig, ServerSpec
+from .config import BuildSource, ServerConfig, ServerSpec
 from .coordination import LABEL_PREFIX, LABEL_RUN, RunContext, SharedServers, build_lock
 from .errors import EngineError, StartError, TestserverError
 from .handle import ServerHandle
 from .redact import Redactor, looks_secret
+from .settings import RunSettings
 
 if TYPE_CHECKING:
     from .engine import Engine

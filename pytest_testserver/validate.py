@@ -311,12 +311,3 @@ def choice(value: object, where: Where, choices: tuple[str, ...]) -> str:
             f"{show(text)} is not one of {', '.join(choices)}{did_you_mean(text, list(choices))}"
         )
     return text
-
-
-TRUE_WORDS = ("1", "true", "yes", "on")
-FALSE_WORDS = ("", "0", "false", "no", "off")
-
-
-def flag(value: str) -> bool:
-    """An environment-style switch: anything but empty, 0, false, no, off is true."""
-    return value.strip().lower() not in FALSE_WORDS

@@ -1,11 +1,22 @@
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 import textwrap
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+import pytest_testserver
+
+# In-process pytester runs restore sys.modules afterwards, but not the submodule attributes of a
+# package imported before them: a module imported lazily inside one run would come back as a new
+# module in the next while `from . import x` still finds the old one. Importing every module here
+# puts them all in the snapshot pytester restores, as in any process that has used the plugin.
+for _module in pkgutil.iter_modules(pytest_testserver.__path__):
+    importlib.import_module(f"pytest_testserver.{_module.name}")
 
 LABEL = "pytest-testserver.run"
 BASE_IMAGE = "busybox:stable"

@@ -22,14 +22,13 @@ from pytest_testserver.config import (
     PostStartup,
     ServerConfig,
     ServerSpec,
-    bind_address,
     display_path,
     load_config,
     parse_config,
     require_server,
 )
 from pytest_testserver.errors import ConfigError
-from pytest_testserver.validate import Where
+from pytest_testserver.settings import bind_address
 
 SOURCE = "testservers.yaml"
 SERVER_KEYS_TEXT = (
@@ -949,13 +948,13 @@ def test_require_server_with_no_servers_says_none() -> None:
     ],
 )
 def test_bind_address_accepts_ip_addresses(value: str, expected: str) -> None:
-    assert bind_address(value, Where("ini testserver_bind_address")) == expected
+    assert bind_address(value, "ini testserver_bind_address") == expected
 
 
 @pytest.mark.parametrize("value", ["localhost", "127.0.0.256", "1.2.3", ""])
 def test_bind_address_refuses(value: str) -> None:
     with pytest.raises(ConfigError, match=r"^ini testserver_bind_address: ") as excinfo:
-        bind_address(value, Where("ini testserver_bind_address"))
+        bind_address(value, "ini testserver_bind_address")
     if value:
         assert str(excinfo.value).endswith(
             f"{value!r} is not an IP address (such as 127.0.0.1 or 0.0.0.0)"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pytest_testserver.config import Port, RunSettings
+from pytest_testserver.config import Port
 from pytest_testserver.ports import (
     handle_host,
     is_port_conflict,
@@ -15,6 +15,7 @@ from pytest_testserver.ports import (
     taken_port,
 )
 from pytest_testserver.redact import MASK, Redactor, looks_secret
+from pytest_testserver.settings import RunSettings
 
 PORTS = (Port(8080), Port(53, "udp"), Port(5432))
 EPHEMERAL = RunSettings()

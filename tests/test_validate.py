@@ -17,6 +17,7 @@ import pytest
 
 from pytest_testserver import validate as v
 from pytest_testserver.errors import ConfigError, TestserverError
+from pytest_testserver.settings import flag
 from pytest_testserver.validate import Where
 
 SOURCE = "testservers.yaml"
@@ -823,12 +824,12 @@ def test_choice_is_case_sensitive() -> None:
 
 @pytest.mark.parametrize("word", ["1", "true", "yes", "on", "TRUE", " On ", "anything"])
 def test_flag_true(word: str) -> None:
-    assert v.flag(word) is True
+    assert flag(word) is True
 
 
 @pytest.mark.parametrize("word", ["", "0", "false", "no", "off", "False", " OFF ", "  "])
 def test_flag_false(word: str) -> None:
-    assert v.flag(word) is False
+    assert flag(word) is False
 
 
 # --- every error is one line that starts with source and path ------------------------------------

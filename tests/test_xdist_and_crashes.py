@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -50,7 +51,8 @@ def created_containers(api: Any, since: float, server: str) -> int:
         filters={
             "type": "container",
             "event": "create",
-            "label": f"pytest-testserver.server={server}",
+            # this process's pytester runs only: other tests may run beside it under xdist
+            "label": [f"pytest-testserver.server={server}", f"pytest-testserver.pid={os.getpid()}"],
         },
     )
     return sum(1 for _ in events)

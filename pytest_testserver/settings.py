@@ -1,0 +1,46 @@
+"""The run's settings from ini, CLI and environment: read at every pytest start, so kept light."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+BIND_ADDRESS = "127.0.0.1"
+UNAVAILABLE_CHOICES = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How this run publishes ports and treats its containers."""
+
+    bind_address: str = BIND_ADDRESS
+    bind_local: bool = False
+    keep: bool = False
+    rebuild: bool = False
+    unavailable: str = "error"
+
+
+def bind_address(value: object, where: str) -> str:
+    if value == BIND_ADDRESS:
+        return BIND_ADDRESS
+    from . import validate
+
+    w = validate.Where(where)
+    text = validate.string(value, w)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        w.fail(f"{validate.show(text)} is not an IP address (such as 127.0.0.1 or 0.0.0.0)")
+
+
+def unavailable(value: object, where: str) -> str:
+    if value in UNAVAILABLE_CHOICES:
+        return str(value)
+    from . import validate
+
+    return validate.choice(value, validate.Where(where), UNAVAILABLE_CHOICES)
+
+
+def flag(value: str) -> bool:
+    """An environment-style switch: anything but empty, 0, false, no, off is true."""
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
