@@ -290,35 +290,52 @@ def build(
                     on_line(line)
 
 
+@dataclass(frozen=True)
+class ImageRef:
+    """The image a server runs: a reference, and the build plan behind it (None: pulled)."""
+
+    ref: str
+    plan: BuildPlan | None = None
+
+
+def resolve(spec: ServerSpec) -> ImageRef:
+    """What ``spec`` runs, without asking the engine: a build's tag is its content hash."""
+    plan = plan_for(spec)
+    if plan is None:
+        assert isinstance(spec.image, ImageSource)
+        return ImageRef(spec.image.ref)
+    return ImageRef(image_tag(spec, plan), plan)
+
+
+def is_missing_image(exc: EngineError) -> bool:
+    return exc.status == 404 and "no such image" in str(exc).lower()
+
+
 def ensure_image(
     engine: Engine,
     spec: ServerSpec,
+    image: ImageRef,
     labels: Mapping[str, str],
     *,
     rebuild: Callable[[str], bool] = lambda tag: False,
     lock: Callable[[str], AbstractContextManager[Any]] | None = None,
     on_line: Callable[[str], None] | None = None,
-) -> str:
-    """The image reference to run for ``spec``: pulled, found, or built once per content hash.
+) -> None:
+    """Make ``image`` exist: pulled, or built once per content hash.
 
     ``lock(tag)`` is held while the image is looked up and built, so that of several processes
     wanting it one builds and the others find it; ``rebuild(tag)`` is asked under that lock.
     """
-    if isinstance(spec.image, ImageSource):
-        ref = spec.image.ref
-        if not engine.image_exists(ref):
+    if image.plan is None:
+        if not engine.image_exists(image.ref):
             try:
-                engine.pull(ref)
+                engine.pull(image.ref)
             except EngineError as exc:
                 raise ImageError(
-                    spec.name, f"image {ref} is not here and cannot be pulled: {exc}"
+                    spec.name, f"image {image.ref} is not here and cannot be pulled: {exc}"
                 ) from None
-        return ref
-    plan = plan_for(spec)
-    assert plan is not None
-    tag = image_tag(spec, plan)
-    with lock(tag) if lock is not None else contextlib.nullcontext():
-        forced = rebuild(tag)
-        if forced or not engine.image_exists(tag):
-            build(engine, spec, plan, tag, labels, nocache=forced, on_line=on_line)
-    return tag
+        return
+    with lock(image.ref) if lock is not None else contextlib.nullcontext():
+        forced = rebuild(image.ref)
+        if forced or not engine.image_exists(image.ref):
+            build(engine, spec, image.plan, image.ref, labels, nocache=forced, on_line=on_line)

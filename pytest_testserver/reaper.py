@@ -107,17 +107,17 @@ class Watchdog:
             pass
 
     def done(self) -> None:
-        """The run ended and cleaned up: the watchdog exits without touching anything."""
+        """The run ended and cleaned up: the watchdog exits without touching anything.
+
+        Not waited for here (it may still be starting up): a daemon thread reaps it.
+        """
         self._finish(b"done\n")
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        threading.Thread(target=self.process.wait, daemon=True).start()
 
     def abandon(self) -> None:
         """The run was interrupted: let the watchdog sweep for stragglers, in the background."""
         self._finish(b"")
+        threading.Thread(target=self.process.wait, daemon=True).start()
 
 
 def watch(run_id: str, stdin: IO[bytes]) -> int:

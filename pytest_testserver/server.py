@@ -73,6 +73,8 @@ class ServerPool:
         self._networks: set[str] = set()
         self._rebuilt: set[str] = set()
         self._watchdog: reaper.Watchdog | None = None
+        self._watchdog_started: threading.Thread | None = None
+        self._swept = False
         self._closed = False
 
     @property
@@ -166,8 +168,19 @@ class ServerPool:
         if self.shared is not None:
             self.shared.mark_used()  # tells the controller there is something to remove
         elif not self.settings.keep:
-            self._watchdog = reaper.Watchdog.start(self.run_id)
-        # Leftovers of killed runs: off the critical path.
+            # Spawning a process costs milliseconds: do it beside the first server's start.
+            self._watchdog_started = threading.Thread(target=self._start_watchdog, daemon=True)
+            self._watchdog_started.start()
+
+    def _start_watchdog(self) -> None:
+        self._watchdog = reaper.Watchdog.start(self.run_id)
+
+    def _sweep_dead_runs_once(self, engine: Engine) -> None:
+        """Leftovers of killed runs, swept once, while the first server gets ready."""
+        with self._lock:
+            if self._swept:
+                return
+            self._swept = True
         host = socket.gethostname()
         threading.Thread(target=reaper.sweep_dead_runs, args=(engine, host), daemon=True).start()
 
@@ -231,23 +244,37 @@ class ServerPool:
         problem = ports.remote_loopback_problem(docker_host, self.settings.bind_address)
         if problem and spec.ports:
             raise StartError(spec.name, problem)
-        ref = image.ensure_image(
-            engine,
-            spec,
-            self.context.labels(spec.name),
-            rebuild=self._first_rebuild,
-            lock=build_lock,
-            on_line=lambda line: self._event(
-                # our own LABEL steps are noise to the user: shown with -v only
-                "build-step"
-                if image.is_step(line) and f"LABEL {LABEL_PREFIX}" not in line
-                else "build-output",
-                f"building {spec.name}: {line}",
-            ),
-        )
+        wanted = image.resolve(spec)
+
+        def ensure() -> None:
+            image.ensure_image(
+                engine,
+                spec,
+                wanted,
+                self.context.labels(spec.name),
+                rebuild=self._first_rebuild,
+                lock=build_lock,
+                on_line=lambda line: self._event(
+                    # our own LABEL steps are noise to the user: shown with -v only
+                    "build-step"
+                    if image.is_step(line) and f"LABEL {LABEL_PREFIX}" not in line
+                    else "build-output",
+                    f"building {spec.name}: {line}",
+                ),
+            )
+
+        if self.settings.rebuild:
+            ensure()
         try:
             network = self._network_for(engine, spec)
-            container = self._create(engine, spec, ref, env, network)
+            try:
+                # Optimistic: an image that is here (the usual case) costs no lookup at all.
+                container = self._create(engine, spec, wanted.ref, env, network)
+            except EngineError as exc:
+                if not image.is_missing_image(exc):
+                    raise
+                ensure()
+                container = self._create(engine, spec, wanted.ref, env, network)
         except EngineError as exc:
             raise StartError(spec.name, f"the container could not be created: {exc}") from None
         try:
@@ -301,6 +328,7 @@ class ServerPool:
             engine.start(container)
         except EngineError as exc:
             raise self._start_error(spec, str(exc)) from None
+        self._sweep_dead_runs_once(engine)
         info = engine.inspect(container)
         readiness.check_running(engine, spec, container, info, self.redact)
         host = ports.handle_host(os.environ.get("DOCKER_HOST"), self.settings.bind_address)
@@ -380,6 +408,8 @@ class ServerPool:
                 engine.remove_network(network)
             except TestserverError as exc:
                 problems.append(f"could not remove the network {network}: {exc}")
+        if self._watchdog_started is not None:
+            self._watchdog_started.join()
         if self._watchdog is not None:
             self._watchdog.done()
         engine.close()
