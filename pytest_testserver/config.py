@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 from . import validate as v
 from .errors import ConfigError
@@ -89,7 +89,7 @@ class GeneratedSource:
     run: tuple[str | tuple[str, ...], ...] = ()
 
 
-ImageSpec = Union[ImageSource, BuildSource, GeneratedSource]
+ImageSpec = ImageSource | BuildSource | GeneratedSource
 
 
 @dataclass(frozen=True)
@@ -173,17 +173,19 @@ class ServerConfig:
         return frozenset(names)
 
     def start_order(self, name: str) -> list[str]:
-        """``name`` and everything it links to, dependencies first."""
+        """``name`` and everything it links to, dependencies first (links form no cycle)."""
         order: list[str] = []
-
-        def visit(current: str) -> None:
-            if current in order:
-                return
-            for link in self.servers[current].links:
-                visit(link)
-            order.append(current)
-
-        visit(name)
+        stack = [(name, iter(self.servers[name].links))]
+        seen = {name}
+        while stack:  # iterative: a long chain of links must not exhaust the recursion limit
+            current, links = stack[-1]
+            link = next(links, None)
+            if link is None:
+                stack.pop()
+                order.append(current)
+            elif link not in seen:
+                seen.add(link)
+                stack.append((link, iter(self.servers[link].links)))
         return order
 
 
@@ -474,21 +476,42 @@ def check_links(servers: Mapping[str, ServerSpec], where: Where) -> None:
                     f"{link!r} has share: {servers[link].share} but {spec.name!r} has share: "
                     f"{spec.share}; linked servers must share alike (they join one network)"
                 )
+    done: set[str] = set()
     for name in servers:
-        path = find_cycle(servers, name, [])
+        path = find_cycle(servers, name, done)
         if path:  # reported at a server inside the cycle
             where.key(path[0]).key("links").fail(f"links form a cycle: {' -> '.join(path)}")
 
 
-def find_cycle(servers: Mapping[str, ServerSpec], name: str, stack: list[str]) -> list[str]:
-    if name in stack:
-        return [*stack[stack.index(name) :], name]
-    if name not in servers:  # declared in another source; checked once they are combined
+def find_cycle(
+    servers: Mapping[str, ServerSpec], name: str, done: set[str] | None = None
+) -> list[str]:
+    """A cycle of links reachable from ``name`` (``[a, b, a]``), or ``[]``.
+
+    Depth-first with colours, iteratively: linear in the number of links, whatever their shape.
+    ``done`` (servers known to reach no cycle) may be shared between calls.
+    """
+    done = set() if done is None else done
+    if name in done:
         return []
-    for link in servers[name].links:
-        cycle = find_cycle(servers, link, [*stack, name])
-        if cycle:
-            return cycle
+    path: list[str] = [name]
+    on_path = {name}
+    stack = [iter(servers[name].links if name in servers else ())]
+    while stack:
+        link = next(stack[-1], None)
+        if link is None:
+            stack.pop()
+            finished = path.pop()
+            on_path.discard(finished)
+            done.add(finished)
+            continue
+        if link in on_path:
+            return [*path[path.index(link) :], link]
+        if link in done or link not in servers:  # not in servers: another source, checked later
+            continue
+        path.append(link)
+        on_path.add(link)
+        stack.append(iter(servers[link].links))
     return []
 
 

@@ -255,7 +255,7 @@ def read_servers(config: pytest.Config) -> ServerConfig | None:
     hooks = config.hook.pytest_testserver_servers.get_hookimpls()
     if not hooks and not path.is_file():
         if named:
-            raise ConfigError(f"testserver: config file {path} does not exist")
+            raise missing_config(path)
         return None
     from .config import combine, display_path, parse_config
 
@@ -265,7 +265,7 @@ def read_servers(config: pytest.Config) -> ServerConfig | None:
         shown = display_path(path)
         sources.append((read_yaml(path, shown), path.parent, shown))
     elif named:
-        raise ConfigError(f"testserver: config file {path} does not exist")
+        raise missing_config(path)
     for impl in hooks:
         result = impl.function(**{name: config for name in impl.argnames})
         if result is not None:
@@ -286,6 +286,12 @@ def read_servers(config: pytest.Config) -> ServerConfig | None:
         for i, (data, base, source) in enumerate(sources)
     ]
     return combine(configs)
+
+
+def missing_config(path: Path) -> ConfigError:
+    from .validate import show  # quoted and escaped: a path is one line, whatever it holds
+
+    return ConfigError(f"testserver: config file {show(str(path), limit=300)} does not exist")
 
 
 def declared_names(data: object) -> list[str]:
@@ -392,6 +398,14 @@ def start_servers(
         return get_pool(config).get_many(names)
     except TestserverError as exc:
         error = exc
+    except Exception as exc:
+        # A bug of ours or the SDK's: show the traceback, but as redacted text — pytest's own
+        # rendering would print the frames' locals with --showlocals, secrets included.
+        import traceback
+
+        text = "".join(traceback.format_exception(exc))
+        message = f"testserver: unexpected error starting {', '.join(names)}:\n{text}"
+        pytest.fail(get_pool(config).redact(message), pytrace=False)
     fail(config, error)  # outside the except block: no "during handling" chain in the report
 
 

@@ -130,7 +130,7 @@ def tcp_ready(target: Target, port: int) -> tuple[bool, str]:
                 sock.settimeout(HANGUP_WINDOW)
                 try:
                     data = sock.recv(1, socket.MSG_PEEK)
-                except (TimeoutError, socket.timeout):
+                except TimeoutError:
                     return True, ""
                 except OSError as exc:
                     return False, exc.strerror or str(exc)

@@ -37,6 +37,13 @@ def secret_values(config: ServerConfig, environ: Mapping[str, str]) -> list[str]
     return values
 
 
+class MaskedEnv(dict[str, str]):
+    """A container's environment; its repr shows keys only (tracebacks print locals)."""
+
+    def __repr__(self) -> str:
+        return f"<environment {', '.join(self)}>"
+
+
 def connect_engine() -> Engine:
     from .engine import Engine  # the Docker SDK is imported only when a server is needed
 
@@ -215,7 +222,7 @@ class ServerPool:
             return name
 
     def _environment(self, spec: ServerSpec) -> dict[str, str]:
-        env = dict(spec.env)
+        env = MaskedEnv(spec.env)
         for key in spec.secret_env:
             if key not in os.environ:
                 raise StartError(
@@ -259,7 +266,7 @@ class ServerPool:
                     "build-step"
                     if image.is_step(line) and f"LABEL {LABEL_PREFIX}" not in line
                     else "build-output",
-                    f"building {spec.name}: {line}",
+                    f"building {spec.name}: {self.redact(line)}",
                 ),
             )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from dataclasses import dataclass
 from difflib import get_close_matches
 from pathlib import Path
@@ -51,7 +52,7 @@ class Where:
 
     def key(self, name: object) -> Where:
         # A key with odd characters (a newline, a space) is shown quoted: one line, unambiguous.
-        text = name if isinstance(name, str) and _PLAIN_KEY.fullmatch(name) else repr(name)
+        text = name if isinstance(name, str) and _PLAIN_KEY.fullmatch(name) else ascii(name)
         return Where(self.source, f"{self.path}.{text}" if self.path else text)
 
     def index(self, i: int) -> Where:
@@ -62,9 +63,22 @@ class Where:
         raise ConfigError(f"{prefix}: {message}")
 
 
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxdict, _SHOW.maxlist, _SHOW.maxtuple = 2, 4, 4, 4
+_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlong = 60, 60, 40
+
+
 def show(value: object, limit: int = 60) -> str:
-    """A short, single-line rendering of a bad value for an error message."""
-    text = repr(value)
+    """A short, single-line, ASCII rendering of a bad value for an error message.
+
+    Bounded however large or deep the value (a YAML alias bomb), and with look-alike characters
+    escaped, so that a Cyrillic letter cannot pass for its Latin twin in the message.
+    """
+    try:
+        text = _SHOW.repr(value)
+    except ValueError:  # an int too long to print
+        text = "<a number too long to show>"
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -173,13 +187,19 @@ def env_key(value: object, where: Where) -> str:
 
 
 def env_value(value: object, where: Where) -> str:
+    # The value may be a secret: messages name its type, never the value.
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (int, float)) and not (
-        isinstance(value, float) and not math.isfinite(value)
-    ):
+    if isinstance(value, int) and abs(value) < 10**18:
         return str(value)
-    return string(value, where, allow_empty=True)
+    if isinstance(value, float) and math.isfinite(value):
+        return str(value)
+    if not isinstance(value, str):
+        kind = "number out of range" if isinstance(value, (int, float)) else type(value).__name__
+        where.fail(f"must be a string, a number or a boolean, not a {kind}")
+    if "\x00" in value:
+        where.fail("must not contain a NUL character")
+    return value
 
 
 def port(value: object, where: Where) -> tuple[int, str]:
@@ -193,7 +213,7 @@ def port(value: object, where: Where) -> tuple[int, str]:
     else:
         where.fail(f"{show(value)} is not a port (a number 1-65535, optionally /tcp or /udp)")
     if not 1 <= number <= 65535:
-        where.fail(f"{number} is not a port (1-65535)")
+        where.fail(f"{show(number)} is not a port (1-65535)")
     return number, protocol
 
 
@@ -206,8 +226,12 @@ def tcp_port(value: object, where: Where) -> int:
 
 def url_path(value: object, where: Where) -> str:
     path = single_line(value, where)
-    if not path.startswith("/") or any(c.isspace() or not c.isprintable() for c in path):
-        where.fail(f"{show(path)} is not a URL path (it starts with / and has no spaces)")
+    if (
+        not path.startswith("/")
+        or not path.isascii()
+        or any(c.isspace() or not c.isprintable() for c in path)
+    ):
+        where.fail(f"{show(path)} is not a URL path (it starts with /, is ASCII, has no spaces)")
     return path
 
 
@@ -216,7 +240,7 @@ def regex(value: object, where: Where) -> str:
     try:
         re.compile(pattern)
     except re.error as exc:
-        where.fail(f"{show(pattern)} is not a regular expression: {exc}")
+        where.fail(f"{show(pattern)} is not a regular expression: {exc.msg} at position {exc.pos}")
     return pattern
 
 
@@ -228,7 +252,7 @@ def boolean(value: object, where: Where) -> bool:
 
 def mode(value: object, where: Where) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
-        where.fail(f'{value} is ambiguous as a mode: quote it in octal, such as "0755"')
+        where.fail(f'{show(value)} is ambiguous as a mode: quote it in octal, such as "0755"')
     text = string(value, where)
     match = _MODE.fullmatch(text)
     if not match:
@@ -253,7 +277,7 @@ def count(value: object, where: Where) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         where.fail(f"must be a whole number, not {show(value)}")
     if not 1 <= value <= MAX_COUNT:
-        where.fail(f"{value} is out of range (1-{MAX_COUNT})")
+        where.fail(f"{show(value)} is out of range (1-{MAX_COUNT})")
     return value
 
 
@@ -281,10 +305,16 @@ def relative_path(value: object, where: Where, base: Path) -> Path:
     text = string(value, where)
     if Path(text).is_absolute():
         where.fail(f"{show(text)} must be relative to {base}")
-    resolved = (base / text).resolve()
-    if not resolved.is_relative_to(base.resolve()):
+    try:
+        resolved = (base / text).resolve()
+        inside = resolved.is_relative_to(base.resolve())
+        exists = resolved.exists()
+    except (OSError, RuntimeError, UnicodeError, ValueError) as exc:  # loops, long names
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        where.fail(f"{show(text)} cannot be resolved ({reason})")
+    if not inside:
         where.fail(f"{show(text)} leads outside {base}")
-    if not resolved.exists():
+    if not exists:
         where.fail(f"{show(text)} does not exist in {base}")
     return resolved
 

@@ -12,6 +12,18 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .validate import show
+
+# What PyYAML's constructors let escape on values they cannot build (!!int "", !!bool maybe...).
+_CONSTRUCTION_ERRORS = (
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    AttributeError,
+    OverflowError,
+    RecursionError,
+)
 
 
 class _KeyError(yaml.YAMLError):
@@ -25,29 +37,39 @@ class _StrictLoader(yaml.SafeLoader):
     pass
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def _check_keys(loader: _StrictLoader, node: yaml.MappingNode) -> None:
+    """String keys, each once — also inside mappings merged in with ``<<``."""
     seen: dict[object, int] = {}
-    for key_node, _ in node.value:
+    for key_node, value_node in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
+            merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for item in merged:
+                if isinstance(item, yaml.MappingNode):
+                    _check_keys(loader, item)
             continue
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
         if not isinstance(key, str):
-            raise _KeyError(line, f"keys must be strings, not {key!r}")
+            raise _KeyError(line, f"keys must be strings, not {show(key)}")
         if key in seen:
-            raise _KeyError(line, f"duplicate key {key!r} (first on line {seen[key]})")
+            raise _KeyError(line, f"duplicate key {show(key)} (first on line {seen[key]})")
         seen[key] = line
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.Node) -> dict[Any, Any]:
+    if not isinstance(node, yaml.MappingNode):  # !!map on a scalar or a sequence
+        raise _KeyError(node.start_mark.line + 1, "a !!map tag on something that is not a mapping")
+    _check_keys(loader, node)
     loader.flatten_mapping(node)
     result: dict[Any, Any] = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         try:
             result[key] = loader.construct_object(value_node, deep=True)
-        except (ValueError, OverflowError) as exc:  # an impossible date, a number too big
+        except _CONSTRUCTION_ERRORS as exc:  # an impossible date, a number too big, a bad tag
             line = value_node.start_mark.line + 1
-            raise _KeyError(
-                line, f"invalid value for {key!r}: {' '.join(str(exc).split())}"
-            ) from None
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise _KeyError(line, f"invalid value for {show(key)}: {reason}") from None
     return result
 
 
@@ -69,6 +91,7 @@ def read_yaml(path: Path, shown: str) -> object:
         raise ConfigError(f"{shown}: {where}{problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{shown}: invalid YAML: {' '.join(str(exc).split())}") from None
-    except (ValueError, OverflowError, RecursionError) as exc:
-        # PyYAML builds some values itself (dates, huge numbers) and lets their errors escape.
-        raise ConfigError(f"{shown}: invalid value: {' '.join(str(exc).split())}") from None
+    except _CONSTRUCTION_ERRORS as exc:
+        # Values outside any mapping (a top-level scalar or list item) that PyYAML cannot build.
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(f"{shown}: invalid value: {reason}") from None
