@@ -21,6 +21,7 @@ from .ports import engine_address
 # Generous per-read timeout: a build step may print nothing for minutes (apt-get on a slow mirror).
 API_TIMEOUT = 600
 MINIMUM_API_VERSION = "1.24"
+MAX_CONNECTIONS = 64
 
 
 def _explain(exc: docker.errors.APIError) -> str:
@@ -65,7 +66,11 @@ class Engine:
         try:
             kwargs = docker.utils.kwargs_from_env()
             api = docker.APIClient(
-                timeout=API_TIMEOUT, version=pinned or MINIMUM_API_VERSION, **kwargs
+                timeout=API_TIMEOUT,
+                version=pinned or MINIMUM_API_VERSION,
+                # each server waiting to be ready holds one connection blocked on its exit
+                max_pool_size=MAX_CONNECTIONS,
+                **kwargs,
             )
             info = api.version(api_version=False)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:

@@ -194,9 +194,12 @@ def env_value(value: object, where: Where) -> str:
         return str(value)
     if isinstance(value, float) and math.isfinite(value):
         return str(value)
+    if isinstance(value, (int, float)):  # not finite, or too large to mean anything
+        where.fail("must be a finite number of sensible size")
     if not isinstance(value, str):
-        kind = "number out of range" if isinstance(value, (int, float)) else type(value).__name__
-        where.fail(f"must be a string, a number or a boolean, not a {kind}")
+        kinds = {type(None): "null", list: "a list", dict: "a mapping"}
+        kind = kinds.get(type(value), f"a {type(value).__name__}")
+        where.fail(f"must be a string, a number or a boolean, not {kind}")
     if "\x00" in value:
         where.fail("must not contain a NUL character")
     return value

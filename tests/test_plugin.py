@@ -168,7 +168,7 @@ def test_a_named_config_file_must_exist(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(): pass")
     result = pytester.runpytest("--testserver-config", "missing.yaml")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: testserver: config file */missing.yaml does not exist"])
+    result.stderr.fnmatch_lines(["ERROR: testserver: config file '*/missing.yaml' does not exist"])
 
 
 @pytest.mark.parametrize(

@@ -71,9 +71,10 @@ def test_show_renders_short_values_as_repr() -> None:
 
 def test_show_truncates_long_values_to_the_limit() -> None:
     text = v.show("x" * 200)
-    assert len(text) == 60
-    assert text.endswith("...")
+    assert len(text) <= 60
+    assert "..." in text
     assert text.startswith("'xxx")
+    assert text.endswith("xxx'")
 
 
 @pytest.mark.parametrize(
@@ -420,7 +421,7 @@ def test_env_key_accepts(key: str) -> None:
 )
 def test_env_key_refuses(key: str) -> None:
     assert error_of(v.env_key, key) == (
-        f"{key!r} is not a valid variable name (letters, digits, underscore)"
+        f"{key!a} is not a valid variable name (letters, digits, underscore)"
     )
 
 
@@ -449,10 +450,11 @@ def test_env_value_normalizes_to_a_string(value: object, expected: str) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        pytest.param(None, "must be a string, not NoneType None", id="none"),
-        pytest.param(float("nan"), "must be a string, not float nan", id="nan"),
-        pytest.param(math.inf, "must be a string, not float inf", id="inf"),
-        pytest.param([1], "must be a string, not list [1]", id="list"),
+        # env values may be secrets: the message names the kind, never the value
+        pytest.param(None, "must be a string, a number or a boolean, not null", id="none"),
+        pytest.param(float("nan"), "must be a finite number of sensible size", id="nan"),
+        pytest.param(math.inf, "must be a finite number of sensible size", id="inf"),
+        pytest.param([1], "must be a string, a number or a boolean, not a list", id="list"),
         pytest.param("a\x00", "must not contain a NUL character", id="nul"),
     ],
 )
@@ -719,7 +721,7 @@ def test_container_path_accepts(path: str) -> None:
 )
 def test_container_path_refuses_what_is_not_plain_absolute(path: str) -> None:
     assert error_of(v.container_path, path) == (
-        f"{path!r} is not an absolute path of plain characters "
+        f"{path!a} is not an absolute path of plain characters "
         "(letters, digits, and . _ / @ + = : , -)"
     )
 
