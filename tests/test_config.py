@@ -401,7 +401,8 @@ def test_errors_about_keys_with_newlines_are_one_line(data: dict[str, Any]) -> N
         ),
         pytest.param(
             servers(web={"image": "busybox", "env": {"A": None}}),
-            "testservers.yaml: servers.web.env.A: must be a string, a number or a boolean, not null",
+            "testservers.yaml: servers.web.env.A: "
+            "must be a string, a number or a boolean, not null",
             id="env-null-value",
         ),
         pytest.param(
