@@ -206,6 +206,11 @@ def load_config(path: Path) -> ServerConfig:
     return parse_config(data, base=path.parent, source=shown)
 
 
+def optional_mapping(value: object, where: Where) -> dict[str, Any]:
+    """A mapping that may be left out (or null), but not given as something else."""
+    return {} if value is None else v.mapping(value, where)
+
+
 def parse_config(
     data: object, *, base: Path, source: str, declared_elsewhere: tuple[str, ...] = ()
 ) -> ServerConfig:
@@ -214,9 +219,9 @@ def parse_config(
         return ServerConfig(source)
     top = v.mapping(data, root)
     v.known_keys(top, TOP_KEYS, root)
-    defaults = v.mapping(top.get("defaults") or {}, root.key("defaults"))
+    defaults = optional_mapping(top.get("defaults"), root.key("defaults"))
     v.known_keys(defaults, SERVER_KEYS, root.key("defaults"))
-    raw_servers = v.mapping(top.get("servers") or {}, root.key("servers"))
+    raw_servers = optional_mapping(top.get("servers"), root.key("servers"))
     servers: dict[str, ServerSpec] = {}
     declared = [*raw_servers, *declared_elsewhere]
     for name, raw in raw_servers.items():

@@ -397,16 +397,18 @@ def start_servers(
             require_server(declared(config), name, asked_by)
         return get_pool(config).get_many(names)
     except TestserverError as exc:
-        error = exc
+        error: TestserverError | str = exc
     except Exception as exc:
         # A bug of ours or the SDK's: show the traceback, but as redacted text — pytest's own
         # rendering would print the frames' locals with --showlocals, secrets included.
         import traceback
 
         text = "".join(traceback.format_exception(exc))
-        message = f"testserver: unexpected error starting {', '.join(names)}:\n{text}"
-        pytest.fail(get_pool(config).redact(message), pytrace=False)
-    fail(config, error)  # outside the except block: no "during handling" chain in the report
+        error = f"testserver: unexpected error starting {', '.join(names)}:\n{text}"
+    # Outside the except blocks: no "during handling of the above exception" in the report.
+    if isinstance(error, TestserverError):
+        fail(config, error)
+    pytest.fail(get_pool(config).redact(error), pytrace=False)
 
 
 def marker_names(item: pytest.Item) -> list[str]:

@@ -63,19 +63,17 @@ class Where:
         raise ConfigError(f"{prefix}: {message}")
 
 
-_SHOW = reprlib.Repr()
-_SHOW.maxlevel, _SHOW.maxdict, _SHOW.maxlist, _SHOW.maxtuple = 2, 4, 4, 4
-_SHOW.maxstring, _SHOW.maxother, _SHOW.maxlong = 60, 60, 40
-
-
 def show(value: object, limit: int = 60) -> str:
     """A short, single-line, ASCII rendering of a bad value for an error message.
 
     Bounded however large or deep the value (a YAML alias bomb), and with look-alike characters
     escaped, so that a Cyrillic letter cannot pass for its Latin twin in the message.
     """
+    shower = reprlib.Repr()
+    shower.maxlevel, shower.maxdict, shower.maxlist, shower.maxtuple = 2, 4, 4, 4
+    shower.maxstring, shower.maxother, shower.maxlong = limit, limit, 40
     try:
-        text = _SHOW.repr(value)
+        text = shower.repr(value)
     except ValueError:  # an int too long to print
         text = "<a number too long to show>"
     text = text.encode("ascii", "backslashreplace").decode("ascii")
@@ -243,7 +241,8 @@ def regex(value: object, where: Where) -> str:
     try:
         re.compile(pattern)
     except re.error as exc:
-        where.fail(f"{show(pattern)} is not a regular expression: {exc.msg} at position {exc.pos}")
+        reason = " ".join(exc.msg.split()).encode("ascii", "backslashreplace").decode("ascii")
+        where.fail(f"{show(pattern)} is not a regular expression: {reason} at position {exc.pos}")
     return pattern
 
 

@@ -1,0 +1,331 @@
+"""No shell, no string-built command line, no unsafe YAML, no loosened container, in the source.
+
+Every module of ``pytest_testserver`` is parsed with ``ast`` and searched for:
+
+- ``shell=`` anything but ``False``; ``os.system``, ``os.popen``, ``subprocess.getoutput`` and
+  other calls that always use a shell; ``eval`` and ``exec``;
+- ``subprocess`` calls whose command is not a literal list or tuple (a string would be split or
+  given to a shell; a list is passed as is);
+- ``"docker"`` as the first element of an argument list: the engine is reached through the SDK,
+  never the CLI — and the SDK is imported by ``engine.py`` alone;
+- ``yaml.load`` without a SafeLoader (or a subclass of one), ``yaml.unsafe_load``,
+  ``yaml.full_load`` and the unsafe loader classes;
+- container options that would loosen isolation (privileged, host mounts, host namespaces,
+  capabilities, devices), and ``network_mode="host"``; nor may a server key ask for one.
+
+The checker itself is tested on snippets that must be caught and snippets that must pass.
+"""
+
+from __future__ import annotations
+
+import ast
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+import pytest_testserver
+from pytest_testserver.config import SERVER_KEYS
+
+PACKAGE = Path(pytest_testserver.__file__).parent
+MODULES = sorted(PACKAGE.rglob("*.py"))
+
+ALWAYS_A_SHELL = {
+    "os.system",
+    "os.popen",
+    "subprocess.getoutput",
+    "subprocess.getstatusoutput",
+    "asyncio.create_subprocess_shell",
+    "pty.spawn",
+}
+TAKES_A_COMMAND = {
+    "subprocess.run",
+    "subprocess.call",
+    "subprocess.check_call",
+    "subprocess.check_output",
+    "subprocess.Popen",
+}
+# Called with a program name first: naming a container CLI there means running it (or finding it).
+STARTS_A_PROGRAM = {*TAKES_A_COMMAND, "asyncio.create_subprocess_exec", "shutil.which"}
+STARTS_A_PROGRAM_PREFIXES = ("os.exec", "os.spawn", "os.posix_spawn")
+BUILTINS_THAT_RUN_CODE = {"eval", "exec"}
+UNSAFE_YAML_CALLS = {
+    "yaml.unsafe_load",
+    "yaml.unsafe_load_all",
+    "yaml.full_load",
+    "yaml.full_load_all",
+}
+YAML_LOAD_CALLS = {"yaml.load", "yaml.load_all"}
+UNSAFE_LOADERS = {
+    "yaml.Loader",
+    "yaml.FullLoader",
+    "yaml.UnsafeLoader",
+    "yaml.CLoader",
+    "yaml.CFullLoader",
+    "yaml.CUnsafeLoader",
+    "yaml.loader.Loader",
+    "yaml.loader.FullLoader",
+    "yaml.loader.UnsafeLoader",
+}
+SAFE_LOADERS = {"yaml.SafeLoader", "yaml.CSafeLoader", "yaml.loader.SafeLoader"}
+CLI_NAMES = {"docker", "docker-compose", "podman", "nerdctl"}
+# Options of docker-py's create_host_config / create_container that loosen isolation.
+LOOSENING_OPTIONS = {
+    "privileged",
+    "binds",
+    "volumes",
+    "volumes_from",
+    "mounts",
+    "devices",
+    "device_requests",
+    "device_cgroup_rules",
+    "cap_add",
+    "security_opt",
+    "pid_mode",
+    "ipc_mode",
+    "uts_mode",
+    "userns_mode",
+    "cgroupns",
+    "sysctls",
+    "tmpfs",
+}
+
+
+@dataclass
+class Checker(ast.NodeVisitor):
+    """Collects findings as ``"line N: what"`` for one module."""
+
+    module: ast.Module
+    findings: list[str] = field(default_factory=list)
+    aliases: dict[str, str] = field(default_factory=dict)  # local name -> dotted origin
+    safe_classes: set[str] = field(default_factory=set)  # loaders defined here on SafeLoader
+
+    def run(self) -> list[str]:
+        for node in ast.walk(self.module):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    self.aliases[alias.asname or alias.name.split(".")[0]] = (
+                        alias.name if alias.asname else alias.name.split(".")[0]
+                    )
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    self.aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        for node in ast.walk(self.module):
+            if isinstance(node, ast.ClassDef) and any(
+                self.is_safe_loader(base) for base in node.bases
+            ):
+                self.safe_classes.add(node.name)
+        self.visit(self.module)
+        return self.findings
+
+    def dotted(self, node: ast.AST) -> str:
+        """``sp.Popen`` -> ``subprocess.Popen``, through the module's imports; "" if unknown."""
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id, node.id)
+        if isinstance(node, ast.Attribute):
+            base = self.dotted(node.value)
+            return f"{base}.{node.attr}" if base else ""
+        return ""
+
+    def is_safe_loader(self, node: ast.AST) -> bool:
+        name = self.dotted(node)
+        return name in SAFE_LOADERS or (isinstance(node, ast.Name) and node.id in self.safe_classes)
+
+    def report(self, node: ast.AST, what: str) -> None:
+        self.findings.append(f"line {getattr(node, 'lineno', '?')}: {what}")
+
+    def visit_Call(self, node: ast.Call) -> None:
+        name = self.dotted(node.func)
+        for keyword in node.keywords:
+            if keyword.arg == "shell" and not (
+                isinstance(keyword.value, ast.Constant) and keyword.value.value is False
+            ):
+                self.report(node, f"{name or 'a call'}(shell=...): a shell is never involved")
+            if keyword.arg in LOOSENING_OPTIONS:
+                self.report(node, f"{keyword.arg}= loosens the container's isolation")
+            if (
+                keyword.arg == "network_mode"
+                and isinstance(keyword.value, ast.Constant)
+                and keyword.value.value == "host"
+            ):
+                self.report(node, 'network_mode="host" puts the container on the host network')
+        if name in ALWAYS_A_SHELL:
+            self.report(node, f"{name}() runs its command through a shell")
+        if isinstance(node.func, ast.Name) and node.func.id in BUILTINS_THAT_RUN_CODE:
+            self.report(node, f"{node.func.id}() runs a string as code")
+        if name in TAKES_A_COMMAND:
+            command = node.args[0] if node.args else None
+            command = next((k.value for k in node.keywords if k.arg == "args"), command)
+            if not isinstance(command, (ast.List, ast.Tuple)):
+                self.report(node, f"{name}() must be given a literal argument list")
+        if name in UNSAFE_YAML_CALLS:
+            self.report(node, f"{name}() constructs arbitrary Python objects")
+        if name in YAML_LOAD_CALLS:
+            loader = node.args[1] if len(node.args) > 1 else None
+            loader = next((k.value for k in node.keywords if k.arg == "Loader"), loader)
+            if loader is None or not self.is_safe_loader(loader):
+                self.report(node, f"{name}() without a SafeLoader (or a subclass of one)")
+        program = self.cli_name(node.args[0]) if node.args else ""
+        if program and (name in STARTS_A_PROGRAM or name.startswith(STARTS_A_PROGRAM_PREFIXES)):
+            self.report(node, f"{name}() runs the {program} CLI: the engine is reached via the SDK")
+        self.generic_visit(node)
+
+    def cli_name(self, node: ast.AST) -> str:
+        """The CLI a literal names ("docker"...), or ""."""
+        if isinstance(node, ast.Constant) and node.value in CLI_NAMES:
+            return str(node.value)
+        return ""
+
+    def visit_List(self, node: ast.List) -> None:
+        self.check_argv(node)
+        self.generic_visit(node)
+
+    def visit_Tuple(self, node: ast.Tuple) -> None:
+        self.check_argv(node)
+        self.generic_visit(node)
+
+    def check_argv(self, node: ast.List | ast.Tuple) -> None:
+        program = self.cli_name(node.elts[0]) if node.elts else ""
+        if program:
+            self.report(node, f"{program!r} as argv[0]: the engine is reached via the SDK")
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        if self.dotted(node) in UNSAFE_LOADERS:
+            self.report(node, f"{self.dotted(node)} constructs arbitrary Python objects")
+        self.generic_visit(node)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load) and self.aliases.get(node.id) in UNSAFE_LOADERS:
+            self.report(node, f"{self.aliases[node.id]} constructs arbitrary Python objects")
+
+
+def findings_in(source: str) -> list[str]:
+    return Checker(ast.parse(textwrap.dedent(source))).run()
+
+
+def module_id(path: Path) -> str:
+    return path.relative_to(PACKAGE).as_posix()
+
+
+def test_the_package_has_modules_to_check() -> None:
+    names = {module_id(path) for path in MODULES}
+    assert {"engine.py", "reaper.py", "yamlfile.py", "image.py", "server.py"} <= names
+
+
+@pytest.mark.parametrize("path", MODULES, ids=module_id)
+def test_no_shell_no_cli_no_unsafe_yaml_no_loosened_container(path: Path) -> None:
+    findings = Checker(ast.parse(path.read_text(encoding="utf-8"), str(path))).run()
+    assert not findings, f"{module_id(path)}:\n" + "\n".join(findings)
+
+
+def imports_of(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_the_engine_module_imports_the_docker_sdk() -> None:
+    importers = sorted(module_id(p) for p in MODULES if "docker" in imports_of(p))
+    assert importers == ["engine.py"]
+
+
+def test_only_the_watchdog_starts_a_process() -> None:
+    importers = sorted(module_id(p) for p in MODULES if "subprocess" in imports_of(p))
+    assert importers == ["reaper.py"]
+
+
+def test_no_server_key_can_loosen_the_container() -> None:
+    assert not {
+        "privileged",
+        "volumes",
+        "mounts",
+        "binds",
+        "devices",
+        "cap_add",
+        "network_mode",
+        "network",
+        "pid",
+        "ipc",
+        "user",
+        "security_opt",
+    } & set(SERVER_KEYS)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param('import subprocess\nsubprocess.run(["ls"], shell=True)', id="shell-true"),
+        pytest.param("import subprocess\nsubprocess.run(['ls'], shell=flag)", id="shell-variable"),
+        pytest.param('import subprocess as sp\nsp.Popen("ls -l")', id="popen-string"),
+        pytest.param("import subprocess\nsubprocess.check_call(argv)", id="call-variable"),
+        pytest.param("import subprocess\nsubprocess.run(args=cmd)", id="args-keyword"),
+        pytest.param(
+            'from subprocess import check_output\ncheck_output(f"docker ps {x}")',
+            id="from-import-f-string",
+        ),
+        pytest.param('import os\nos.system("ls")', id="os-system"),
+        pytest.param('from os import popen\npopen("ls")', id="os-popen-imported"),
+        pytest.param('import subprocess\nsubprocess.getoutput("ls")', id="getoutput"),
+        pytest.param('import asyncio\nasyncio.create_subprocess_shell("ls")', id="asyncio-shell"),
+        pytest.param('argv = ["docker", "run", image]', id="docker-argv-list"),
+        pytest.param('argv = ("docker", "ps")', id="docker-argv-tuple"),
+        pytest.param('import shutil\nshutil.which("docker")', id="which-docker"),
+        pytest.param('import os\nos.execvp("docker", args)', id="execvp-docker"),
+        pytest.param('import subprocess\nsubprocess.run(["podman", "ps"])', id="podman-argv"),
+        pytest.param("eval(text)", id="eval"),
+        pytest.param("exec(code)", id="exec"),
+        pytest.param("import yaml\nyaml.load(text)", id="yaml-load-default"),
+        pytest.param("import yaml\nyaml.load(text, Loader=yaml.Loader)", id="yaml-loader"),
+        pytest.param("import yaml\nyaml.load(text, yaml.FullLoader)", id="yaml-full-positional"),
+        pytest.param("import yaml\nyaml.load_all(text, Loader=Mine)", id="yaml-unknown-loader"),
+        pytest.param("import yaml\nyaml.unsafe_load(text)", id="yaml-unsafe-load"),
+        pytest.param("import yaml\nyaml.full_load(text)", id="yaml-full-load"),
+        pytest.param(
+            "import yaml\nclass L(yaml.UnsafeLoader):\n    pass\nyaml.load(t, Loader=L)",
+            id="yaml-unsafe-subclass",
+        ),
+        pytest.param("from yaml import UnsafeLoader\nx = UnsafeLoader", id="yaml-unsafe-import"),
+        pytest.param("api.create_host_config(privileged=True)", id="privileged"),
+        pytest.param('api.create_host_config(binds={"/": {"bind": "/host"}})', id="host-mount"),
+        pytest.param('api.create_host_config(network_mode="host")', id="host-network"),
+        pytest.param('api.create_host_config(pid_mode="host")', id="host-pid"),
+        pytest.param('api.create_host_config(cap_add=["SYS_ADMIN"])', id="cap-add"),
+        pytest.param("api.create_container(image, volumes=['/data'])", id="volumes"),
+    ],
+)
+def test_the_checker_catches(source: str) -> None:
+    assert findings_in(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param(
+            'import subprocess, sys\nsubprocess.Popen([sys.executable, "-m", "x"], close_fds=True)',
+            id="popen-list",
+        ),
+        pytest.param("import subprocess\nsubprocess.run(('true',), shell=False)", id="tuple"),
+        pytest.param("import subprocess\nx = subprocess.PIPE", id="constants"),
+        pytest.param("import yaml\nyaml.safe_load(text)", id="safe-load"),
+        pytest.param("import yaml\nyaml.load(text, Loader=yaml.SafeLoader)", id="safe-loader"),
+        pytest.param(
+            "import yaml\nclass L(yaml.SafeLoader):\n    pass\nyaml.load(f, Loader=L)",
+            id="safe-subclass",
+        ),
+        pytest.param('handle.exec(["env"])', id="exec-method"),
+        pytest.param("import docker\napi = docker.APIClient()", id="sdk"),
+        pytest.param(
+            'api.create_host_config(port_bindings=b, network_mode=network or "default")',
+            id="host-config",
+        ),
+        pytest.param('message = "remove them with: docker rm -f ..."', id="docker-in-a-message"),
+        pytest.param('import logging\nlog = logging.getLogger("docker")', id="docker-logger"),
+    ],
+)
+def test_the_checker_lets_pass(source: str) -> None:
+    assert findings_in(source) == []
