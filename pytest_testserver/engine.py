@@ -7,6 +7,7 @@ error types with the engine's own explanation, never a traceback from inside the
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
 
@@ -46,6 +47,22 @@ def _short(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def probe_unix_socket(address: str) -> None:
+    """Fail early, and cleanly, when a local engine's socket does not answer.
+
+    docker-py leaves its socket unclosed when a unix connect fails (a ResourceWarning later);
+    a connect of our own, closed whatever happens, answers the same question first.
+    """
+    if not address.startswith("unix://"):
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        try:
+            sock.connect(address[len("unix://") :])
+        except OSError as exc:
+            raise EngineUnavailable(address, exc.strerror or str(exc)) from None
+
+
 def _filters(labels: Mapping[str, str]) -> list[str]:
     return [f"{key}={value}" for key, value in labels.items()]
 
@@ -63,6 +80,7 @@ class Engine:
         """Connect, learning the engine's version and API version in one round trip."""
         address = engine_address()
         pinned = os.environ.get("DOCKER_API_VERSION")
+        probe_unix_socket(address)
         try:
             kwargs = docker.utils.kwargs_from_env()
             api = docker.APIClient(
