@@ -124,3 +124,46 @@ class SharedServers:
         for path in self.directory.iterdir():
             path.unlink(missing_ok=True)
         self.directory.rmdir()
+
+
+class RunOwner:
+    """The xdist controller's part: the watchdog, and removing the run's servers at the end."""
+
+    def __init__(self, context: RunContext, keep: bool) -> None:
+        from .reaper import Watchdog
+
+        self.context = context
+        self.keep = keep
+        self.shared = SharedServers(context.run_id)
+        self.watchdog = None if keep else Watchdog.start(context.run_id)
+
+    def sweep(self) -> tuple[list[str], str | None]:
+        """Remove the run's containers and networks if a worker made any: (problems, kept note)."""
+        if not self.shared.used():
+            return [], None
+        from .server import keep_message
+
+        if self.keep:
+            return [], keep_message(self.context.run_id, None, [])
+        from . import reaper
+        from .errors import TestserverError
+        from .server import connect_engine
+
+        try:
+            engine = connect_engine()
+        except TestserverError as exc:
+            return [str(exc)], None
+        try:
+            return reaper.sweep(engine, self.context.run_id), None
+        except TestserverError as exc:
+            return [str(exc)], None
+        finally:
+            engine.close()
+
+    def finish(self) -> tuple[list[str], str | None]:
+        """After every worker is done: sweep, forget the shared state, dismiss the watchdog."""
+        outcome = self.sweep()
+        self.shared.remove()
+        if self.watchdog is not None:
+            self.watchdog.done()
+        return outcome

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import docker
 import docker.errors
@@ -45,6 +45,11 @@ def _short(exc: BaseException) -> str:
             return item.strerror
         todo += [item.__cause__, item.__context__, *item.args]
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class LogStream(Protocol):
+    def __iter__(self) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
 
 
 def probe_unix_socket(address: str) -> None:
@@ -226,10 +231,10 @@ class Engine:
         result = self._call(self.api.wait, container)
         return int(result.get("StatusCode", -1))
 
-    def follow_logs(self, container: str) -> Iterator[bytes]:
-        """The container's output from its start, as it comes, until it stops."""
-        stream = self._call(self.api.logs, container, stream=True, follow=True)
-        yield from stream
+    def follow_logs(self, container: str) -> LogStream:
+        """The container's output from its start, as it comes, until it stops; close() ends it."""
+        stream: LogStream = self._call(self.api.logs, container, stream=True, follow=True)
+        return stream
 
     def remove_container(self, container: str) -> None:
         try:

@@ -25,20 +25,19 @@ from .settings import RunSettings
 
 if TYPE_CHECKING:
     from .config import ServerConfig
-    from .coordination import RunContext, SharedServers
+    from .coordination import RunContext, RunOwner
     from .handle import ServerHandle
-    from .reaper import Watchdog
     from .server import ServerPool
 
 DEFAULT_CONFIG = "testservers.yaml"
 BIND_LOCAL_ENV = "TESTSERVER_BIND_LOCAL"
 
 settings_key = pytest.StashKey[RunSettings]()
-servers_key = pytest.StashKey["ServerConfig"]()  # only when some server is declared
-pool_key = pytest.StashKey["ServerPool"]()
+servers_key: pytest.StashKey[ServerConfig] = pytest.StashKey()  # only when some server is declared
+pool_key: pytest.StashKey[ServerPool] = pytest.StashKey()
 problems_key = pytest.StashKey[list[str]]()
-run_key = pytest.StashKey["RunContext"]()
-controller_key = pytest.StashKey["RunOwner"]()
+run_key: pytest.StashKey[RunContext] = pytest.StashKey()
+controller_key: pytest.StashKey[RunOwner] = pytest.StashKey()  # on the xdist controller only
 sigterm_key = pytest.StashKey[Any]()
 kept_key = pytest.StashKey[str]()
 used_key = pytest.StashKey[set[str]]()  # on an item: the servers it used
@@ -156,44 +155,6 @@ def run_context(config: pytest.Config) -> RunContext:
     return RunContext(new_run_id())
 
 
-class RunOwner:
-    """The xdist controller's part: the watchdog, and removing the run's servers at the end."""
-
-    def __init__(self, context: RunContext, keep: bool) -> None:
-        from .coordination import SharedServers
-        from .reaper import Watchdog
-
-        self.context = context
-        self.shared: SharedServers = SharedServers(context.run_id)
-        self.watchdog: Watchdog | None = None if keep else Watchdog.start(context.run_id)
-
-    def sweep(self, config: pytest.Config) -> None:
-        """Remove every container and network of the run, if any worker made one."""
-        if not self.shared.used():
-            return
-        settings = config.stash[settings_key]
-        if settings.keep:
-            from .server import keep_message
-
-            config.stash[kept_key] = keep_message(self.context.run_id, None, [])
-            return
-        from . import reaper
-        from .server import connect_engine
-
-        try:
-            engine = connect_engine()
-            config.stash[problems_key].extend(reaper.sweep(engine, self.context.run_id))
-            engine.close()
-        except TestserverError as exc:
-            config.stash[problems_key].append(str(exc))
-
-    def finish(self, config: pytest.Config) -> None:
-        self.sweep(config)
-        self.shared.remove()
-        if self.watchdog is not None:
-            self.watchdog.done()
-
-
 class XdistHooks:
     """Registered only when pytest-xdist is installed (its hooks are unknown otherwise)."""
 
@@ -204,6 +165,8 @@ class XdistHooks:
         node.workerinput["testserver_run_id"] = context.run_id
         node.workerinput["testserver_owner_pid"] = context.owner_pid
         if controller_key not in config.stash:
+            from .coordination import RunOwner
+
             config.stash[controller_key] = RunOwner(context, config.stash[settings_key].keep)
 
 
@@ -528,7 +491,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
     if owner is not None and exitstatus not in finished:
         # Ctrl-C or SIGTERM on the xdist controller: remove the servers now, not after xdist has
         # waited for its workers to stop; finish() sweeps once more when they have.
-        owner.sweep(config)
+        record(config, owner.sweep())
     try:
         yield
     finally:
@@ -536,7 +499,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
         owner = config.stash.get(controller_key, None)
         if owner is not None:  # the xdist controller: every worker is done (or dead) by now
             del config.stash[controller_key]
-            owner.finish(config)
+            record(config, owner.finish())
+
+
+def record(config: pytest.Config, outcome: tuple[list[str], str | None]) -> None:
+    """Teardown problems and a --testserver-keep note, for the terminal summary."""
+    problems, kept = outcome
+    config.stash[problems_key].extend(problems)
+    if kept:
+        config.stash[kept_key] = kept
 
 
 def close_pool(config: pytest.Config) -> None:
@@ -565,7 +536,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     close_pool(config)
     owner = config.stash.get(controller_key, None)
     if owner is not None:
-        owner.finish(config)
+        record(config, owner.finish())
     previous = config.stash.get(sigterm_key, None)
     if previous is not None:
         signal.signal(signal.SIGTERM, previous)

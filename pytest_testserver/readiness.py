@@ -18,6 +18,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -84,8 +85,8 @@ class ExitWatch:
 
     def __init__(self, engine: Engine, container: str) -> None:
         self.exited = threading.Event()
-        self._thread = threading.Thread(target=self._watch, args=(engine, container), daemon=True)
-        self._thread.start()
+        self.thread = threading.Thread(target=self._watch, args=(engine, container), daemon=True)
+        self.thread.start()
 
     def _watch(self, engine: Engine, container: str) -> None:
         try:
@@ -167,23 +168,26 @@ class LogWatch:
     def __init__(self, engine: Engine, container: str, pattern: str) -> None:
         self.matched = threading.Event()
         self._regex = re.compile(pattern)
-        self._thread = threading.Thread(target=self._watch, args=(engine, container), daemon=True)
-        self._thread.start()
+        self.thread = threading.Thread(target=self._watch, args=(engine, container), daemon=True)
+        self.thread.start()
 
     def _watch(self, engine: Engine, container: str) -> None:
         pending = b""
         try:
-            for chunk in engine.follow_logs(container):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if self._regex.search(line.decode("utf-8", "replace")):
+            with closing(engine.follow_logs(container)) as stream:  # closed when matched, too
+                for chunk in stream:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    if any(self._matches(line) for line in lines):
                         self.matched.set()
                         return
         except Exception:
             return
-        if pending and self._regex.search(pending.decode("utf-8", "replace")):
+        if pending and self._matches(pending):
             self.matched.set()
+
+    def _matches(self, line: bytes) -> bool:
+        return bool(self._regex.search(line.decode("utf-8", "replace")))
 
 
 def wait_until_ready(
@@ -193,13 +197,21 @@ def wait_until_ready(
     target: Target,
     deadline: float,
     redact: Callable[[str], str],
+    track: Callable[[threading.Thread], None] = lambda thread: None,
 ) -> None:
-    """Run every readiness check of ``spec``; raise NotReady or ServerExited."""
+    """Run every readiness check of ``spec``; raise NotReady or ServerExited.
+
+    ``track`` is given the threads left blocked on the engine (until the container goes), so that
+    whoever closes the engine can wait for them first.
+    """
     checks = spec.checks
     if spec.post_startup is None and not checks:
         return
     watch = ExitWatch(engine, container)
+    track(watch.thread)
     log = LogWatch(engine, container, checks.log) if checks.log else None
+    if log is not None:
+        track(log.thread)
 
     def poll(what: str, attempt: Callable[[], tuple[bool, str]], pauses: Iterator[float]) -> None:
         detail = ""
