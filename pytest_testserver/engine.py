@@ -48,7 +48,7 @@ def _short(exc: BaseException) -> str:
 
 
 class LogStream(Protocol):
-    def __iter__(self) -> Iterator[bytes]: ...
+    def __iter__(self) -> Iterator[Any]: ...
     def close(self) -> None: ...
 
 
@@ -226,10 +226,19 @@ class Engine:
         data = self._call(self.api.logs, container, stdout=True, stderr=True, tail=tail)
         return bytes(data).decode("utf-8", "replace")
 
-    def wait_exit(self, container: str) -> int:
-        """Block until the container stops; its exit code."""
-        result = self._call(self.api.wait, container)
-        return int(result.get("StatusCode", -1))
+    def exit_events(self, container: str, since: int) -> LogStream:
+        """The container's "die" events from ``since`` (unix seconds) on; close() ends the stream.
+
+        A stream rather than the blocking wait call: whoever watches can stop watching, and the
+        connection is closed then, not left blocked until the container goes.
+        """
+        stream: LogStream = self._call(
+            self.api.events,
+            since=since,
+            filters={"container": container, "event": "die"},
+            decode=True,
+        )
+        return stream
 
     def follow_logs(self, container: str) -> LogStream:
         """The container's output from its start, as it comes, until it stops; close() ends it."""

@@ -12,13 +12,13 @@ a TCP connect only counts if the proxy does not hang up at once.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -27,7 +27,7 @@ from .config import HttpCheck, PostStartup, ServerSpec
 from .errors import NotReady, ServerExited, TestserverError
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .engine import Engine, LogStream
 
 LOG_TAIL = 30
 OUTPUT_LINES = 15
@@ -80,20 +80,64 @@ def check_running(
         raise exited_error(engine, spec, container, redact)
 
 
-class ExitWatch:
-    """Blocks on the engine's wait-for-exit in a thread; ``exited`` is set when the server dies."""
+class Watch:
+    """A thread reading one engine stream until it has seen what it waits for, or is stopped."""
 
-    def __init__(self, engine: Engine, container: str) -> None:
-        self.exited = threading.Event()
-        self.thread = threading.Thread(target=self._watch, args=(engine, container), daemon=True)
-        self.thread.start()
+    def __init__(self, open_stream: Callable[[], LogStream]) -> None:
+        self.seen = threading.Event()
+        self._lock = threading.Lock()
+        self._stream: LogStream | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, args=(open_stream,), daemon=True)
+        self._thread.start()
 
-    def _watch(self, engine: Engine, container: str) -> None:
+    def _run(self, open_stream: Callable[[], LogStream]) -> None:
         try:
-            engine.wait_exit(container)
+            stream = open_stream()
         except Exception:
             return
-        self.exited.set()
+        with self._lock:
+            self._stream = stream
+            stopped = self._stopped
+        try:
+            if not stopped and self.read(stream):
+                self.seen.set()
+        except Exception:  # noqa: S110 - stopped, or the container went away
+            pass
+        finally:
+            close_quietly(stream)
+
+    def read(self, stream: LogStream) -> bool:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop reading and close the stream's connection (it unblocks the thread)."""
+        with self._lock:
+            self._stopped = True
+            stream = self._stream
+        if stream is not None:
+            close_quietly(stream)
+        self._thread.join(timeout=2)
+
+
+def close_quietly(stream: LogStream) -> None:
+    # already closed, or a transport that cannot cancel a stream (ssh)
+    with contextlib.suppress(Exception):
+        stream.close()
+
+
+class ExitWatch(Watch):
+    """``seen`` is set when the container dies: the engine's events, from just before its start."""
+
+    def __init__(self, engine: Engine, container: str, since: int) -> None:
+        super().__init__(lambda: engine.exit_events(container, since))
+
+    @property
+    def exited(self) -> threading.Event:
+        return self.seen
+
+    def read(self, stream: LogStream) -> bool:
+        return any(True for _ in stream)
 
 
 @dataclass
@@ -162,29 +206,25 @@ def http_ready(target: Target, check: HttpCheck) -> tuple[bool, str]:
     return (status == check.status), f"status {status}"
 
 
-class LogWatch:
+class LogWatch(Watch):
     """Streams the container's log once, line by line, until ``pattern`` matches."""
 
     def __init__(self, engine: Engine, container: str, pattern: str) -> None:
-        self.matched = threading.Event()
         self._regex = re.compile(pattern)
-        self.thread = threading.Thread(target=self._watch, args=(engine, container), daemon=True)
-        self.thread.start()
+        super().__init__(lambda: engine.follow_logs(container))
 
-    def _watch(self, engine: Engine, container: str) -> None:
+    @property
+    def matched(self) -> threading.Event:
+        return self.seen
+
+    def read(self, stream: LogStream) -> bool:
         pending = b""
-        try:
-            with closing(engine.follow_logs(container)) as stream:  # closed when matched, too
-                for chunk in stream:
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    if any(self._matches(line) for line in lines):
-                        self.matched.set()
-                        return
-        except Exception:
-            return
-        if pending and self._matches(pending):
-            self.matched.set()
+        for chunk in stream:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if any(self._matches(line) for line in lines):
+                return True
+        return bool(pending) and self._matches(pending)
 
     def _matches(self, line: bytes) -> bool:
         return bool(self._regex.search(line.decode("utf-8", "replace")))
@@ -197,21 +237,33 @@ def wait_until_ready(
     target: Target,
     deadline: float,
     redact: Callable[[str], str],
-    track: Callable[[threading.Thread], None] = lambda thread: None,
 ) -> None:
-    """Run every readiness check of ``spec``; raise NotReady or ServerExited.
-
-    ``track`` is given the threads left blocked on the engine (until the container goes), so that
-    whoever closes the engine can wait for them first.
-    """
+    """Run every readiness check of ``spec``; raise NotReady or ServerExited."""
     checks = spec.checks
     if spec.post_startup is None and not checks:
         return
-    watch = ExitWatch(engine, container)
-    track(watch.thread)
+    # A minute back covers any clock skew with the engine; the id makes the events this server's.
+    watch = ExitWatch(engine, container, since=int(time.time()) - 60)
     log = LogWatch(engine, container, checks.log) if checks.log else None
-    if log is not None:
-        track(log.thread)
+    try:
+        run_checks(engine, spec, container, target, deadline, redact, watch, log)
+    finally:
+        watch.stop()
+        if log is not None:
+            log.stop()
+
+
+def run_checks(
+    engine: Engine,
+    spec: ServerSpec,
+    container: str,
+    target: Target,
+    deadline: float,
+    redact: Callable[[str], str],
+    watch: ExitWatch,
+    log: LogWatch | None,
+) -> None:
+    checks = spec.checks
 
     def poll(what: str, attempt: Callable[[], tuple[bool, str]], pauses: Iterator[float]) -> None:
         detail = ""

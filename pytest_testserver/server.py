@@ -79,8 +79,6 @@ class ServerPool:
         self._containers: dict[str, str] = {}  # the containers this process must remove
         self._networks: set[str] = set()
         self._rebuilt: set[str] = set()
-        # per server: threads blocked on the engine until its container goes
-        self._watchers: dict[str, list[threading.Thread]] = {}
         self._watchdog: reaper.Watchdog | None = None
         self._watchdog_started: threading.Thread | None = None
         self._swept = False
@@ -346,15 +344,7 @@ class ServerPool:
         target = readiness.Target(
             ip=ip, host=host, published={p.number: n for p, n in published.items()}
         )
-        readiness.wait_until_ready(
-            engine,
-            spec,
-            container,
-            target,
-            deadline,
-            self.redact,
-            track=self._watchers.setdefault(spec.name, []).append,
-        )
+        readiness.wait_until_ready(engine, spec, container, target, deadline, self.redact)
         handle = ServerHandle(
             name=spec.name,
             host=host,
@@ -420,11 +410,6 @@ class ServerPool:
             thread.start()
         for thread in threads:
             thread.join()
-        # With their containers gone, the readiness watchers' engine calls return: let them, before
-        # the engine's connections are closed under them.
-        for name in containers:
-            for watcher in self._watchers.get(name, ()):
-                watcher.join(timeout=2)
         for network in networks:
             try:
                 engine.remove_network(network)
