@@ -226,20 +226,6 @@ class Engine:
         data = self._call(self.api.logs, container, stdout=True, stderr=True, tail=tail)
         return bytes(data).decode("utf-8", "replace")
 
-    def exit_events(self, container: str, since: int) -> LogStream:
-        """The container's "die" events from ``since`` (unix seconds) on; close() ends the stream.
-
-        A stream rather than the blocking wait call: whoever watches can stop watching, and the
-        connection is closed then, not left blocked until the container goes.
-        """
-        stream: LogStream = self._call(
-            self.api.events,
-            since=since,
-            filters={"container": container, "event": "die"},
-            decode=True,
-        )
-        return stream
-
     def follow_logs(self, container: str) -> LogStream:
         """The container's output from its start, as it comes, until it stops; close() ends it."""
         stream: LogStream = self._call(self.api.logs, container, stream=True, follow=True)

@@ -1,8 +1,9 @@
 """Deciding that a server is ready, and noticing at once when it died instead.
 
-Every check polls tight at first (10 ms) and backs off, under the server's one timeout. While
-any check waits, a thread blocks on the engine's "wait for exit" call: a container that dies
-ends the wait immediately, with its exit code and log tail, not after the retry budget.
+Every check polls tight at first (10 ms) and backs off, under the server's one timeout. Between
+attempts the container's state is looked at (an inspect at most every 50 ms; an exec refused
+because the container is not running says the same): a container that dies ends the wait at
+once, with its exit code and log tail, not after the retry budget.
 
 TCP and HTTP checks go to the container itself (its address on its network) when this machine
 can route there: a connect to a published port can succeed through the engine's proxy before the
@@ -36,6 +37,7 @@ MAX_BACKOFF_INTERVAL = 0.1
 MAX_NETWORK_INTERVAL = 0.02  # a connect costs microseconds: keep polling tight
 CONNECT_TIMEOUT = 0.25
 HANGUP_WINDOW = 0.05
+EXIT_CHECK_INTERVAL = 0.05
 
 
 def intervals(fixed: float | None = None, cap: float = MAX_BACKOFF_INTERVAL) -> Iterator[float]:
@@ -121,23 +123,35 @@ class Watch:
 
 
 def close_quietly(stream: LogStream) -> None:
-    # already closed, or a transport that cannot cancel a stream (ssh)
+    # Already closed, or a transport that cannot cancel a stream (ssh). The HTTP response goes
+    # too: closing only the socket under it would leave its file object holding the descriptor.
     with contextlib.suppress(Exception):
         stream.close()
+    response = getattr(stream, "_response", None)
+    if response is not None:
+        with contextlib.suppress(Exception):
+            response.close()
 
 
-class ExitWatch(Watch):
-    """``seen`` is set when the container dies: the engine's events, from just before its start."""
+class ExitCheck:
+    """Notices a dead container while the checks poll: one inspect at most every 50 ms.
 
-    def __init__(self, engine: Engine, container: str, since: int) -> None:
-        super().__init__(lambda: engine.exit_events(container, since))
+    Polling rather than blocking on the engine's wait call, which would hold a connection (and a
+    thread) until the container goes — for a kept or shared server, long after this run.
+    """
 
-    @property
-    def exited(self) -> threading.Event:
-        return self.seen
+    def __init__(self, engine: Engine, container: str) -> None:
+        self._engine = engine
+        self._container = container
+        self._last = time.monotonic()  # the caller has just seen it running
 
-    def read(self, stream: LogStream) -> bool:
-        return any(True for _ in stream)
+    def exited(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        if now - self._last < EXIT_CHECK_INTERVAL:
+            return False
+        self._last = now
+        state = self._engine.inspect(self._container).get("State") or {}
+        return not state.get("Running", False)
 
 
 @dataclass
@@ -242,13 +256,11 @@ def wait_until_ready(
     checks = spec.checks
     if spec.post_startup is None and not checks:
         return
-    # A minute back covers any clock skew with the engine; the id makes the events this server's.
-    watch = ExitWatch(engine, container, since=int(time.time()) - 60)
+    watch = ExitCheck(engine, container)
     log = LogWatch(engine, container, checks.log) if checks.log else None
     try:
         run_checks(engine, spec, container, target, deadline, redact, watch, log)
     finally:
-        watch.stop()
         if log is not None:
             log.stop()
 
@@ -260,7 +272,7 @@ def run_checks(
     target: Target,
     deadline: float,
     redact: Callable[[str], str],
-    watch: ExitWatch,
+    watch: ExitCheck,
     log: LogWatch | None,
 ) -> None:
     checks = spec.checks
@@ -268,14 +280,14 @@ def run_checks(
     def poll(what: str, attempt: Callable[[], tuple[bool, str]], pauses: Iterator[float]) -> None:
         detail = ""
         while True:
-            if watch.exited.is_set():
-                raise exited_error(engine, spec, container, redact)
             ready, detail = attempt()
             if ready:
                 return
+            if watch.exited():
+                raise exited_error(engine, spec, container, redact)
             pause = next(pauses)
             if time.monotonic() + pause > deadline:
-                if watch.exited.wait(0.05):  # it died as we gave up: say so
+                if watch.exited(now=float("inf")):  # it died as we gave up: say so
                     raise exited_error(engine, spec, container, redact)
                 raise NotReady(
                     spec.name,
@@ -283,10 +295,10 @@ def run_checks(
                     + (f" ({redact(detail)})" if detail else ""),
                     log_tail(engine, container, redact),
                 )
-            watch.exited.wait(pause)
+            time.sleep(pause)
 
     if spec.post_startup is not None:
-        wait_post_startup(engine, spec, spec.post_startup, container, deadline, redact, watch)
+        wait_post_startup(engine, spec, spec.post_startup, container, deadline, redact)
     for port in checks.tcp:
         poll(f"wait.tcp {port}", partial(tcp_ready, target, port), network_intervals())
     for check in checks.http:
@@ -317,7 +329,6 @@ def wait_post_startup(
     container: str,
     deadline: float,
     redact: Callable[[str], str],
-    watch: ExitWatch | None = None,
 ) -> int:
     """Exec ``check.command`` until it exits 0; returns the number of attempts."""
     pauses = intervals(check.interval)
@@ -325,7 +336,7 @@ def wait_post_startup(
     while True:
         attempt += 1
         code, output = engine.exec(container, check.command)
-        if code is None or (watch is not None and watch.exited.is_set()):
+        if code is None:  # the engine refused the exec: the container is not running
             raise exited_error(engine, spec, container, redact)
         if code == 0:
             return attempt
@@ -340,7 +351,4 @@ def wait_post_startup(
                 log_tail(engine, container, redact),
                 output="\n".join(text.splitlines()[-OUTPUT_LINES:]),
             )
-        if watch is not None:
-            watch.exited.wait(pause)
-        else:
-            time.sleep(pause)
+        time.sleep(pause)
