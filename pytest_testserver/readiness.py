@@ -258,24 +258,6 @@ def wait_until_ready(
         return
     watch = ExitCheck(engine, container)
     log = LogWatch(engine, container, checks.log) if checks.log else None
-    try:
-        run_checks(engine, spec, container, target, deadline, redact, watch, log)
-    finally:
-        if log is not None:
-            log.stop()
-
-
-def run_checks(
-    engine: Engine,
-    spec: ServerSpec,
-    container: str,
-    target: Target,
-    deadline: float,
-    redact: Callable[[str], str],
-    watch: ExitCheck,
-    log: LogWatch | None,
-) -> None:
-    checks = spec.checks
 
     def poll(what: str, attempt: Callable[[], tuple[bool, str]], pauses: Iterator[float]) -> None:
         detail = ""
@@ -297,21 +279,25 @@ def run_checks(
                 )
             time.sleep(pause)
 
-    if spec.post_startup is not None:
-        wait_post_startup(engine, spec, spec.post_startup, container, deadline, redact)
-    for port in checks.tcp:
-        poll(f"wait.tcp {port}", partial(tcp_ready, target, port), network_intervals())
-    for check in checks.http:
-        what = f"wait.http {check.port}{check.path} (expecting {check.status})"
-        poll(what, partial(http_ready, target, check), network_intervals())
-    if log is not None:
-        poll(
-            f"wait.log {checks.log!r}",
-            lambda: (log.matched.is_set(), "no matching line yet"),
-            intervals(),
-        )
-    if checks.healthcheck:
-        poll("wait.healthcheck", lambda: health(engine, container), intervals())
+    try:
+        if spec.post_startup is not None:
+            wait_post_startup(engine, spec, spec.post_startup, container, deadline, redact)
+        for port in checks.tcp:
+            poll(f"wait.tcp {port}", partial(tcp_ready, target, port), network_intervals())
+        for check in checks.http:
+            what = f"wait.http {check.port}{check.path} (expecting {check.status})"
+            poll(what, partial(http_ready, target, check), network_intervals())
+        if log is not None:
+            poll(
+                f"wait.log {checks.log!r}",
+                lambda: (log.matched.is_set(), "no matching line yet"),
+                intervals(),
+            )
+        if checks.healthcheck:
+            poll("wait.healthcheck", lambda: health(engine, container), intervals())
+    finally:
+        if log is not None:
+            log.stop()
 
 
 def health(engine: Engine, container: str) -> tuple[bool, str]:
