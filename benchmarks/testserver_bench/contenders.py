@@ -1,0 +1,428 @@
+"""The contenders: each writes a small pytest project doing the same job its own way.
+
+Every project starts the servers of a ``Scenario`` (prebuilt images, or one image built from the
+``web/`` Dockerfile), waits until each answers HTTP, and runs ``test_files`` tests that GET every
+server through its port published on the host. Readiness budgets are the same for all
+(``Scenario.budget`` seconds).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import re
+import shutil
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import images
+from .engine import BENCH_LABEL
+
+PYTEST_INI = "[pytest]\n"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    servers: tuple[str, ...]  # server names, started in this order
+    image: str | None  # a prebuilt image, or None: build the Dockerfile in ./web
+    test_files: int = 1
+    budget: int = 30  # readiness timeout in seconds, the same for every contender
+
+    @property
+    def built(self) -> bool:
+        return self.image is None
+
+
+def _write(folder: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip())
+
+
+def _plain_tests(scenario: Scenario) -> dict[str, str]:
+    """Tests for the contenders whose conftest provides ``servers``: name -> URL."""
+    return {
+        f"test_{i}.py": f"""
+            from __future__ import annotations
+
+            import urllib.request
+
+
+            def test_get_{i}(servers):
+                for url in servers.values():
+                    with urllib.request.urlopen(url, timeout=10) as response:
+                        assert response.status == 200
+            """
+        for i in range(scenario.test_files)
+    }
+
+
+class Contender:
+    """One way of doing the job. ``plugins`` are the pytest11 distributions it needs loaded."""
+
+    name = ""
+    plugins: tuple[str, ...] = ()
+
+    @property
+    def slug(self) -> str:
+        """The contender's name as a folder name."""
+        return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.name).strip("-")
+
+    def unavailable(self) -> str | None:
+        """Why this contender cannot run here, or None."""
+        return None
+
+    def render(self, scenario: Scenario, folder: Path) -> None:
+        files = {"pytest.ini": PYTEST_INI, **self.files(scenario)}
+        _write(folder, files)
+        if scenario.built:
+            images.write_context(folder / "web", self.name)
+
+    def files(self, scenario: Scenario) -> dict[str, str]:
+        raise NotImplementedError
+
+
+def _missing_module(module: str, package: str) -> str | None:
+    if importlib.util.find_spec(module) is None:
+        return f"{package} is not installed (pip install -e '.[bench]')"
+    return None
+
+
+class Floor(Contender):
+    """What a competent user writes by hand: a session fixture over raw docker-py."""
+
+    name = "floor"
+
+    def files(self, scenario: Scenario) -> dict[str, str]:
+        conftest = f"""
+            from __future__ import annotations
+
+            import socket
+            import time
+            import urllib.request
+            from collections.abc import Iterator
+            from pathlib import Path
+
+            import docker
+            import pytest
+
+            NAMES = {list(scenario.servers)!r}
+            IMAGE = {scenario.image!r}  # None: build ./web
+            BUDGET = {scenario.budget}
+            BUILT_TAG = "{images.PREFIX}/floor-web:latest"
+            LABELS = {{"{BENCH_LABEL}": "floor"}}  # lets the benchmark find leftovers
+
+
+            def wait_ready(container, port: int) -> None:
+                # The engine's proxy accepts a connect before the server listens: also GET.
+                url = f"http://127.0.0.1:{{port}}/"
+                deadline = time.monotonic() + BUDGET
+                while True:
+                    try:
+                        with socket.create_connection(("127.0.0.1", port), timeout=1):
+                            pass
+                        with urllib.request.urlopen(url, timeout=1) as response:
+                            if response.status == 200:
+                                return
+                    except OSError:
+                        pass
+                    if time.monotonic() > deadline:
+                        log = container.logs(tail=30).decode(errors="replace")
+                        raise RuntimeError(f"not ready within {{BUDGET}}s; log:\\n{{log}}")
+                    time.sleep(0.01)
+
+
+            @pytest.fixture(scope="session")
+            def servers() -> Iterator[dict[str, str]]:
+                client = docker.from_env()
+                image = IMAGE
+                if image is None:
+                    web = Path(__file__).parent / "web"
+                    image = client.images.build(path=str(web), tag=BUILT_TAG, rm=True)[0].id
+                started = []
+                urls = {{}}
+                try:
+                    for name in NAMES:  # one after another
+                        container = client.containers.run(
+                            image,
+                            detach=True,
+                            ports={{"8080/tcp": ("127.0.0.1", None)}},
+                            labels=LABELS,
+                        )
+                        started.append(container)
+                        container.reload()
+                        port = int(container.ports["8080/tcp"][0]["HostPort"])
+                        wait_ready(container, port)
+                        urls[name] = f"http://127.0.0.1:{{port}}/"
+                    yield urls
+                finally:
+                    for container in started:
+                        container.remove(force=True)
+                    client.close()
+            """
+        return {"conftest.py": conftest, **_plain_tests(scenario)}
+
+
+def wait_keys() -> tuple[str, ...]:
+    """The readiness checks the installed plugin's ``wait:`` key offers (none: no such key)."""
+    from pytest_testserver import config
+
+    if "wait" not in config.SERVER_KEYS:
+        return ()
+    return tuple(getattr(config, "WAIT_KEYS", ()))
+
+
+READINESS = {
+    # exec'd in the container until it exits 0 (every version of the plugin has it)
+    "post_startup": 'post_startup: ["wget", "-q", "--spider", "http://127.0.0.1:8080/"]',
+    # the plugin's own network checks (newer versions): a connect, or a GET answering 200
+    "tcp": "wait: {tcp: 8080}",
+    "http": "wait: {http: 8080}",
+}
+# The fastest correct readiness first (measured side by side: see the README).
+PREFERRED = ("http", "post_startup")
+
+
+class Ours(Contender):
+    """pytest-testserver: testservers.yaml and the testserver marker."""
+
+    name = "pytest-testserver"
+    plugins = ("pytest-testserver",)
+
+    def __init__(self, readiness: str | None = None, main: bool = True) -> None:
+        self.readiness = readiness or self.best()
+        self.name = "pytest-testserver" if main else f"pytest-testserver/{self.readiness}"
+
+    @staticmethod
+    def available() -> list[str]:
+        return ["post_startup", *(k for k in ("tcp", "http") if k in wait_keys())]
+
+    @classmethod
+    def best(cls) -> str:
+        return next(k for k in PREFERRED if k in cls.available())
+
+    def files(self, scenario: Scenario) -> dict[str, str]:
+        source = "build: web" if scenario.image is None else f'image: "{scenario.image}"'
+        lines = ["servers:"]
+        for name in scenario.servers:
+            lines += [
+                f"  {name}:",
+                f"    {source}",
+                "    ports: [8080]",
+                f"    {READINESS[self.readiness]}",
+                f"    timeout: {scenario.budget}",
+            ]
+        yaml = "\n".join(lines) + "\n"
+        names = ", ".join(repr(n) for n in scenario.servers)
+        tests = {
+            f"test_{i}.py": f"""
+                from __future__ import annotations
+
+                import urllib.request
+
+                import pytest
+
+
+                @pytest.mark.testserver({names})
+                def test_get_{i}(testservers):
+                    for name in ({names},):
+                        url = testservers[name].url(8080)
+                        with urllib.request.urlopen(url, timeout=10) as response:
+                            assert response.status == 200
+                """
+            for i in range(scenario.test_files)
+        }
+        return {"testservers.yaml": yaml, **tests}
+
+
+class Testcontainers(Contender):
+    """testcontainers-python: DockerContainer + HttpWaitStrategy, DockerImage for builds."""
+
+    name = "testcontainers"
+
+    def unavailable(self) -> str | None:
+        return _missing_module("testcontainers", "testcontainers")
+
+    def files(self, scenario: Scenario) -> dict[str, str]:
+        conftest = f"""
+            from __future__ import annotations
+
+            import contextlib
+            from collections.abc import Iterator
+            from pathlib import Path
+
+            import pytest
+            from testcontainers.core.container import DockerContainer
+            from testcontainers.core.image import DockerImage
+            from testcontainers.core.wait_strategies import HttpWaitStrategy
+
+            NAMES = {list(scenario.servers)!r}
+            IMAGE = {scenario.image!r}  # None: build ./web
+            BUDGET = {scenario.budget}
+            LABELS = {{"{BENCH_LABEL}": "testcontainers"}}  # lets the benchmark find leftovers
+
+
+            @pytest.fixture(scope="session")
+            def servers() -> Iterator[dict[str, str]]:
+                with contextlib.ExitStack() as stack:
+                    image = IMAGE
+                    if image is None:
+                        web = Path(__file__).parent / "web"
+                        built = DockerImage(path=web, tag="{images.PREFIX}/tc-web:latest")
+                        image = str(stack.enter_context(built))
+                    urls = {{}}
+                    for name in NAMES:
+                        container = (
+                            DockerContainer(image, labels=LABELS)
+                            .with_exposed_ports(8080)
+                            .waiting_for(HttpWaitStrategy(8080).with_startup_timeout(BUDGET))
+                        )
+                        stack.enter_context(container)
+                        host = container.get_container_host_ip()
+                        urls[name] = f"http://{{host}}:{{container.get_exposed_port(8080)}}/"
+                    yield urls
+            """
+        return {"conftest.py": conftest, **_plain_tests(scenario)}
+
+
+class DockerTools(Contender):
+    """pytest-docker-tools: ``container(...)`` (and ``build(...)``) fixture factories."""
+
+    name = "pytest-docker-tools"
+    plugins = ("pytest-docker-tools",)
+
+    def unavailable(self) -> str | None:
+        return _missing_module("pytest_docker_tools", "pytest-docker-tools")
+
+    def files(self, scenario: Scenario) -> dict[str, str]:
+        if scenario.image is None:
+            image_line = 'web_image = build(path=str(Path(__file__).parent / "web"))\n'
+            image = '"{web_image.id}"'
+        else:
+            image_line = ""
+            image = repr(scenario.image)
+        fixtures = "".join(
+            f"{name} = container(image={image}, ports={{'8080/tcp': None}}, "
+            f"scope='session', timeout={scenario.budget}, labels=LABELS)\n"
+            for name in scenario.servers
+        )
+        args = ", ".join(scenario.servers)
+        urls = ", ".join(f"{name!r}: url({name})" for name in scenario.servers)
+        conftest = (
+            "from __future__ import annotations\n\n"
+            "from pathlib import Path\n\n"
+            "import pytest\n"
+            "from pytest_docker_tools import build, container\n\n"
+            f'LABELS = {{"{BENCH_LABEL}": "pytest-docker-tools"}}  # finds leftovers\n'
+            f"{image_line}{fixtures}\n\n"
+            "def url(server) -> str:\n"
+            "    return f\"http://127.0.0.1:{server.ports['8080/tcp'][0]}/\"\n\n\n"
+            '@pytest.fixture(scope="session")\n'
+            f"def servers({args}) -> dict[str, str]:\n"
+            f"    return {{{urls}}}\n"
+        )
+        return {"conftest.py": conftest, **_plain_tests(scenario)}
+
+
+COMPOSE_COMMAND = "docker-compose"
+
+
+class PytestDocker(Contender):
+    """pytest-docker: a compose file, ``docker_services.wait_until_responsive``."""
+
+    name = "pytest-docker"
+    plugins = ("pytest-docker",)
+
+    def unavailable(self) -> str | None:
+        missing = _missing_module("pytest_docker", "pytest-docker")
+        if missing:
+            return missing
+        if shutil.which(COMPOSE_COMMAND) is None:
+            return "the compose CLI is missing (apt-get install -y docker-compose)"
+        return None
+
+    def files(self, scenario: Scenario) -> dict[str, str]:
+        if scenario.image is None:
+            source = f"build: ./web\n    image: {images.PREFIX}/pd-web:latest"
+        else:
+            source = f"image: {scenario.image}"
+        services = "".join(
+            f'  {name}:\n    {source}\n    ports: ["127.0.0.1::8080"]\n'
+            f'    labels: {{"{BENCH_LABEL}": "pytest-docker"}}\n'
+            for name in scenario.servers
+        )
+        compose = f'version: "2.4"\nservices:\n{services}'
+        conftest = f"""
+            from __future__ import annotations
+
+            import urllib.request
+            from pathlib import Path
+
+            import pytest
+
+            NAMES = {list(scenario.servers)!r}
+            BUDGET = {scenario.budget}
+
+
+            @pytest.fixture(scope="session")
+            def docker_compose_command() -> str:
+                return "{COMPOSE_COMMAND}"
+
+
+            @pytest.fixture(scope="session")
+            def docker_compose_file() -> str:
+                return str(Path(__file__).parent / "docker-compose.yml")
+
+
+            @pytest.fixture(scope="session")
+            def docker_setup() -> list[str]:
+                return ["up --build -d"]  # compose v1 has no --wait
+
+
+            def is_responsive(url: str) -> bool:
+                try:
+                    with urllib.request.urlopen(url, timeout=1) as response:
+                        return response.status == 200
+                except OSError:
+                    return False
+
+
+            @pytest.fixture(scope="session")
+            def servers(docker_ip, docker_services) -> dict[str, str]:
+                urls = {{}}
+                for name in NAMES:
+                    port = docker_services.port_for(name, 8080)
+                    url = f"http://{{docker_ip}}:{{port}}/"
+                    docker_services.wait_until_responsive(
+                        timeout=float(BUDGET), pause=0.1, check=lambda: is_responsive(url)
+                    )
+                    urls[name] = url
+                return urls
+            """
+        return {"docker-compose.yml": compose, "conftest.py": conftest, **_plain_tests(scenario)}
+
+
+ALL: tuple[Contender, ...] = (Floor(), Ours(), Testcontainers(), DockerTools(), PytestDocker())
+BY_NAME = {c.name: c for c in ALL}
+
+
+def plugin_entry_points() -> dict[str, list[str]]:
+    """pytest11 entry-point names by distribution (normalized: lower case, ``-``)."""
+    found: dict[str, list[str]] = {}
+    for ep in importlib.metadata.entry_points(group="pytest11"):
+        dist = ep.dist.name if ep.dist is not None else ep.value
+        found.setdefault(dist.lower().replace("_", "-"), []).append(ep.name)
+    return found
+
+
+def disable_flags(keep: tuple[str, ...]) -> list[str]:
+    """``-p no:NAME`` for every installed pytest plugin not in ``keep`` (distribution names)."""
+    flags: list[str] = []
+    for dist, names in sorted(plugin_entry_points().items()):
+        if dist in keep:
+            continue
+        for name in names:
+            flags += ["-p", f"no:{name}"]
+    return flags

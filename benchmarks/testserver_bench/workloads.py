@@ -1,0 +1,762 @@
+"""The seven workloads: which cells each measures, and how its figures and targets are derived."""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import images
+from .contenders import PYTEST_INI, Contender, DockerTools, Floor, Ours, PytestDocker, Scenario
+from .runner import Cell, Run, Runner, child_env, run_pytest
+
+SINGLE = ("bench",)
+XDIST = ("pytest-xdist",)
+EXIT_CODE_SHOWN = re.compile(
+    rf"exit(?:ed)?(?: with)? (?:code|status)\W{{0,3}}{images.EXIT_CODE}\b"
+    rf"|(?:ExitCode|exit_code|exitCode)\W{{0,3}}{images.EXIT_CODE}\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Target:
+    workload: int
+    what: str
+    target: str
+    measured: str
+    passed: bool | None  # None: could not be measured
+
+    @property
+    def verdict(self) -> str:
+        return "n/a" if self.passed is None else ("PASS" if self.passed else "MISS")
+
+
+@dataclass
+class Outcome:
+    tables: list[Table] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    root: Path  # temp folder for the generated projects
+    contenders: list[Contender]
+    skipped: dict[str, str]  # contender name -> why it does not run
+    runner: Runner
+    repeat: int
+    budget: int
+    log: Callable[[str], None]
+    # Other readiness setups of pytest-testserver, measured on workloads 1 and 2 only.
+    variants: list[Contender] = field(default_factory=list)
+
+    @property
+    def with_variants(self) -> list[Contender]:
+        return [*self.contenders, *self.variants]
+
+
+# figures
+def fmt_s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def fmt_ms(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1000:+.0f}" if signed else f"{value * 1000:.0f}"
+
+
+def fmt_x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def paired(a: Cell, b: Cell, op: Callable[[float, float], float]) -> float | None:
+    """Median over rounds of ``op(a's run, b's run)``: both measured side by side in each round."""
+    values = [op(x.wall, y.wall) for x, y in zip(a.runs, b.runs, strict=False) if x.ok and y.ok]
+    return statistics.median(values) if values else None
+
+
+def ratio(a: Cell, floor: Cell | None) -> float | None:
+    if floor is None or not floor.walls() or a.broken or floor.broken:
+        return None
+    return paired(a, floor, lambda x, y: x / y)
+
+
+def leaks(cells: Sequence[Cell]) -> str:
+    containers = sum(len(r.engine.leaked_containers) for c in cells for r in _all(c) if r.engine)
+    networks = sum(len(r.engine.leaked_networks) for c in cells for r in _all(c) if r.engine)
+    return f"{containers} / {networks}"
+
+
+def _all(cell: Cell) -> list[Run]:
+    return [r for r in (cell.warmup, *cell.runs, cell.observed) if r is not None]
+
+
+def created(cell: Cell) -> float | None:
+    counts = [r.engine.containers_created for r in cell.good_runs() if r.engine]
+    return statistics.median(counts) if counts else None
+
+
+def api_total(cell: Cell, route: str | None = None) -> int | None:
+    if cell.observed is None or cell.observed.api is None:
+        return None
+    api = cell.observed.api
+    return api.get(route, 0) if route else sum(api.values())
+
+
+def status(cell: Cell) -> str:
+    if cell.broken:
+        return "broken (see notes)"
+    return ""
+
+
+def find(cells: Sequence[Cell], contender: str, variant: str) -> Cell | None:
+    return next((c for c in cells if c.contender.name == contender and c.variant == variant), None)
+
+
+def broken_notes(cells: Sequence[Cell]) -> list[str]:
+    def why(problem: str) -> str:
+        lines = problem.splitlines()
+        errors = [line.strip() for line in lines if line.startswith("E ")]
+        return f"{lines[0]} `{(errors[-1] if errors else lines[-1].strip())[:300]}`"
+
+    notes = []
+    for cell in cells:
+        if cell.broken:
+            notes.append(f"{cell.key}: not measured: {why(cell.broken)}")
+        if cell.failures:
+            notes.append(
+                f"{cell.key}: {len(cell.failures)} of {len(cell.runs)} timed runs went wrong and "
+                f"are left out: {why(cell.failures[0])}"
+            )
+    return notes
+
+
+def skipped_rows(ctx: Context, width: int) -> list[list[str]]:
+    return [[name, f"skipped: {why}"] + [""] * (width - 2) for name, why in ctx.skipped.items()]
+
+
+class Workload:
+    number = 0
+    title = ""
+    observe_api = False
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        raise NotImplementedError
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        raise NotImplementedError
+
+    def run(self, ctx: Context, repeat: int) -> tuple[list[Cell], Outcome]:
+        cells = self.cells(ctx)
+        ctx.runner.measure(cells, repeat, observe_api=self.observe_api)
+        outcome = self.summarize(cells, ctx)
+        outcome.data["cells"] = [c.as_json() for c in cells]
+        outcome.data["repeat"] = repeat
+        return cells, outcome
+
+    def folder(self, ctx: Context, *parts: str) -> Path:
+        return ctx.root.joinpath(f"w{self.number}", *parts)
+
+
+class OneServer(Workload):
+    number = 1
+    title = "W1: one server, start to ready to teardown, one test"
+    observe_api = True
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        scenario = Scenario(SINGLE, images.image_ref("ready"), budget=ctx.budget)
+        return [Cell(c, "ready", scenario, self.folder(ctx, c.slug)) for c in ctx.with_variants]
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        floor = find(cells, Floor.name, "ready")
+        columns = [
+            "contender",
+            "median s",
+            "min-max s",
+            "x floor",
+            "containers/run",
+            "API requests/run",
+            "execs/run",
+            "leaks c/n",
+        ]
+        table = Table(self.title, columns)
+        for cell in cells:
+            walls = cell.walls()
+            table.rows.append(
+                [
+                    cell.contender.name,
+                    fmt_s(cell.median()) if not cell.broken else status(cell),
+                    f"{min(walls):.3f}-{max(walls):.3f}" if walls else "-",
+                    fmt_x(ratio(cell, floor)),
+                    f"{created(cell):g}" if created(cell) is not None else "-",
+                    str(api_total(cell) if api_total(cell) is not None else "-"),
+                    str(api_total(cell, "POST /containers/{id}/exec") or 0)
+                    if cell.observed
+                    else "-",
+                    leaks([cell]),
+                ]
+            )
+        table.rows += skipped_rows(ctx, len(columns))
+        table.notes += broken_notes(cells)
+        table.notes.append(
+            "Containers/run: from the engine's events in each timed run. API requests and execs: "
+            "the requests the engine received in one extra run through the counting relay."
+        )
+        if any(c.contender.name == PytestDocker.name for c in cells):
+            table.notes.append(
+                "pytest-docker's runs end with its default `docker-compose down -v`, which stops "
+                "each container with a 10 s grace period (busybox httpd as PID 1 ignores SIGTERM) "
+                "before removing it; the others force-remove. That dominates its times everywhere."
+            )
+        ours = find(cells, Ours.name, "ready")
+        value = ratio(ours, floor) if ours else None
+        target = Target(
+            1,
+            "one server, whole run vs floor",
+            "<= 1.03x floor",
+            fmt_x(value),
+            None if value is None else value <= 1.03,
+        )
+        return Outcome([table], [target])
+
+
+class Detection(Workload):
+    number = 2
+    title = f"W2: detection of a server that listens {images.SLOW_START} s after start"
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        cells = []
+        for c in ctx.with_variants:
+            for kind in ("ready", "slow"):
+                scenario = Scenario(SINGLE, images.image_ref(kind), budget=ctx.budget)
+                cells.append(Cell(c, kind, scenario, self.folder(ctx, c.slug, kind)))
+        return cells
+
+    def delay(self, cells: list[Cell], name: str) -> float | None:
+        ready, slow = find(cells, name, "ready"), find(cells, name, "slow")
+        if ready is None or slow is None or ready.broken or slow.broken:
+            return None
+        diff = paired(slow, ready, lambda x, y: x - y)
+        return None if diff is None else diff - images.SLOW_START
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        columns = [
+            "contender",
+            "ready s",
+            "slow s",
+            "slow - ready s",
+            f"delay beyond {images.SLOW_START} s (ms)",
+            "vs floor's delay (ms)",
+            "leaks c/n",
+        ]
+        table = Table(self.title, columns)
+        floor_delay = self.delay(cells, Floor.name)
+        for c in ctx.with_variants:
+            ready, slow = find(cells, c.name, "ready"), find(cells, c.name, "slow")
+            assert ready is not None
+            assert slow is not None
+            delay = self.delay(cells, c.name)
+            extra = None if delay is None or floor_delay is None else delay - floor_delay
+            table.rows.append(
+                [
+                    c.name,
+                    fmt_s(ready.median()),
+                    fmt_s(slow.median()),
+                    fmt_s(None if delay is None else delay + images.SLOW_START),
+                    fmt_ms(delay),
+                    fmt_ms(extra, signed=True),
+                    leaks([ready, slow]),
+                ]
+            )
+        table.rows += skipped_rows(ctx, len(columns))
+        table.notes += broken_notes(cells)
+        table.notes.append(
+            "slow - ready is the median over rounds of the paired difference; the delay beyond "
+            f"{images.SLOW_START} s is how late each tool noticed the server was up."
+        )
+        ours = self.delay(cells, Ours.name)
+        extra = None if ours is None or floor_delay is None else ours - floor_delay
+        target = Target(
+            2,
+            "detection delay vs the floor's",
+            "within 20 ms of the floor's delay",
+            f"{fmt_ms(extra, signed=True)} ms ({fmt_ms(ours)} vs {fmt_ms(floor_delay)} ms)",
+            None if extra is None else extra <= 0.020,
+        )
+        return Outcome([table], [target], {"floor_delay": floor_delay, "ours_delay": ours})
+
+
+def died_at(run: Run) -> float | None:
+    """When the dying server exited with its code, by the engine's own clock."""
+    if run.engine is None:
+        return None
+    times = [
+        int(e.get("timeNano", 0)) / 1e9
+        for e in run.engine.die_events
+        if str(e.get("Actor", {}).get("Attributes", {}).get("exitCode")) == str(images.EXIT_CODE)
+    ]
+    return min(times) if times else None
+
+
+class Failure(Workload):
+    number = 3
+    title = (
+        f"W3: a server that prints {images.MARKER} and exits {images.EXIT_CODE} "
+        f"{images.DIES_AFTER} s after start"
+    )
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        scenario = Scenario(SINGLE, images.image_ref("dies"), budget=ctx.budget)
+
+        def final(run: Run) -> bool:  # it ran out its readiness budget: it will every time
+            return run.timed_out or run.wall >= ctx.budget
+
+        return [
+            Cell(
+                c,
+                "dies",
+                scenario,
+                self.folder(ctx, c.slug),
+                expect_failure=True,
+                final=final,
+                warm=False,  # W1 warmed everything up; a warm-up here could cost a whole budget
+            )
+            for c in ctx.contenders
+        ]
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        columns = [
+            "contender",
+            "run fails after s",
+            "fails after the death s",
+            "exit code shown",
+            "marker shown",
+            "runs",
+            "leaks c/n",
+        ]
+        table = Table(self.title, columns)
+        per: dict[str, dict[str, Any]] = {}
+        for cell in cells:
+            runs = cell.good_runs()
+            after = [r.ended - d for r in runs if (d := died_at(r)) is not None]
+            timeouts = sum(r.timed_out for r in runs)
+            code = bool(runs) and all(EXIT_CODE_SHOWN.search(r.output) for r in runs)
+            marker = bool(runs) and all(images.MARKER in r.output for r in runs)
+            after_s = statistics.median(after) if after else None
+            per[cell.contender.name] = {"after": after_s, "code": code, "marker": marker}
+            count = f"{len(runs)}" + (
+                " (stopped: ran out its budget)" if cell.stopped_early else ""
+            )
+            table.rows.append(
+                [
+                    cell.contender.name,
+                    "timeout"
+                    if timeouts
+                    else (fmt_s(cell.median()) if not cell.broken else status(cell)),
+                    "timeout" if timeouts else fmt_s(after_s),
+                    "yes" if code else "no",
+                    "yes" if marker else "no",
+                    count,
+                    leaks([cell]),
+                ]
+            )
+        table.rows += skipped_rows(ctx, len(columns))
+        table.notes += broken_notes(cells)
+        table.notes.append(
+            f"Every contender has the same {ctx.budget} s readiness budget; a contender whose run "
+            "only ends when that budget runs out is measured once (it would every time). "
+            "'fails after the death' is the pytest process's end minus the engine's die event."
+        )
+        ours = per.get(Ours.name, {})
+        late: float | None = ours.get("after")
+        ok = late is not None and late < 1.0 and ours.get("code") and ours.get("marker")
+        target = Target(
+            3,
+            "failing server: run ends after the death, code and marker shown",
+            "< 1 s, exit code and marker shown",
+            f"{fmt_s(late)} s, code {'yes' if ours.get('code') else 'no'}, "
+            f"marker {'yes' if ours.get('marker') else 'no'}",
+            None if late is None else bool(ok),
+        )
+        return Outcome([table], [target], {"per_contender": per})
+
+
+class Rebuild(Workload):
+    number = 4
+    title = "W4: deciding not to rebuild an unchanged Dockerfile image"
+    observe_api = True
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        cells = []
+        for c in ctx.contenders:
+            for variant, image in (("image", images.image_ref("ready")), ("build", None)):
+                scenario = Scenario(SINGLE, image, budget=ctx.budget)
+                cells.append(Cell(c, variant, scenario, self.folder(ctx, c.slug, variant)))
+        return cells
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        columns = [
+            "contender",
+            "image: s",
+            "build: s",
+            "build - image (ms)",
+            "build calls/run",
+            "leaks c/n",
+        ]
+        table = Table(self.title, columns)
+        costs: dict[str, float | None] = {}
+        for c in ctx.contenders:
+            image, build = find(cells, c.name, "image"), find(cells, c.name, "build")
+            assert image is not None
+            assert build is not None
+            cost = (
+                None if image.broken or build.broken else paired(build, image, lambda x, y: x - y)
+            )
+            costs[c.name] = cost
+            table.rows.append(
+                [
+                    c.name,
+                    fmt_s(image.median()),
+                    fmt_s(build.median()),
+                    fmt_ms(cost, signed=True),
+                    str(api_total(build, "POST /build")) if build.observed else "-",
+                    leaks([image, build]),
+                ]
+            )
+        table.rows += skipped_rows(ctx, len(columns))
+        table.notes += broken_notes(cells)
+        table.notes.append(
+            "A second run with nothing changed: the paired difference between a run whose "
+            "server is built from ./web/Dockerfile (already built by the warm-up run) and the "
+            "same run on a prebuilt image. 'build calls' are POST /build requests the engine "
+            "received (counted at the socket)."
+        )
+        micro = self.microbench(cells)
+        if micro:
+            table.notes.append(
+                "In-process, pytest_testserver.image.plan_for(spec).digest() + image inspect: "
+                f"median {micro['total_ms']:.2f} ms (plan + digest {micro['digest_ms']:.2f} ms, "
+                f"inspect {micro['inspect_ms']:.2f} ms; {micro['n']} iterations)."
+            )
+        ours = costs.get(Ours.name)
+        targets = [
+            Target(
+                4,
+                "second run: build: server vs image: server",
+                "< 50 ms",
+                f"{fmt_ms(ours, signed=True)} ms",
+                None if ours is None else ours < 0.050,
+            ),
+        ]
+        if micro:
+            targets.append(
+                Target(
+                    4,
+                    "in-process plan_for().digest() + inspect",
+                    "< 50 ms",
+                    f"{micro['total_ms']:.2f} ms",
+                    micro["total_ms"] < 50,
+                )
+            )
+        return Outcome([table], targets, {"costs": costs, "microbench": micro})
+
+    def microbench(self, cells: list[Cell], n: int = 200) -> dict[str, float] | None:
+        cell = find(cells, Ours.name, "build")
+        if cell is None or cell.broken:
+            return None
+        from pytest_testserver.config import load_config
+        from pytest_testserver.engine import Engine
+        from pytest_testserver.image import image_tag, plan_for
+
+        spec = load_config(cell.project / "testservers.yaml").servers[SINGLE[0]]
+        engine = Engine.connect()
+        totals, digests, inspects = [], [], []
+        try:
+            for _ in range(n):
+                t0 = time.perf_counter()
+                plan = plan_for(spec)
+                assert plan is not None
+                tag = image_tag(spec, plan)
+                t1 = time.perf_counter()
+                found = engine.image_exists(tag)
+                t2 = time.perf_counter()
+                assert found, f"{tag} should exist after the warm-up run"
+                totals.append(t2 - t0)
+                digests.append(t1 - t0)
+                inspects.append(t2 - t1)
+        finally:
+            engine.close()
+        return {
+            "n": n,
+            "total_ms": statistics.median(totals) * 1000,
+            "digest_ms": statistics.median(digests) * 1000,
+            "inspect_ms": statistics.median(inspects) * 1000,
+        }
+
+
+class Shared(Workload):
+    number = 5
+    title = "W5: 8 test files sharing one server (built from a Dockerfile), pytest-xdist"
+    observe_api = True
+    workers = (0, 2, 4)
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        scenario = Scenario(SINGLE, None, test_files=8, budget=ctx.budget)
+        return [
+            Cell(
+                c,
+                f"-n {n}",
+                scenario,
+                self.folder(ctx, c.slug, f"n{n}"),
+                args=["-n", str(n)],
+                extra_plugins=XDIST,
+            )
+            for c in ctx.contenders
+            for n in self.workers
+        ]
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        columns = [
+            "contender",
+            "-n",
+            "median s",
+            "x floor",
+            "containers/run",
+            "build calls/run",
+            "leaks c/n",
+        ]
+        table = Table(self.title, columns)
+        targets: list[Target] = []
+        for c in ctx.contenders:
+            for n in self.workers:
+                cell = find(cells, c.name, f"-n {n}")
+                floor = find(cells, Floor.name, f"-n {n}")
+                assert cell is not None
+                count = created(cell)
+                builds = api_total(cell, "POST /build")
+                table.rows.append(
+                    [
+                        c.name,
+                        str(n),
+                        fmt_s(cell.median()) if not cell.broken else status(cell),
+                        fmt_x(ratio(cell, floor)),
+                        "-" if count is None else f"{count:g}",
+                        "-" if builds is None else str(builds),
+                        leaks([cell]),
+                    ]
+                )
+                if c.name == Ours.name:
+                    ok = None if count is None or builds is None else count == 1 and builds <= 1
+                    targets.append(
+                        Target(
+                            5,
+                            f"-n {n}: containers and builds",
+                            "exactly 1 container, <= 1 build",
+                            f"{'-' if count is None else f'{count:g}'} container(s), "
+                            f"{'-' if builds is None else builds} build(s)",
+                            ok,
+                        )
+                    )
+        table.rows += skipped_rows(ctx, len(columns))
+        table.notes += broken_notes(cells)
+        table.notes.append(
+            "Containers: created-and-started events from the engine's event stream during each "
+            "timed run (median). Builds: POST /build requests in one extra run through a counting "
+            "socket relay. Every image was already built by the warm-up run."
+        )
+        return Outcome([table], targets)
+
+
+class Many(Workload):
+    number = 6
+    title = "W6: independent servers in one session"
+    sizes = (4, 10)
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        cells = []
+        for c in ctx.contenders:
+            for size in self.sizes:
+                names = tuple(f"bench{i}" for i in range(1, size + 1))
+                scenario = Scenario(names, images.image_ref("ready"), budget=ctx.budget)
+                cells.append(
+                    Cell(c, f"{size} servers", scenario, self.folder(ctx, c.slug, str(size)))
+                )
+        return cells
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        columns = [
+            "contender",
+            "servers",
+            "median s",
+            "x floor (sequential)",
+            "containers/run",
+            "leaks c/n",
+        ]
+        table = Table(self.title, columns)
+        targets: list[Target] = []
+        for c in ctx.contenders:
+            for size in self.sizes:
+                cell = find(cells, c.name, f"{size} servers")
+                floor = find(cells, Floor.name, f"{size} servers")
+                assert cell is not None
+                value = ratio(cell, floor)
+                count = created(cell)
+                table.rows.append(
+                    [
+                        c.name,
+                        str(size),
+                        fmt_s(cell.median()) if not cell.broken else status(cell),
+                        fmt_x(value),
+                        "-" if count is None else f"{count:g}",
+                        leaks([cell]),
+                    ]
+                )
+                if c.name == Ours.name and size == 4:
+                    targets.append(
+                        Target(
+                            6,
+                            "4 servers vs the floor's sequential start",
+                            "<= 0.5x floor",
+                            fmt_x(value),
+                            None if value is None else value <= 0.5,
+                        )
+                    )
+        table.rows += skipped_rows(ctx, len(columns))
+        table.notes += broken_notes(cells)
+        table.notes.append(
+            "The floor starts its servers one after another (each ready before the next); ours "
+            "names them all in one @pytest.mark.testserver(...) marker, which starts them "
+            "concurrently. Whole-process wall times, pytest start-up included."
+        )
+        return Outcome([table], targets)
+
+
+class Bare(Contender):
+    """No container plugin at all: the baseline of workload 7."""
+
+    name = "(no plugin)"
+
+    def files(self, scenario: Scenario) -> dict[str, str]:
+        return {}
+
+
+TRIVIAL_TEST = "def test_x():\n    pass\n"
+MODULES_CONFTEST = """\
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+
+def pytest_sessionfinish(session):
+    names = ("docker", "yaml", "requests", "pytest_testserver.engine")
+    with open(os.environ["BENCH_MODULES_OUT"], "w") as f:
+        json.dump({name: name in sys.modules for name in names}, f)
+"""
+
+
+def write_trivial(folder: Path) -> None:
+    (folder / "pytest.ini").write_text(PYTEST_INI)
+    (folder / "test_trivial.py").write_text(TRIVIAL_TEST)
+
+
+class Idle(Workload):
+    number = 7
+    title = "W7: start-up cost of a loaded but unused plugin (trivial suite)"
+
+    def plugins(self, ctx: Context) -> list[Contender]:
+        wanted = (Ours, DockerTools, PytestDocker)
+        return [c for c in ctx.contenders if isinstance(c, wanted)]
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        project = self.folder(ctx, "trivial")
+        cells = [Cell(Bare(), "off", None, project, write=write_trivial)]
+        cells += [Cell(c, "on", None, project, write=write_trivial) for c in self.plugins(ctx)]
+        return cells
+
+    def imports(self, ctx: Context, contender: Contender) -> dict[str, bool]:
+        folder = self.folder(ctx, "imports")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_trivial(folder)
+        (folder / "conftest.py").write_text(MODULES_CONFTEST)
+        out = folder / "modules.json"
+        cell = Cell(contender, "imports", None, folder)
+        run = run_pytest(folder, cell.full_args(), 60, child_env({"BENCH_MODULES_OUT": str(out)}))
+        if run.returncode != 0 or not out.exists():
+            ctx.log(f"  ! import check for {contender.name} failed:\n{run.output[-2000:]}")
+            return {}
+        data: dict[str, bool] = json.loads(out.read_text())
+        out.unlink()
+        return data
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        off = cells[0]
+        columns = [
+            "plugin",
+            "loaded s",
+            "all plugins off s",
+            "cost (ms)",
+            "docker imported",
+            "yaml imported",
+        ]
+        table = Table(self.title, columns)
+        targets: list[Target] = []
+        data: dict[str, Any] = {}
+        modules_off = self.imports(ctx, off.contender)
+        for cell in cells[1:]:
+            cost = paired(cell, off, lambda x, y: x - y)
+            modules = self.imports(ctx, cell.contender)
+            docker = modules.get("docker")
+            table.rows.append(
+                [
+                    cell.contender.name,
+                    fmt_s(cell.median()),
+                    fmt_s(off.median()),
+                    fmt_ms(cost, signed=True),
+                    "-" if docker is None else ("yes" if docker else "no"),
+                    "-" if not modules else ("yes" if modules.get("yaml") else "no"),
+                ]
+            )
+            data[cell.contender.name] = {"cost": cost, "modules": modules}
+            if cell.contender.name == Ours.name:
+                ok = None if cost is None or docker is None else cost < 0.020 and not docker
+                targets.append(
+                    Target(
+                        7,
+                        "plugin loaded but unused: cost, docker import",
+                        "< 20 ms, docker not imported",
+                        f"{fmt_ms(cost, signed=True)} ms, docker "
+                        f"{'-' if docker is None else ('imported' if docker else 'not imported')}",
+                        ok,
+                    )
+                )
+        table.notes += broken_notes(cells)
+        table.notes.append(
+            "'loaded' runs `pytest -q` on one `def test_x(): pass` with only that plugin enabled; "
+            "'all plugins off' disables it too (`-p no:testserver` etc.). Cost is the median of "
+            "the paired differences. Modules are read from sys.modules at session end (a separate "
+            f"run); with every plugin off: docker {'yes' if modules_off.get('docker') else 'no'}."
+        )
+        data["modules_off"] = modules_off
+        return Outcome([table], targets, data)
+
+
+WORKLOADS: dict[int, Workload] = {
+    w.number: w for w in (OneServer(), Detection(), Failure(), Rebuild(), Shared(), Many(), Idle())
+}
