@@ -393,7 +393,10 @@ class ServerPool:
             if not self.settings.keep:
                 self._containers.clear()
                 self._networks.clear()
-        if engine is None or self.settings.keep:
+        if engine is None:
+            return []
+        if self.settings.keep:
+            engine.close()  # the containers stay; our connections to the engine do not
             return []
         problems: list[str] = []
 
