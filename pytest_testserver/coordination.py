@@ -74,12 +74,16 @@ def file_lock(path: Path, timeout: float = -1) -> Iterator[None]:
         yield
 
 
+def file_name(tag: str) -> str:
+    """An image tag as a plain file name."""
+    return tag.replace("/", "_").replace(":", "_")
+
+
 def build_lock(tag: str) -> Any:
     """Held while an image is looked up and, if missing, built: one build per tag."""
-    safe = tag.replace("/", "_").replace(":", "_")
     locks = shared_dir() / "locks"
     locks.mkdir(exist_ok=True)
-    return file_lock(locks / f"build-{safe}.lock")
+    return file_lock(locks / f"build-{file_name(tag)}.lock")
 
 
 class SharedServers:
@@ -108,7 +112,7 @@ class SharedServers:
 
     def first_rebuild(self, tag: str) -> bool:
         """True once per run and tag (called under the tag's build lock)."""
-        mark = self.directory / ("rebuilt-" + tag.replace("/", "_").replace(":", "_"))
+        mark = self.directory / f"rebuilt-{file_name(tag)}"
         if mark.exists():
             return False
         mark.touch()

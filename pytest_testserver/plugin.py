@@ -215,20 +215,19 @@ def read_servers(config: pytest.Config) -> ServerConfig | None:
     """The servers of the YAML file and of conftest hooks, validated and combined; None if none."""
     sources: list[tuple[object, Path, str]] = []
     path, named = config_path(config)
+    has_file = path.is_file()
+    if named and not has_file:
+        raise missing_config(path)
     hooks = config.hook.pytest_testserver_servers.get_hookimpls()
-    if not hooks and not path.is_file():
-        if named:
-            raise missing_config(path)
+    if not hooks and not has_file:
         return None
     from .config import combine, display_path, parse_config
 
-    if path.is_file():
+    if has_file:
         from .yamlfile import read_yaml
 
         shown = display_path(path)
         sources.append((read_yaml(path, shown), path.parent, shown))
-    elif named:
-        raise missing_config(path)
     for impl in hooks:
         result = impl.function(**{name: config for name in impl.argnames})
         if result is not None:

@@ -82,46 +82,6 @@ def check_running(
         raise exited_error(engine, spec, container, redact)
 
 
-class Watch:
-    """A thread reading one engine stream until it has seen what it waits for, or is stopped."""
-
-    def __init__(self, open_stream: Callable[[], LogStream]) -> None:
-        self.seen = threading.Event()
-        self._lock = threading.Lock()
-        self._stream: LogStream | None = None
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, args=(open_stream,), daemon=True)
-        self._thread.start()
-
-    def _run(self, open_stream: Callable[[], LogStream]) -> None:
-        try:
-            stream = open_stream()
-        except Exception:
-            return
-        with self._lock:
-            self._stream = stream
-            stopped = self._stopped
-        try:
-            if not stopped and self.read(stream):
-                self.seen.set()
-        except Exception:  # noqa: S110 - stopped, or the container went away
-            pass
-        finally:
-            close_quietly(stream)
-
-    def read(self, stream: LogStream) -> bool:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        """Stop reading and close the stream's connection (it unblocks the thread)."""
-        with self._lock:
-            self._stopped = True
-            stream = self._stream
-        if stream is not None:
-            close_quietly(stream)
-        self._thread.join(timeout=2)
-
-
 def close_quietly(stream: LogStream) -> None:
     # Already closed, or a transport that cannot cancel a stream (ssh). The HTTP response goes
     # too: closing only the socket under it would leave its file object holding the descriptor.
@@ -220,18 +180,35 @@ def http_ready(target: Target, check: HttpCheck) -> tuple[bool, str]:
     return (status == check.status), f"status {status}"
 
 
-class LogWatch(Watch):
-    """Streams the container's log once, line by line, until ``pattern`` matches."""
+class LogWatch:
+    """Streams the container's log once, line by line, in a thread, until ``pattern`` matches."""
 
     def __init__(self, engine: Engine, container: str, pattern: str) -> None:
+        self.matched = threading.Event()
         self._regex = re.compile(pattern)
-        super().__init__(lambda: engine.follow_logs(container))
+        self._lock = threading.Lock()
+        self._stream: LogStream | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, args=(engine, container), daemon=True)
+        self._thread.start()
 
-    @property
-    def matched(self) -> threading.Event:
-        return self.seen
+    def _run(self, engine: Engine, container: str) -> None:
+        try:
+            stream = engine.follow_logs(container)
+        except Exception:  # the engine went away: the other checks will say so
+            return
+        with self._lock:
+            self._stream = stream
+            stopped = self._stopped
+        try:
+            if not stopped and self._read(stream):
+                self.matched.set()
+        except Exception:  # noqa: S110 - stopped, or the container went away
+            pass
+        finally:
+            close_quietly(stream)
 
-    def read(self, stream: LogStream) -> bool:
+    def _read(self, stream: LogStream) -> bool:
         pending = b""
         for chunk in stream:
             pending += chunk
@@ -242,6 +219,15 @@ class LogWatch(Watch):
 
     def _matches(self, line: bytes) -> bool:
         return bool(self._regex.search(line.decode("utf-8", "replace")))
+
+    def stop(self) -> None:
+        """Stop reading and close the stream's connection (it unblocks the thread)."""
+        with self._lock:
+            self._stopped = True
+            stream = self._stream
+        if stream is not None:
+            close_quietly(stream)
+        self._thread.join(timeout=2)
 
 
 def wait_until_ready(
