@@ -1,9 +1,9 @@
 """Nothing survives a run: sweeping by label, a watchdog for killed runs, and dead runs' leftovers.
 
-The watchdog is a small Python process (no image) started with the run's first container. It holds
-the read end of a pipe whose write end only the run's owner has: when the owner exits normally it
-writes ``done``; when the owner is killed (SIGKILL included) the OS closes the pipe, the watchdog
-reads EOF without ``done``, and removes everything labelled with the run id.
+The watchdog (watchdog.py) is a small Python process (no image) started with the run's first
+container. It holds the read end of a pipe whose write end only the run's owner has: when the owner
+exits normally it writes ``done``; when the owner is killed (SIGKILL included) the OS closes the
+pipe, the watchdog reads EOF without ``done``, and removes everything labelled with the run id.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from .coordination import LABEL_HOST, LABEL_PID, LABEL_RUN
@@ -79,6 +80,14 @@ def sweep_dead_runs(engine: Engine, host: str) -> list[str]:
     return problems
 
 
+def watchdog_command() -> list[str]:
+    """How to run watchdog.py: as a file without ``site`` (fast), else as a module."""
+    script = Path(__file__).with_name("watchdog.py")
+    if script.is_file():
+        return ["-S", str(script)]
+    return ["-m", "pytest_testserver.watchdog"]  # installed where files have no paths (a zip)
+
+
 class Watchdog:
     """The owner's side of the watchdog process."""
 
@@ -89,7 +98,7 @@ class Watchdog:
     @classmethod
     def start(cls, run_id: str) -> Watchdog:
         process = subprocess.Popen(
-            [sys.executable, "-m", "pytest_testserver.reaper", run_id],
+            [sys.executable, *watchdog_command(), run_id],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -120,34 +129,16 @@ class Watchdog:
         threading.Thread(target=self.process.wait, daemon=True).start()
 
 
-def watch(run_id: str, stdin: IO[bytes]) -> int:
-    """The watchdog process: wait for the owner to finish; sweep if it did not say ``done``."""
-    received = b""
-    while chunk := stdin.read(64):
-        received += chunk
-    if received.strip() == b"done":
-        return 0
+def sweep_abandoned_run(run_id: str) -> None:
+    """The owner died without cleaning up: sweep now, and again while orphans may still create."""
     from .engine import Engine
 
     engine = Engine.connect()
-    sweep(engine, run_id)
-    started = time.monotonic()
-    for at in RESWEEP_AFTER:
-        time.sleep(max(0.0, started + at - time.monotonic()))
-        sweep(engine, run_id)
-    return 0
-
-
-def main() -> int:
-    if len(sys.argv) != 2:
-        print("usage: python -m pytest_testserver.reaper RUN_ID", file=sys.stderr)
-        return 2
     try:
-        return watch(sys.argv[1], sys.stdin.buffer)
-    except TestserverError as exc:
-        print(f"testserver watchdog: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        sweep(engine, run_id)
+        started = time.monotonic()
+        for at in RESWEEP_AFTER:
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            sweep(engine, run_id)
+    finally:
+        engine.close()

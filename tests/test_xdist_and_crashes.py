@@ -313,3 +313,24 @@ def test_two_concurrent_runs_in_one_project_do_not_disturb_each_other(
     assert [first.returncode, second.returncode] == [0, 0], outputs
     ids = {p.read_text() for p in Path(pytester.path).glob("run-*.txt")}
     assert len(ids) == 2
+
+
+@pytest.mark.parametrize("said", [b"done\n", b""], ids=["done", "owner-died"])
+def test_the_watchdog_starts_without_site_packages_until_it_must_sweep(said: bytes) -> None:
+    # It starts beside the run's first container: a full interpreter start there costs ~90 ms CPU.
+    from pytest_testserver.reaper import watchdog_command
+
+    command = [
+        sys.executable,
+        "-X",
+        "importtime",
+        *watchdog_command(),
+        f"no-such-run-{uuid.uuid4()}",
+    ]
+    result = subprocess.run(command, input=said, capture_output=True, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()[-2000:]
+    imported = {line.split("|")[-1].strip() for line in result.stderr.decode().splitlines()}
+    if said:
+        assert "site" not in imported and "pytest_testserver" not in imported
+    else:  # the sweep needs the SDK and this package, from site-packages or the checkout
+        assert {"site", "docker", "pytest_testserver.reaper"} <= imported
