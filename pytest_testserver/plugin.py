@@ -223,11 +223,12 @@ def read_servers(config: pytest.Config) -> ServerConfig | None:
         return None
     from .config import combine, display_path, parse_config
 
+    document = None
     if has_file:
-        from .yamlfile import read_yaml
+        from .configcache import YamlDocument
 
-        shown = display_path(path)
-        sources.append((read_yaml(path, shown), path.parent, shown))
+        document = YamlDocument.read(path, display_path(path))
+        sources.append((document.data, path.parent, document.shown))
     for impl in hooks:
         result = impl.function(**{name: config for name in impl.argnames})
         if result is not None:
@@ -247,7 +248,10 @@ def read_servers(config: pytest.Config) -> ServerConfig | None:
         )
         for i, (data, base, source) in enumerate(sources)
     ]
-    return combine(configs)
+    combined = combine(configs)
+    if document is not None:
+        document.remember()  # it validated: the next run with the same bytes skips PyYAML
+    return combined
 
 
 def missing_config(path: Path) -> ConfigError:

@@ -78,10 +78,16 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 def read_yaml(path: Path, shown: str) -> object:
     try:
-        with path.open("rb") as f:
-            return yaml.load(f, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        content = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{shown}: cannot read: {exc.strerror or exc}") from None
+    return parse_yaml(content, shown)
+
+
+def parse_yaml(content: bytes, shown: str) -> object:
+    """The document's data (``safe_load`` semantics, stricter keys); errors name line and file."""
+    try:
+        return yaml.load(content, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except _KeyError as exc:
         raise ConfigError(f"{shown}: line {exc.line}: {exc.message}") from None
     except yaml.MarkedYAMLError as exc:
