@@ -7,6 +7,7 @@ without a config file pays for reading three ini values, and nobody pays for ``d
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -121,6 +122,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[problems_key] = []
+    # Registered now, so that it runs among the last cleanups: after pytest's own end-of-run work,
+    # which overlaps the removal of the containers that sessionfinish began.
+    config.add_cleanup(functools.partial(finish_teardown, config))
     if servers is None:
         return  # nothing declared: nothing to coordinate, nothing to clean up
     config.stash[servers_key] = servers
@@ -498,7 +502,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
     try:
         yield
     finally:
-        close_pool(config)
+        if run_key in config.stash and config.stash[run_key].worker:
+            # A worker finishes before the controller sweeps the run: no removal in flight then.
+            close_pool(config)
+        else:
+            begin_teardown(config)
         owner = config.stash.get(controller_key, None)
         if owner is not None:  # the xdist controller: every worker is done (or dead) by now
             del config.stash[controller_key]
@@ -519,6 +527,27 @@ def close_pool(config: pytest.Config) -> None:
         config.stash[problems_key].extend(pool.redact(p) for p in pool.close())
 
 
+def begin_teardown(config: pytest.Config) -> None:
+    pool = config.stash.get(pool_key, None)
+    if pool is not None:
+        pool.begin_close()
+
+
+def finish_teardown(config: pytest.Config) -> None:
+    """Wait for the removal; what went wrong is told after the summary it missed."""
+    pool = config.stash.get(pool_key, None)
+    problems = [pool.redact(p) for p in pool.finish_close()] if pool is not None else []
+    if not problems:
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    for problem in problems:
+        line = f"testserver: warning: teardown: {problem}"
+        if reporter is not None:
+            reporter.write_line(line, yellow=True)
+        else:
+            print(line, file=sys.stderr)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     config = terminalreporter.config
     pool = config.stash.get(pool_key, None)
@@ -535,8 +564,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    # A safety net for runs that never reached sessionfinish (an error during startup).
-    close_pool(config)
+    # A safety net for runs that never reached sessionfinish (an error during startup); the
+    # cleanup registered in pytest_configure waits for the removal.
+    begin_teardown(config)
     owner = config.stash.get(controller_key, None)
     if owner is not None:
         record(config, owner.finish())

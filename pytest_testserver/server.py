@@ -83,6 +83,8 @@ class ServerPool:
         self._watchdog_started: threading.Thread | None = None
         self._swept = False
         self._closed = False
+        self._closing: threading.Thread | None = None
+        self._close_problems: list[str] = []
 
     @property
     def run_id(self) -> str:
@@ -383,9 +385,18 @@ class ServerPool:
 
     def close(self) -> list[str]:
         """Remove this process's containers and networks; returns the problems met."""
+        self.begin_close()
+        return self.finish_close()
+
+    def begin_close(self) -> None:
+        """Start removing everything in the background; ``finish_close`` waits for it.
+
+        The engine takes ~140 ms to remove a container; pytest's own end of run (summary,
+        unconfigure, its garbage collection passes) runs meanwhile instead of after.
+        """
         with self._lock:
             if self._closed:
-                return []  # sessionfinish closed it; unconfigure is only a safety net
+                return  # sessionfinish began it; unconfigure is only a safety net
             self._closed = True
             containers = dict(self._containers)
             networks = sorted(self._networks)
@@ -393,11 +404,31 @@ class ServerPool:
             if not self.settings.keep:
                 self._containers.clear()
                 self._networks.clear()
-        if engine is None:
+            if engine is None:
+                return
+            # Not a daemon: even if waiting for it is interrupted, the interpreter waits at exit.
+            self._closing = threading.Thread(
+                target=self._remove_all,
+                args=(engine, containers, networks),
+                name="testserver-teardown",
+            )
+            self._closing.start()
+
+    def finish_close(self) -> list[str]:
+        """Wait for the removal ``begin_close`` started; its problems, reported once."""
+        with self._lock:
+            thread = self._closing
+        if thread is None:
             return []
+        thread.join()
+        with self._lock:
+            problems, self._close_problems = self._close_problems, []
+        return problems
+
+    def _remove_all(self, engine: Engine, containers: dict[str, str], networks: list[str]) -> None:
         if self.settings.keep:
             engine.close()  # the containers stay; our connections to the engine do not
-            return []
+            return
         problems: list[str] = []
 
         def remove(name: str, container: str) -> None:
@@ -423,7 +454,8 @@ class ServerPool:
         if self._watchdog is not None:
             self._watchdog.done()
         engine.close()
-        return problems
+        with self._lock:
+            self._close_problems += problems
 
     def keep_message(self) -> str | None:
         with self._lock:

@@ -374,3 +374,42 @@ def test_secret_env_reaches_the_server_but_never_the_output(
     assert "token=*** pass=***" in output
     assert "s3cr3t-value-123" not in output
     assert "hunter2-pw" not in output
+
+
+def test_a_removal_that_fails_is_reported_after_the_summary(
+    pytester: pytest.Pytester, suite: Any
+) -> None:
+    # The removal runs while pytest ends the run, so its problems come after the summary line.
+    suite(
+        servers_yaml(web=HTTPD),
+        """
+        from pytest_testserver import engine
+        from pytest_testserver.errors import EngineError
+
+        real_remove = engine.Engine.remove_container
+
+        def remove_then_complain(self, container):
+            real_remove(self, container)  # really removed: nothing may leak from this test
+            raise EngineError("the engine had a bad day", 500)
+
+        def test_it(testservers):
+            testservers["web"]
+            # not monkeypatch: it would be undone before the session's teardown
+            engine.Engine.remove_container = remove_then_complain
+        """,
+    )
+    from pytest_testserver import engine
+
+    real_remove = engine.Engine.remove_container
+    try:
+        result = pytester.runpytest_inprocess()
+    finally:
+        engine.Engine.remove_container = real_remove  # type: ignore[method-assign]
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*1 passed*",
+            "testserver: warning: teardown: could not remove the container of 'web' (*): "
+            "the engine had a bad day",
+        ]
+    )
