@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeat-idle",
         type=int,
         default=None,
-        help="rounds for workload 7, whose differences are milliseconds (default: 3 x --repeat)",
+        help="rounds for workload 7, whose differences are milliseconds (default: 5 x --repeat)",
     )
     parser.add_argument("--workloads", default="1,2,3,4,5,6,7", help="comma-separated, e.g. 1,2,3")
     parser.add_argument(
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             if number in HEAVY and args.repeat_heavy is not None:
                 repeat = args.repeat_heavy
             if number == 7:
-                repeat = args.repeat_idle or 3 * args.repeat
+                repeat = args.repeat_idle or 5 * args.repeat
             repeats[number] = repeat
             log(f"{workload.title} ({repeat} rounds)")
             t0 = time.perf_counter()

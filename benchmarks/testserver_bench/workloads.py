@@ -643,7 +643,61 @@ class Many(Workload):
             "names them all in one @pytest.mark.testserver(...) marker, which starts them "
             "concurrently. Whole-process wall times, pytest start-up included."
         )
-        return Outcome([table], targets)
+        bound = {size: engine_bound(size) for size in self.sizes}
+        table.notes.append(
+            "The engine's own bound (raw docker-py, no pytest, no readiness, median of 3 pairs): "
+            "creating, starting and force-removing the servers' containers concurrently takes "
+            + ", ".join(
+                f"{b:.2f}x the time of doing it one after another for {n}" for n, b in bound.items()
+            )
+            + ". No plugin can start them faster than the engine does; pytest's start-up, the "
+            "same for everyone, comes on top."
+        )
+        return Outcome([table], targets, {"engine_bound": bound})
+
+
+def engine_bound(size: int, pairs: int = 3) -> float:
+    """Concurrent / sequential time of create+start+remove of ``size`` containers, raw SDK."""
+    import threading
+
+    import docker
+
+    from .engine import BENCH_LABEL
+
+    api = docker.APIClient(version="auto", max_pool_size=size * 2)
+    image = images.image_ref("ready")
+
+    def lifecycle() -> None:
+        host = api.create_host_config(port_bindings={8080: ("127.0.0.1", None)})
+        made = api.create_container(
+            image, ports=[8080], host_config=host, labels={BENCH_LABEL: "engine-bound"}
+        )["Id"]
+        api.start(made)
+        api.remove_container(made, force=True)
+
+    def sequential() -> None:
+        for _ in range(size):
+            lifecycle()
+
+    def concurrent() -> None:
+        threads = [threading.Thread(target=lifecycle) for _ in range(size)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def timed(fn: Callable[[], None]) -> float:
+        started = time.perf_counter()
+        fn()
+        return time.perf_counter() - started
+
+    try:
+        ratios = [timed(concurrent) / timed(sequential) for _ in range(pairs)]
+    finally:
+        for leftover in api.containers(all=True, filters={"label": f"{BENCH_LABEL}=engine-bound"}):
+            api.remove_container(leftover["Id"], force=True)
+        api.close()
+    return statistics.median(ratios)
 
 
 class Bare(Contender):
