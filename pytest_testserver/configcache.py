@@ -9,6 +9,7 @@ the per-user folder, and only when that folder is this user's alone.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -111,6 +112,8 @@ def recall(entry: Path, config: Path, content: bytes) -> tuple[object] | None:
         and "data" in saved
     ):
         return None
+    with contextlib.suppress(OSError):
+        os.utime(entry)  # eviction drops the least recently *used* entries
     return (saved["data"],)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -27,7 +26,8 @@ USED_MARK = "engine-used"
 
 
 def new_run_id() -> str:
-    return secrets.token_hex(5)
+    # What secrets.token_hex does, without importing hmac and OpenSSL's hashlib at start-up.
+    return os.urandom(5).hex()
 
 
 @dataclass(frozen=True)

@@ -166,3 +166,19 @@ def test_a_second_run_with_the_same_file_does_not_import_pyyaml(
     pytester.makefile(".yaml", testservers=CONFIG.replace("hello", "changed"))
     result = pytester.runpytest_subprocess("-s", "-p", "pytest_testserver.plugin")
     result.stdout.fnmatch_lines(["*yaml imported: True"])
+
+
+def test_the_entries_used_last_survive_eviction(
+    tmp_path: Path, private: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(configcache, "MAX_ENTRIES", 2)
+    paths = [write(tmp_path / f"c{i}.yaml", CONFIG) for i in range(3)]
+    YamlDocument.read(paths[0], "c0.yaml").remember()
+    YamlDocument.read(paths[1], "c1.yaml").remember()
+    entry = configcache.cache_file(paths[0])
+    assert entry is not None
+    os.utime(entry, (1, 1))  # written long ago...
+    assert YamlDocument.read(paths[0], "c0.yaml").from_cache  # ...but used just now
+    YamlDocument.read(paths[2], "c2.yaml").remember()
+    assert YamlDocument.read(paths[0], "c0.yaml").from_cache
+    assert not YamlDocument.read(paths[1], "c1.yaml").from_cache
