@@ -34,30 +34,34 @@ class YamlDocument:
     content: bytes
     data: object
     from_cache: bool
+    entry: Path | None  # where its data is (or would be) kept; None: no safe place
 
     @classmethod
     def read(cls, path: Path, shown: str) -> YamlDocument:
-        from .errors import ConfigError
-
-        try:
-            content = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{shown}: cannot read: {exc.strerror or exc}") from None
-        entry = cache_file(path)
+        content = read_bytes(path, shown)
+        where = path.resolve()  # the entry names the real file, whichever way it was reached
+        entry = cache_file(where)
         if entry is not None:
-            found = recall(entry, path, content)
+            found = recall(entry, where, content)
             if found is not None:
-                return cls(path, shown, content, found[0], from_cache=True)
+                return cls(where, shown, content, found[0], from_cache=True, entry=entry)
         from .yamlfile import parse_yaml
 
-        return cls(path, shown, content, parse_yaml(content, shown), from_cache=False)
+        data = parse_yaml(content, shown)
+        return cls(where, shown, content, data, from_cache=False, entry=entry)
 
     def remember(self) -> None:
-        if self.from_cache or not is_plain(self.data):
-            return
-        entry = cache_file(self.path)
-        if entry is not None:
-            store(entry, self.path, self.content, self.data)
+        if self.entry is not None and not self.from_cache and is_plain(self.data):
+            store(self.entry, self.path, self.content, self.data)
+
+
+def read_bytes(path: Path, shown: str) -> bytes:
+    from .errors import ConfigError
+
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read: {exc.strerror or exc}") from None
 
 
 def private_dir(path: Path) -> bool:
@@ -71,7 +75,7 @@ def private_dir(path: Path) -> bool:
 
 
 def cache_file(config: Path) -> Path | None:
-    """Where the data of ``config`` is kept; None when there is no safe place for it."""
+    """Where the data of ``config`` (a resolved path) is kept; None when there is no safe place."""
     try:
         base = shared_dir()
         folder = base / "yaml-cache"
@@ -80,7 +84,7 @@ def cache_file(config: Path) -> Path | None:
         return None
     if not (private_dir(base) and private_dir(folder)):
         return None
-    key = zlib.crc32(os.fsencode(config.resolve()))  # a file name; the entry holds the full path
+    key = zlib.crc32(os.fsencode(config))  # a file name; the entry holds the full path
     return folder / f"{key:08x}.json"
 
 
@@ -106,7 +110,7 @@ def recall(entry: Path, config: Path, content: bytes) -> tuple[object] | None:
         return None
     if not (
         isinstance(saved, dict)
-        and saved.get("path") == str(config.resolve())
+        and saved.get("path") == str(config)
         and saved.get("content") == content.decode("latin-1")  # bytes, exactly
         and saved.get("loader") == loader_fingerprint()
         and "data" in saved
@@ -119,7 +123,7 @@ def recall(entry: Path, config: Path, content: bytes) -> tuple[object] | None:
 
 def store(entry: Path, config: Path, content: bytes, data: object) -> None:
     saved = {
-        "path": str(config.resolve()),
+        "path": str(config),
         "content": content.decode("latin-1"),
         "loader": loader_fingerprint(),
         "data": data,

@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from .configcache import read_bytes
 from .errors import ConfigError
 from .validate import show
 
@@ -77,11 +78,7 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def read_yaml(path: Path, shown: str) -> object:
-    try:
-        content = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{shown}: cannot read: {exc.strerror or exc}") from None
-    return parse_yaml(content, shown)
+    return parse_yaml(read_bytes(path, shown), shown)
 
 
 def parse_yaml(content: bytes, shown: str) -> object:
