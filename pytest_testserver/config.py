@@ -18,6 +18,9 @@ from .settings import RunSettings
 from .validate import Where
 
 DEFAULT_TIMEOUT = 120.0
+# Pulling or building the image has its own budget: a cold CI build (apt-get on a slow mirror)
+# must not eat the time a server gets to become ready, nor be blamed on readiness.
+DEFAULT_IMAGE_TIMEOUT = 900.0
 SOURCE_KEYS = ("build", "image", "from")
 GENERATED_KEYS = ("install", "copy", "run")
 SERVER_KEYS = (
@@ -33,6 +36,7 @@ SERVER_KEYS = (
     "links",
     "post_startup",
     "timeout",
+    "image_timeout",
     "share",
     "wait",
 )
@@ -135,7 +139,8 @@ class ServerSpec:
     aliases: tuple[str, ...] = ()
     links: tuple[str, ...] = ()
     post_startup: PostStartup | None = None
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = DEFAULT_TIMEOUT  # readiness, counted from the container's creation
+    image_timeout: float = DEFAULT_IMAGE_TIMEOUT  # pull or build, build-lock waits included
     # "run": one container for the whole run, shared by every xdist worker; "worker": one each.
     share: str = "run"
     # None: the default, a TCP check of each published TCP port unless post_startup is given.
@@ -298,6 +303,9 @@ def parse_server(
         links=parse_names(get("links"), lambda value, w: declared_server(value, w, declared)),
         post_startup=parse_post_startup(*entry) if (entry := get("post_startup")) else None,
         timeout=v.duration(*entry) if (entry := get("timeout")) else DEFAULT_TIMEOUT,
+        image_timeout=(
+            v.duration(*entry) if (entry := get("image_timeout")) else DEFAULT_IMAGE_TIMEOUT
+        ),
         share=v.choice(*entry, SHARE_MODES) if (entry := get("share")) else "run",
         wait=parse_wait(*fields["wait"]) if "wait" in fields else None,
     )

@@ -18,7 +18,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .coordination import shared_dir
+from .run import UnsafeFolder, user_state_dir
 
 FORMAT = 1
 MAX_ENTRIES = 64
@@ -74,13 +74,22 @@ def private_dir(path: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and owner_ok and not info.st_mode & 0o022
 
 
+def cache_base() -> Path:
+    """This user's usual private folder (never a fresh one: nothing would outlive the run)."""
+    state, warning = user_state_dir(fallback=False)
+    state.close()
+    if warning:
+        raise UnsafeFolder(warning)  # $TMPDIR is not what Python uses: keep nothing
+    return state.path
+
+
 def cache_file(config: Path) -> Path | None:
     """Where the data of ``config`` (a resolved path) is kept; None when there is no safe place."""
     try:
-        base = shared_dir()
+        base = cache_base()
         folder = base / "yaml-cache"
         folder.mkdir(mode=0o700, exist_ok=True)
-    except OSError:
+    except (OSError, UnsafeFolder):
         return None
     if not (private_dir(base) and private_dir(folder)):
         return None

@@ -1,173 +1,107 @@
-"""Who a run is, and how the processes of one run (xdist workers) share its servers.
+"""How the processes of one run (xdist workers) share its servers, through the run's folder.
 
-The run id is made once, by the xdist controller or the lone pytest process, and labels everything
-the run makes. Servers with ``share: run`` are started once per run: the first worker that needs
-one starts it under a file lock and publishes where it is; the others read that.
+Servers with ``share: run`` are started once per run: the first worker that needs one starts it
+under a lock and writes down which container it is; the others read that, and check with the
+engine that the container really is this run's before talking to it.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import tempfile
+import contextlib
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-LABEL_PREFIX = "pytest-testserver."
-LABEL_RUN = LABEL_PREFIX + "run"
-LABEL_SERVER = LABEL_PREFIX + "server"
-LABEL_PID = LABEL_PREFIX + "pid"
-LABEL_HOST = LABEL_PREFIX + "host"
-USED_MARK = "engine-used"
+from .run import Owner, StateDir, UnsafeFolder, file_name, hold_lock
 
-
-def new_run_id() -> str:
-    # What secrets.token_hex does, without importing hmac and OpenSSL's hashlib at start-up.
-    return os.urandom(5).hex()
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """The identity of one test run, as seen from one of its processes."""
-
-    run_id: str
-    owner_pid: int = field(default_factory=os.getpid)  # the controller, or this process
-    worker: str | None = None  # xdist worker id ("gw0"); None outside workers
-
-    def labels(self, server: str | None = None) -> dict[str, str]:
-        labels = {
-            LABEL_RUN: self.run_id,
-            LABEL_PID: str(self.owner_pid),
-            LABEL_HOST: socket.gethostname(),
-        }
-        if server is not None:
-            labels[LABEL_SERVER] = server
-        return labels
-
-    def scoped(self, share: str) -> str:
-        """The name prefix for a server of this ``share`` mode: per run, or per worker."""
-        if share == "worker" and self.worker:
-            return f"testserver-{self.run_id}-{self.worker}"
-        return f"testserver-{self.run_id}"
-
-
-def shared_dir() -> Path:
-    """A per-user folder every run on this machine sees: build locks live here, by image tag.
-
-    Not pytest's base temp dir: that is per run, and a build lock must hold across runs.
-    """
-    user = str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    path = Path(tempfile.gettempdir()) / f"pytest-testserver-{user}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    return path
-
-
-@contextmanager
-def file_lock(path: Path, timeout: float = -1) -> Iterator[None]:
-    from filelock import FileLock
-
-    with FileLock(str(path), timeout=timeout):
-        yield
-
-
-def file_name(tag: str) -> str:
-    """An image tag as a plain file name."""
-    return tag.replace("/", "_").replace(":", "_")
-
-
-def build_lock(tag: str) -> Any:
-    """Held while an image is looked up and, if missing, built: one build per tag."""
-    locks = shared_dir() / "locks"
-    locks.mkdir(exist_ok=True)
-    return file_lock(locks / f"build-{file_name(tag)}.lock")
+RUNS = "runs"
+OWNER_FILE = "owner.json"
 
 
 class SharedServers:
     """File-backed state of a run's ``share: run`` servers, read and written under locks."""
 
-    def __init__(self, run_id: str) -> None:
-        self.directory = shared_dir() / "runs" / run_id
-        self.directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, run_id: str, state: StateDir) -> None:
+        self.run_id = run_id
+        runs = state.child(RUNS)
+        try:
+            self.folder = runs.child(run_id)
+        finally:
+            runs.close()
 
-    def claimed(self, name: str) -> Any:
-        return file_lock(self.directory / f"{name}.lock")
+    def claimed(self, name: str, timeout: float | None) -> contextlib.AbstractContextManager[None]:
+        return hold_lock(
+            self.folder,
+            f"{name}.lock",
+            what=f"start of the shared server {name!r}",
+            run=self.run_id,
+            timeout=timeout,
+        )
 
     def read(self, name: str) -> dict[str, Any] | None:
-        try:
-            with (self.directory / f"{name}.json").open(encoding="utf-8") as f:
-                data: dict[str, Any] = json.load(f)
-                return data
-        except FileNotFoundError:
+        """What the worker that started ``name`` wrote: a container id, or an error."""
+        data = self.folder.read_json(f"{name}.json")
+        if data is None:
             return None
+        shown = self.folder.path / f"{name}.json"
+        if not isinstance(data, dict) or not (
+            isinstance(data.get("container_id"), str) or isinstance(data.get("error"), str)
+        ):
+            raise UnsafeFolder(f"{shown} does not say which container the server is")
+        return data
 
     def write(self, name: str, data: dict[str, Any]) -> None:
-        tmp = self.directory / f".{name}.json.{os.getpid()}"
-        with tmp.open("w", encoding="utf-8") as f:
-            json.dump(data, f)
-        os.replace(tmp, self.directory / f"{name}.json")
+        self.folder.write_json(f"{name}.json", data)
 
     def first_rebuild(self, tag: str) -> bool:
         """True once per run and tag (called under the tag's build lock)."""
-        mark = self.directory / f"rebuilt-{file_name(tag)}"
-        if mark.exists():
+        mark = f"rebuilt-{file_name(tag)}"
+        if self.folder.exists(mark):
             return False
-        mark.touch()
+        self.folder.touch(mark)
         return True
 
-    def mark_used(self) -> None:
-        (self.directory / USED_MARK).touch()
-
-    def used(self) -> bool:
-        return (self.directory / USED_MARK).exists()
-
-    def remove(self) -> None:
-        for path in self.directory.iterdir():
-            path.unlink(missing_ok=True)
-        self.directory.rmdir()
+    def close(self) -> None:
+        self.folder.close()
 
 
-class RunOwner:
-    """The xdist controller's part: the watchdog, and removing the run's servers at the end."""
+def make_run_folder(state: StateDir, run_id: str, owner: Owner) -> None:
+    """The controller's: the run's folder, saying whose it is (so litter can be told apart)."""
+    shared = SharedServers(run_id, state)
+    try:
+        shared.folder.write_json(OWNER_FILE, owner.labels())
+    finally:
+        shared.close()
 
-    def __init__(self, context: RunContext, keep: bool) -> None:
-        from .reaper import Watchdog
 
-        self.context = context
-        self.keep = keep
-        self.shared = SharedServers(context.run_id)
-        self.watchdog = None if keep else Watchdog.start(context.run_id)
-
-    def sweep(self) -> tuple[list[str], str | None]:
-        """Remove the run's containers and networks if a worker made any: (problems, kept note)."""
-        if not self.shared.used():
-            return [], None
-        from .server import keep_message
-
-        if self.keep:
-            return [], keep_message(self.context.run_id, None, [])
-        from . import reaper
-        from .errors import TestserverError
-        from .server import connect_engine
-
+def remove_run_folder(state: StateDir, run_id: str) -> None:
+    with contextlib.suppress(OSError, UnsafeFolder):
+        runs = state.child(RUNS)
         try:
-            engine = connect_engine()
-        except TestserverError as exc:
-            return [str(exc)], None
-        try:
-            return reaper.sweep(engine, self.context.run_id), None
-        except TestserverError as exc:
-            return [str(exc)], None
+            runs.remove_tree(run_id)
         finally:
-            engine.close()
+            runs.close()
 
-    def finish(self) -> tuple[list[str], str | None]:
-        """After every worker is done: sweep, forget the shared state, dismiss the watchdog."""
-        outcome = self.sweep()
-        self.shared.remove()
-        if self.watchdog is not None:
-            self.watchdog.done()
-        return outcome
+
+def dead_run_folders(state: StateDir, here: Owner | None = None) -> Iterator[str]:
+    """Run folders whose controller is known dead (killed before it could remove its folder)."""
+    try:
+        runs = state.child(RUNS)
+    except (OSError, UnsafeFolder):
+        return
+    try:
+        for name in runs.names():
+            try:
+                folder = runs.child(name)
+            except (OSError, UnsafeFolder):
+                continue
+            try:
+                labels = folder.read_json(OWNER_FILE)
+            except UnsafeFolder:
+                labels = None
+            finally:
+                folder.close()
+            owner = Owner.from_labels(labels) if isinstance(labels, dict) else None
+            if owner is not None and owner.known_dead(here):
+                yield name
+    finally:
+        runs.close()

@@ -6,23 +6,61 @@ error types with the engine's own explanation, never a traceback from inside the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import IO, Any, Protocol
 
 import docker
 import docker.errors
 import docker.utils
 import requests.exceptions
+import urllib3.exceptions
 
-from .errors import EngineError, EngineUnavailable
+from .errors import EngineError, EngineStalled, EngineUnavailable
+from .liveness import Found
 from .ports import engine_address
+from .run import LABEL_RUN
 
-# Generous per-read timeout: a build step may print nothing for minutes (apt-get on a slow mirror).
+# Without a deadline (teardown sets its own): a build step may print nothing for minutes.
 API_TIMEOUT = 600
+# However little time a server has left, a call gets this long: a deadline just passed must
+# still let the call that would report it (an inspect, a log tail) answer.
+MIN_CALL_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 30.0
 MINIMUM_API_VERSION = "1.24"
 MAX_CONNECTIONS = 64
+
+
+class _Deadline(threading.local):
+    at: float | None = None  # time.monotonic() by which this thread's engine calls must answer
+
+
+class DeadlineClient(docker.APIClient):
+    """docker-py's client, whose per-read timeout follows the calling thread's deadline.
+
+    docker-py reads ``self.timeout`` for every request it sends; making it a property is how
+    one shared client (and its connection pool) serves threads with different deadlines.
+    """
+
+    _default_timeout: float = API_TIMEOUT
+    _deadline = _Deadline()
+
+    @property  # type: ignore[override]
+    def timeout(self) -> float:
+        at = self._deadline.at
+        if at is None:
+            return self._default_timeout
+        return max(MIN_CALL_TIMEOUT, at - time.monotonic())
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._default_timeout = value
 
 
 def _explain(exc: docker.errors.APIError) -> str:
@@ -45,6 +83,11 @@ def _short(exc: BaseException) -> str:
             return item.strerror
         todo += [item.__cause__, item.__context__, *item.args]
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _found(kind: str, item: Mapping[str, Any], key: str, created: str) -> Found:
+    labels = {str(k): str(v) for k, v in (item.get("Labels") or {}).items()}
+    return Found(kind, str(item[key]), labels, engine_time(item.get(created, "")))
 
 
 class LogStream(Protocol):
@@ -72,6 +115,41 @@ def _filters(labels: Mapping[str, str]) -> list[str]:
     return [f"{key}={value}" for key, value in labels.items()]
 
 
+def _is_timeout(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(
+            item,
+            (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, socket.timeout),
+        ):
+            return True
+        todo += [item.__cause__, item.__context__, *item.args]
+    return False
+
+
+def engine_time(text: object) -> float:
+    """An engine timestamp (Unix seconds, or RFC 3339 with nanoseconds) as Unix seconds."""
+    if isinstance(text, (int, float)):
+        return float(text)
+    value = str(text).strip().replace("Z", "+00:00")
+    head, dot, rest = value.partition(".")
+    if dot:  # Python parses at most microseconds: cut the fraction, keep the offset
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        value = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return 0.0
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.timestamp()
+
+
 class Engine:
     """A connected engine. Methods raise ``EngineError`` or ``EngineUnavailable``."""
 
@@ -88,15 +166,20 @@ class Engine:
         probe_unix_socket(address)
         try:
             kwargs = docker.utils.kwargs_from_env()
-            api = docker.APIClient(
+            api = DeadlineClient(
                 timeout=API_TIMEOUT,
                 version=pinned or MINIMUM_API_VERSION,
                 # each server waiting to be ready holds one connection blocked on its exit
                 max_pool_size=MAX_CONNECTIONS,
                 **kwargs,
             )
-            info = api.version(api_version=False)
-        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            with cls.deadline_for_thread(time.monotonic() + CONNECT_TIMEOUT):
+                info = api.version(api_version=False)
+        except Exception as exc:
+            if _is_timeout(exc):
+                raise EngineStalled(
+                    address, f"no answer to /version within {CONNECT_TIMEOUT:g}s"
+                ) from None
             raise EngineUnavailable(address, _short(exc)) from None
         if not pinned:
             # What docker-py's version="auto" does, without a second /version call.
@@ -105,15 +188,47 @@ class Engine:
         engine.version = f"{info.get('Version', '?')} (API {api.api_version})"
         return engine
 
+    @staticmethod
+    @contextlib.contextmanager
+    def deadline_for_thread(at: float | None) -> Iterator[None]:
+        """Engine calls of this thread must answer by ``at`` (monotonic); None: no deadline."""
+        local = DeadlineClient._deadline
+        previous, local.at = local.at, at
+        try:
+            yield
+        finally:
+            local.at = previous
+
+    def deadline(self, at: float | None) -> contextlib.AbstractContextManager[None]:
+        return self.deadline_for_thread(at)
+
+    def translate(
+        self, exc: Exception, what: str, waited: float
+    ) -> EngineError | EngineUnavailable:
+        """Any failure of a call into the SDK (or under it: requests, urllib3, paramiko)."""
+        if isinstance(exc, docker.errors.APIError):
+            return EngineError(_explain(exc), exc.status_code)
+        if _is_timeout(exc):
+            return EngineStalled(self.address, f"no answer to {what} within {waited:.0f}s")
+        if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
+            return EngineUnavailable(self.address, _short(exc))
+        # Anything else the transport raises (paramiko's ChannelException over ssh://, ...).
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        return EngineError(f"{what} failed: {type(exc).__name__}: {text}")
+
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        waited = self.api.timeout
         try:
             return fn(*args, **kwargs)
-        except docker.errors.APIError as exc:
-            raise EngineError(_explain(exc), exc.status_code) from None
-        except (requests.exceptions.ConnectionError, ConnectionError) as exc:
-            raise EngineUnavailable(self.address, _short(exc)) from None
-        except docker.errors.DockerException as exc:
-            raise EngineError(" ".join(str(exc).split())) from None
+        except Exception as exc:
+            raise self.translate(exc, getattr(fn, "__name__", "a call"), waited) from None
+
+    def _stream(self, chunks: Iterator[Any], what: str) -> Iterator[Any]:
+        waited = self.api.timeout
+        try:
+            yield from chunks
+        except Exception as exc:
+            raise self.translate(exc, what, waited) from None
 
     # images
     def image_exists(self, ref: str) -> bool:
@@ -127,7 +242,8 @@ class Engine:
 
     def pull(self, ref: str) -> None:
         repository, tag = docker.utils.parse_repository_tag(ref)
-        for chunk in self._call(self.api.pull, repository, tag=tag, stream=True, decode=True):
+        stream = self._call(self.api.pull, repository, tag=tag, stream=True, decode=True)
+        for chunk in self._stream(stream, "pull"):
             if "error" in chunk:
                 raise EngineError(" ".join(str(chunk["error"]).split()))
 
@@ -157,10 +273,7 @@ class Engine:
             decode=True,
             use_config_proxy=False,
         )
-        try:
-            yield from stream
-        except (requests.exceptions.ConnectionError, ConnectionError) as exc:
-            raise EngineUnavailable(self.address, _short(exc)) from None
+        yield from self._stream(stream, "build")
 
     # containers
     def create_container(
@@ -211,15 +324,19 @@ class Engine:
         return result
 
     def exec(self, container: str, argv: Sequence[str]) -> tuple[int | None, bytes]:
-        """Run ``argv`` in the container: ``(exit code, output)``; ``None`` if it is not running."""
+        """Run ``argv`` in the container: ``(exit code, output)``; ``None`` if it is not running.
+
+        A container that stops or goes while the exec runs shows as 409 (not running, removal
+        in progress) or 404 (no such container, or exec instance): not running, too.
+        """
         try:
             exec_id = self._call(self.api.exec_create, container, list(argv))["Id"]
             output = self._call(self.api.exec_start, exec_id)
+            code = self._call(self.api.exec_inspect, exec_id).get("ExitCode")
         except EngineError as exc:
-            if exc.status == 409:  # the container is not running (exited, or being removed)
+            if exc.status in (404, 409):
                 return None, b""
             raise
-        code = self._call(self.api.exec_inspect, exec_id).get("ExitCode")
         return (int(code) if code is not None else -1), bytes(output or b"")
 
     def logs(self, container: str, tail: int | str = "all") -> str:
@@ -237,6 +354,13 @@ class Engine:
         except EngineError as exc:
             if exc.status != 404:
                 raise
+
+    def find_network(self, name: str, labels: Mapping[str, str]) -> list[str]:
+        """Ids of the networks called exactly ``name`` that carry ``labels``, oldest first."""
+        found = self._call(self.api.networks, filters={"label": _filters(labels), "name": name})
+        exact = [n for n in found if n.get("Name") == name]
+        exact.sort(key=lambda n: engine_time(n.get("Created", "")))
+        return [str(n["Id"]) for n in exact]
 
     # networks
     def create_network(self, name: str, labels: Mapping[str, str]) -> str:
@@ -265,12 +389,47 @@ class Engine:
         found = self._call(self.api.networks, filters={"label": _filters(labels)})
         return [str(n["Id"]) for n in found]
 
-    def labels_of_everything(self, labels: Mapping[str, str]) -> list[dict[str, str]]:
-        """The labels of every container and network that carries ``labels``."""
-        selector = {"label": _filters(labels)}
+    def objects(self, labels: Mapping[str, str] | None = None) -> list[Found]:
+        """Every container, network and volume that carries ``labels`` (or any of ours)."""
+        selector = {"label": _filters(labels) if labels else [LABEL_RUN]}
         containers = self._call(self.api.containers, all=True, filters=selector)
         networks = self._call(self.api.networks, filters=selector)
-        return [dict(item.get("Labels") or {}) for item in [*containers, *networks]]
+        volumes = self._call(self.api.volumes, filters=selector).get("Volumes") or []
+        return [
+            *(_found("container", c, "Id", "Created") for c in containers),
+            *(_found("network", n, "Id", "Created") for n in networks),
+            *(_found("volume", v, "Name", "CreatedAt") for v in volumes),
+        ]
+
+    def remove(self, found: Found) -> None:
+        if found.kind == "container":
+            self.remove_container(found.id)
+        elif found.kind == "network":
+            self.remove_network(found.id)
+        else:
+            self.remove_volume(found.id)
+
+    # volumes (a run's lease)
+    def create_volume(self, name: str, labels: Mapping[str, str]) -> float:
+        """Make a volume; returns its creation time by the engine's clock."""
+        result = self._call(self.api.create_volume, name, driver="local", labels=dict(labels))
+        return engine_time(result.get("CreatedAt", "")) or self.now()
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self._call(self.api.remove_volume, name, force=True)
+        except EngineError as exc:
+            if exc.status != 404:
+                raise
+
+    def now(self) -> float:
+        """The engine's clock (its ``Date`` header): ages of its objects are measured on it."""
+        api: Any = self.api  # docker-py's own request helpers, untyped
+        response = self._call(api._get, api._url("/_ping"))
+        try:
+            return parsedate_to_datetime(response.headers["Date"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            return time.time()
 
     def close(self) -> None:
         self.api.close()

@@ -17,16 +17,39 @@ class ConfigError(TestserverError):
     """The configuration is invalid; the message names file, server and key."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: ends the run like Ctrl-C, through teardown, whatever the plugin is doing.
+
+    A ``KeyboardInterrupt`` so that no ``except Exception`` (ours, the SDK's, a test's) can
+    swallow it; pytest stops the session for it and the plugin sets the exit status to 143.
+    """
+
+
 class EngineUnavailable(TestserverError):
     """The Docker engine cannot be reached."""
 
-    def __init__(self, address: str, reason: str) -> None:
+    def __init__(self, address: str, reason: str, server: str | None = None) -> None:
         self.address = address
         self.reason = reason
-        super().__init__(
-            f"testserver: cannot reach the Docker engine at {address}: {reason}; "
+        self.server = server
+        who = f"server {server!r}: " if server else ""
+        super().__init__(f"testserver: {who}{self.describe()}")
+
+    def describe(self) -> str:
+        return f"cannot reach the Docker engine at {self.address}: {self.reason}; " + (
             "start Docker or set DOCKER_HOST"
         )
+
+    def for_server(self, server: str) -> EngineUnavailable:
+        """The same failure, saying which server it stopped."""
+        return type(self)(self.address, self.reason, server)
+
+
+class EngineStalled(EngineUnavailable):
+    """The engine took a call but did not answer within the time the server had left."""
+
+    def describe(self) -> str:
+        return f"the Docker engine at {self.address} stopped answering ({self.reason})"
 
 
 class EngineError(TestserverError):
@@ -62,10 +85,23 @@ class StartError(ServerError):
 class ServerExited(ServerError):
     """The container exited before it was ready."""
 
-    def __init__(self, server: str, exit_code: int, log_tail: str) -> None:
+    def __init__(self, server: str, exit_code: int, log_tail: str, *, why: str = "") -> None:
         self.exit_code = exit_code
         super().__init__(
-            server, f"the container exited with code {exit_code} before it was ready", log_tail
+            server,
+            why or f"the container exited with code {exit_code} before it was ready",
+            log_tail,
+        )
+
+    @classmethod
+    def vanished(cls, server: str) -> ServerExited:
+        """The container is gone altogether: removed by someone else, or by a prune."""
+        return cls(
+            server,
+            -1,
+            "",
+            why="the container was removed before it was ready (docker rm, a prune, or "
+            "another run's sweep)",
         )
 
 

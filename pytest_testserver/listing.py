@@ -54,7 +54,8 @@ def describe(config: ServerConfig) -> str:
             f"    command: {list(spec.command) if spec.command else '(the image default)'}",
             f"    ports:   {', '.join(str(p) for p in spec.ports) or '-'}",
             f"    links:   {', '.join(spec.links) or '-'}",
-            f"    ready:   {describe_readiness(spec)} (timeout {spec.timeout:g}s)",
+            f"    ready:   {describe_readiness(spec)} (timeout {spec.timeout:g}s; "
+            f"image {spec.image_timeout:g}s)",
             f"    share:   {spec.share}",
         ]
     return "\n".join(lines) + "\n"

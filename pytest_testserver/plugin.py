@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from . import settings as run_settings
-from .errors import ConfigError, EngineUnavailable, TestserverError
+from .errors import ConfigError, EngineUnavailable, Terminated, TestserverError
 from .settings import RunSettings
 
 if TYPE_CHECKING:
     from .config import ServerConfig
-    from .coordination import RunContext, RunOwner
+    from .controller import RunOwner
     from .handle import ServerHandle
+    from .run import RunContext
     from .server import ServerPool
 
 DEFAULT_CONFIG = "testservers.yaml"
@@ -40,6 +41,7 @@ problems_key = pytest.StashKey[list[str]]()
 run_key: pytest.StashKey[RunContext] = pytest.StashKey()
 controller_key: pytest.StashKey[RunOwner] = pytest.StashKey()  # on the xdist controller only
 sigterm_key = pytest.StashKey[Any]()
+terminated_key = pytest.StashKey[list[bool]]()  # [True] once SIGTERM arrived
 kept_key = pytest.StashKey[str]()
 used_key = pytest.StashKey[set[str]]()  # on an item: the servers it used
 current_key = pytest.StashKey[pytest.Item]()  # on the config: the item being run
@@ -128,7 +130,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if servers is None:
         return  # nothing declared: nothing to coordinate, nothing to clean up
     config.stash[servers_key] = servers
-    config.stash[run_key] = run_context(config)
+    config.stash[run_key] = run_context(config, settings)
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistHooks(), "testserver-xdist")
     install_sigterm_handler(config)
@@ -145,18 +147,23 @@ def declared(config: pytest.Config) -> ServerConfig:
     return servers
 
 
-def run_context(config: pytest.Config) -> RunContext:
-    """Workers take the run id and owner from the controller; anyone else starts a run."""
-    from .coordination import RunContext, new_run_id
+def run_context(config: pytest.Config, settings: RunSettings) -> RunContext:
+    """Workers take the run id, owner and folder from the controller; anyone else starts a run."""
+    from .run import Owner, RunContext, lease_ttl, new_run_id
 
+    kept = settings.keep
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput and "testserver_run_id" in workerinput:
+        owner = Owner.from_labels(workerinput["testserver_owner"]) or Owner.this_process()
         return RunContext(
             run_id=str(workerinput["testserver_run_id"]),
-            owner_pid=int(workerinput["testserver_owner_pid"]),
+            owner=owner,
             worker=str(workerinput.get("workerid", "gw")),
+            kept=kept,
+            lease_ttl=0 if kept else int(workerinput["testserver_lease_ttl"]),
+            state_dir=workerinput.get("testserver_state_dir"),
         )
-    return RunContext(new_run_id())
+    return RunContext(new_run_id(), kept=kept, lease_ttl=0 if kept else lease_ttl())
 
 
 class XdistHooks:
@@ -166,25 +173,72 @@ class XdistHooks:
     def pytest_configure_node(self, node: Any) -> None:
         config: pytest.Config = node.config
         context = config.stash[run_key]
-        node.workerinput["testserver_run_id"] = context.run_id
-        node.workerinput["testserver_owner_pid"] = context.owner_pid
-        if controller_key not in config.stash:
-            from .coordination import RunOwner
+        owner = config.stash.get(controller_key, None)
+        if owner is None:
+            from .controller import RunOwner
 
-            config.stash[controller_key] = RunOwner(context, config.stash[settings_key].keep)
+            owner = config.stash[controller_key] = RunOwner(context)
+            if owner.warning:
+                warn(config, owner.warning)
+        node.workerinput["testserver_run_id"] = context.run_id
+        node.workerinput["testserver_owner"] = context.owner.labels()
+        node.workerinput["testserver_lease_ttl"] = context.lease_ttl
+        node.workerinput["testserver_state_dir"] = owner.state_path
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        owner = node.config.stash.get(controller_key, None)
+        if owner is not None:
+            output = getattr(node, "workeroutput", None) or {}
+            owner.worker_done(bool(output.get("testserver_used")), crashed=error is not None)
+
+
+def warn(config: pytest.Config, text: str) -> None:
+    """A line the user must see, whatever the verbosity, outside any captured output."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    line = f"testserver: warning: {text}"
+    if reporter is None:
+        print(line, file=sys.stderr)
+        return
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else nullcontext():
+        reporter.ensure_newline()
+        reporter.write_line(line, yellow=True)
 
 
 def install_sigterm_handler(config: pytest.Config) -> None:
-    """SIGTERM ends the run like Ctrl-C does: through teardown, so containers are removed."""
+    """SIGTERM ends the run like Ctrl-C does: through teardown, so containers are removed.
+
+    The handler raises ``Terminated``, a ``KeyboardInterrupt``: pytest stops the session for it
+    wherever it lands (a build, a lock wait, an engine call, a test), and no ``except Exception``
+    can swallow it. The exit status becomes 143 at the end of the session. Once teardown has
+    begun, a further SIGTERM only marks the status: the removal runs to its end.
+    """
     if threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return  # someone else handles it; do not take it away
+    terminated = config.stash[terminated_key] = []
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
-        pytest.exit("testserver: terminated by SIGTERM", returncode=128 + signal.SIGTERM)
+        first = not terminated
+        terminated.append(True)
+        if first and not tearing_down(config):
+            raise Terminated("testserver: terminated by SIGTERM")
 
     config.stash[sigterm_key] = signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def tearing_down(config: pytest.Config) -> bool:
+    pool = config.stash.get(pool_key, None)
+    return pool is not None and pool.closing
+
+
+def exit_status(config: pytest.Config, status: int) -> int:
+    """143 after SIGTERM, whatever pytest made of the interruption."""
+    if config.stash.get(terminated_key, None):
+        return 128 + signal.SIGTERM
+    return status
 
 
 def read_settings(config: pytest.Config) -> RunSettings:
@@ -278,7 +332,6 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def get_pool(config: pytest.Config) -> ServerPool:
     pool = config.stash.get(pool_key, None)
     if pool is None:
-        from .coordination import SharedServers
         from .server import ServerPool
 
         context = config.stash[run_key]
@@ -286,11 +339,21 @@ def get_pool(config: pytest.Config) -> ServerPool:
             declared(config),
             config.stash[settings_key],
             context,
-            shared=SharedServers(context.run_id) if context.worker else None,
-            on_event=None if context.worker else Progress(config),
+            shared=context.worker is not None,
+            on_event=Progress(config) if not context.worker else worker_warnings(config),
         )
         config.stash[pool_key] = pool
     return pool
+
+
+def worker_warnings(config: pytest.Config) -> Any:
+    """A worker's terminal is not shown: its warnings go to its stderr, which xdist relays."""
+
+    def on_event(kind: str, text: str) -> None:
+        if kind == "warning":
+            print(f"testserver: warning: {text}", file=sys.stderr)
+
+    return on_event
 
 
 class Progress:
@@ -300,14 +363,23 @@ class Progress:
         self._config = config
         self._lock = threading.Lock()
         verbosity = config.get_verbosity()
-        # -q: nothing; default: engine, build steps, ready lines; -v: the whole build output too.
+        # -q: warnings only; default: engine, build steps, ready lines; -v: the build output too.
         self._shown = (
-            ()
+            ("warning",)
             if verbosity < 0
-            else ("engine", "build-step", "ready", *(("build-output",) if verbosity > 0 else ()))
+            else (
+                "warning",
+                "engine",
+                "build-step",
+                "ready",
+                *(("build-output",) if verbosity > 0 else ()),
+            )
         )
 
     def __call__(self, kind: str, text: str) -> None:
+        if kind == "warning":
+            warn(self._config, text)
+            return
         reporter = self._config.pluginmanager.get_plugin("terminalreporter")
         if kind not in self._shown or reporter is None:
             return
@@ -366,6 +438,8 @@ def start_servers(
         for name in names:
             require_server(declared(config), name, asked_by)
         return get_pool(config).get_many(names)
+    except (KeyboardInterrupt, pytest.exit.Exception):
+        raise  # Ctrl-C, SIGTERM, pytest.exit(): the run ends, through teardown
     except TestserverError as exc:
         error: TestserverError | str = exc
     except Exception as exc:
@@ -439,9 +513,12 @@ def single_server_name(item: pytest.Item) -> str:
     return str(names[0])
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    # Before fixtures: every server the markers name starts now, independent ones concurrently.
+    # Not tryfirst: pytest's skipping plugin must first decide (skip, skipif, xfail(run=False))
+    # that the test runs at all. Still before fixtures (the runner's setup is registered before
+    # this plugin, so it is called after it): every server the markers name starts now,
+    # independent ones concurrently.
     item.config.stash[current_key] = item
     names = marker_names(item)
     item.stash[used_key] = set(names)
@@ -498,12 +575,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
     if owner is not None and exitstatus not in finished:
         # Ctrl-C or SIGTERM on the xdist controller: remove the servers now, not after xdist has
         # waited for its workers to stop; finish() sweeps once more when they have.
-        record(config, owner.sweep())
+        record(config, owner.sweep(force=True))
     try:
         yield
     finally:
         if run_key in config.stash and config.stash[run_key].worker:
             # A worker finishes before the controller sweeps the run: no removal in flight then.
+            pool = config.stash.get(pool_key, None)
+            workeroutput: dict[str, Any] | None = getattr(config, "workeroutput", None)
+            if workeroutput is not None:
+                workeroutput["testserver_used"] = pool is not None and pool.used_engine
             close_pool(config)
         else:
             begin_teardown(config)
@@ -511,6 +592,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[
         if owner is not None:  # the xdist controller: every worker is done (or dead) by now
             del config.stash[controller_key]
             record(config, owner.finish())
+        session.exitstatus = exit_status(config, session.exitstatus)
 
 
 def record(config: pytest.Config, outcome: tuple[list[str], str | None]) -> None:

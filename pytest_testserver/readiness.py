@@ -25,7 +25,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from .config import HttpCheck, PostStartup, ServerSpec
-from .errors import NotReady, ServerExited, TestserverError
+from .errors import EngineError, NotReady, ServerError, ServerExited, StartError, TestserverError
 
 if TYPE_CHECKING:
     from .engine import Engine, LogStream
@@ -65,9 +65,35 @@ def log_tail(engine: Engine, container: str, redact: Callable[[str], str]) -> st
 def exited_error(
     engine: Engine, spec: ServerSpec, container: str, redact: Callable[[str], str]
 ) -> ServerExited:
-    state = engine.inspect(container).get("State") or {}
+    try:
+        state = engine.inspect(container).get("State") or {}
+    except EngineError as exc:
+        if exc.status == 404:
+            return ServerExited.vanished(spec.name)
+        raise
     code = int(state.get("ExitCode", -1))
     return ServerExited(spec.name, code, log_tail(engine, container, redact))
+
+
+def engine_failure(
+    engine: Engine,
+    spec: ServerSpec,
+    container: str,
+    exc: EngineError,
+    redact: Callable[[str], str],
+) -> ServerError:
+    """An engine call failed while the server got ready: say what became of the container."""
+    try:
+        state = engine.inspect(container).get("State") or {}
+    except EngineError as again:
+        if again.status == 404:
+            return ServerExited.vanished(spec.name)
+        state = {"Running": True}
+    if not state.get("Running", False):
+        return ServerExited(
+            spec.name, int(state.get("ExitCode", -1)), log_tail(engine, container, redact)
+        )
+    return StartError(spec.name, f"the engine failed while it got ready: {redact(str(exc))}")
 
 
 def check_running(
@@ -237,8 +263,12 @@ def wait_until_ready(
     target: Target,
     deadline: float,
     redact: Callable[[str], str],
+    note: str = "",
 ) -> None:
-    """Run every readiness check of ``spec``; raise NotReady or ServerExited."""
+    """Run every readiness check of ``spec``; raise NotReady or ServerExited.
+
+    ``note`` says how long the image took before the readiness budget began, if it did.
+    """
     checks = spec.checks
     if spec.post_startup is None and not checks:
         return
@@ -259,7 +289,7 @@ def wait_until_ready(
                     raise exited_error(engine, spec, container, redact)
                 raise NotReady(
                     spec.name,
-                    f"not ready within {spec.timeout:g}s: {what} was still unmet"
+                    f"not ready within {spec.timeout:g}s{note}: {what} was still unmet"
                     + (f" ({redact(detail)})" if detail else ""),
                     log_tail(engine, container, redact),
                 )
@@ -267,7 +297,7 @@ def wait_until_ready(
 
     try:
         if spec.post_startup is not None:
-            wait_post_startup(engine, spec, spec.post_startup, container, deadline, redact)
+            wait_post_startup(engine, spec, spec.post_startup, container, deadline, redact, note)
         for port in checks.tcp:
             poll(f"wait.tcp {port}", partial(tcp_ready, target, port), network_intervals())
         for check in checks.http:
@@ -301,6 +331,7 @@ def wait_post_startup(
     container: str,
     deadline: float,
     redact: Callable[[str], str],
+    note: str = "",
 ) -> int:
     """Exec ``check.command`` until it exits 0; returns the number of attempts."""
     pauses = intervals(check.interval)
@@ -316,6 +347,7 @@ def wait_post_startup(
         out_of_retries = check.retries is not None and attempt >= check.retries
         if out_of_retries or time.monotonic() + pause > deadline:
             why = f"after {attempt} attempts" if out_of_retries else f"within {spec.timeout:g}s"
+            why += note
             text = redact(output.decode("utf-8", "replace").strip())
             raise NotReady(
                 spec.name,

@@ -1,24 +1,30 @@
-"""Nothing survives a run: sweeping by label, a watchdog for killed runs, and dead runs' leftovers.
+"""Nothing survives a run: sweeping by label, the run's lease, and a watchdog for killed runs.
 
 The watchdog (watchdog.py) is a small Python process (no image) started with the run's first
 container. It holds the read end of a pipe whose write end only the run's owner has: when the owner
-exits normally it writes ``done``; when the owner is killed (SIGKILL included) the OS closes the
-pipe, the watchdog reads EOF without ``done``, and removes everything labelled with the run id.
+exits normally it writes ``done``; when the owner dies (SIGKILL included) the watchdog sees the
+pipe close or the owner's pid go, and removes everything labelled with the run id.
+
+When pytest and its watchdog die together (a CI job container killed), the lease is what tells:
+while a run lives it re-makes a small labelled volume on the engine; any later run on the same
+engine, from any host or PID namespace, reaps the leftovers of a run whose lease ran out
+(liveness.py decides who is dead).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from .coordination import LABEL_HOST, LABEL_PID, LABEL_RUN
-from .errors import TestserverError
+from .liveness import Found, dead_runs, removal_order
+from .run import LABEL_LEASE, LABEL_RUN, Owner, RunContext
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -27,57 +33,112 @@ if TYPE_CHECKING:
 RESWEEP_AFTER = (1.0, 2.0, 3.0)
 
 
-def sweep(engine: Engine, run_id: str) -> list[str]:
-    """Remove every container, then every network, labelled with ``run_id``; returns problems."""
+SWEEP_DEADLINE = 30.0  # one sweep's engine calls, each: a stalled engine must not hold a run
+LEASE_PERIODS = 4  # renewals within one time-to-live: three may fail before the run looks dead
+
+
+def remove_all(engine: Engine, objects: Iterable[Found]) -> list[str]:
+    """Remove each object on its own (containers concurrently, then networks, then volumes).
+
+    Any failure, of any type (a timeout, paramiko's ChannelException over ssh://), is a
+    problem reported for that object; it never stops the removal of the others.
+    """
     problems: list[str] = []
 
-    def remove(container: str) -> None:
+    def remove(item: Found) -> None:
         try:
-            engine.remove_container(container)
-        except TestserverError as exc:
+            engine.remove(item)
+        except Exception as exc:
             if "already in progress" not in str(exc):
-                problems.append(f"could not remove container {container[:12]}: {exc}")
+                problems.append(f"could not remove {item.kind} {item.id[:12]}: {exc}")
 
-    containers = engine.list_containers({LABEL_RUN: run_id})
-    threads = [threading.Thread(target=remove, args=(c,)) for c in containers]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    for network in engine.list_networks({LABEL_RUN: run_id}):
+    for wave in removal_order(objects):
+        threads = [threading.Thread(target=remove, args=(item,)) for item in wave]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return problems
+
+
+def sweep(engine: Engine, run_id: str) -> list[str]:
+    """Remove what is labelled with ``run_id`` (never what the run kept); returns problems."""
+    with engine.deadline(time.monotonic() + SWEEP_DEADLINE):
         try:
-            engine.remove_network(network)
-        except TestserverError as exc:
-            problems.append(f"could not remove network {network[:12]}: {exc}")
-    return problems
+            objects = engine.objects({LABEL_RUN: run_id})
+        except Exception as exc:
+            return [f"could not list what run {run_id} left: {exc}"]
+        return remove_all(engine, [item for item in objects if not item.kept])
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
-
-
-def dead_runs(engine: Engine, host: str, alive: Callable[[int], bool] = pid_alive) -> set[str]:
-    """Run ids on this host whose owning process is gone."""
-    runs: set[str] = set()
-    for labels in engine.labels_of_everything({LABEL_HOST: host}):
-        run, pid = labels.get(LABEL_RUN), labels.get(LABEL_PID, "")
-        if run and pid.isdigit() and not alive(int(pid)):
-            runs.add(run)
-    return runs
-
-
-def sweep_dead_runs(engine: Engine, host: str) -> list[str]:
-    """Remove what runs of this host left when they were killed; live runs are not touched."""
+def sweep_dead_runs(engine: Engine, own_run: str) -> list[str]:
+    """Remove what runs known to be dead left; live runs (and kept objects) are not touched."""
+    with engine.deadline(time.monotonic() + SWEEP_DEADLINE):
+        everything = engine.objects()
+        now = engine.now()
     problems: list[str] = []
-    for run in sorted(dead_runs(engine, host)):
-        problems += sweep(engine, run)
+    for objects in dead_runs(everything, now, Owner.this_process(), exclude=own_run).values():
+        with engine.deadline(time.monotonic() + SWEEP_DEADLINE):
+            problems += remove_all(engine, objects)
     return problems
+
+
+class Lease:
+    """Keeps the run alive in others' eyes: a labelled volume re-made every ttl/4 seconds.
+
+    One per process that makes things on the engine (the lone pytest process, each xdist worker,
+    the controller once a worker is done). Between renewals it sweeps runs known to be dead, so a
+    long run reaps what a killed job left while it runs, not only at its start.
+    """
+
+    def __init__(self, engine: Engine, context: RunContext, holder: str) -> None:
+        self._engine = engine
+        self._context = context
+        self._prefix = f"testserver-lease-{context.run_id}-{holder}"
+        self._period = max(1.0, context.lease_ttl / LEASE_PERIODS)
+        self._stop = threading.Event()
+        self._current: str | None = None
+        self._count = 0
+        self._thread = threading.Thread(target=self._run, name="testserver-lease", daemon=True)
+
+    def start(self) -> Lease:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            deadline = self._engine.deadline(time.monotonic() + self._period)
+            with deadline, contextlib.suppress(Exception):  # the next renewal tries again
+                self.renew()
+            if self._stop.is_set():
+                return
+            with contextlib.suppress(Exception):  # housekeeping: the next period tries again
+                sweep_dead_runs(self._engine, self._context.run_id)
+            if self._stop.wait(self._period):
+                return
+
+    def renew(self) -> None:
+        """Make the next lease, then remove the one before (there is always one)."""
+        self._count += 1
+        name = f"{self._prefix}-{self._count}"
+        labels = {**self._context.labels(), LABEL_LEASE: "1"}
+        self._engine.create_volume(name, labels)
+        previous, self._current = self._current, name
+        if previous is not None:
+            self._engine.remove_volume(previous)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop renewing; the last lease stays until ``release`` or the run's final sweep."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def release(self) -> None:
+        """Remove the current lease: the run ended and nothing of it is left."""
+        self.stop()
+        current, self._current = self._current, None
+        if current is not None:
+            self._engine.remove_volume(current)
 
 
 def watchdog_command() -> list[str]:
@@ -98,7 +159,7 @@ class Watchdog:
     @classmethod
     def start(cls, run_id: str) -> Watchdog:
         process = subprocess.Popen(
-            [sys.executable, *watchdog_command(), run_id],
+            [sys.executable, *watchdog_command(), run_id, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -142,3 +203,26 @@ def sweep_abandoned_run(run_id: str) -> None:
             sweep(engine, run_id)
     finally:
         engine.close()
+
+
+def keep_message(run_id: str, count: int | None, networks: list[str]) -> str:
+    label = f"label={LABEL_RUN}={run_id}"
+    what = f"{count} container(s)" if count is not None else "the containers"
+    text = (
+        f"testserver: kept {what} of run {run_id} (--testserver-keep); later runs leave them "
+        f"alone; remove them with: docker rm -f $(docker ps -aq --filter {label})"
+    )
+    if networks:
+        text += f" && docker network rm {' '.join(networks)}"
+    return text
+
+
+def leftover_hint(run_id: str) -> str:
+    """What a user runs to remove what a run could not."""
+    label = f"label={LABEL_RUN}={run_id}"
+    return (
+        f"run {run_id} left these behind; remove them with: "
+        f"docker rm -f $(docker ps -aq --filter {label}); "
+        f"docker network rm $(docker network ls -q --filter {label}); "
+        f"docker volume rm $(docker volume ls -q --filter {label})"
+    )

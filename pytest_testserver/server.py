@@ -8,23 +8,50 @@ start before it. Under xdist, a ``share: run`` server is started by the first wo
 
 from __future__ import annotations
 
+import contextlib
 import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import image, ports, readiness, reaper
 from .config import BuildSource, ServerConfig, ServerSpec
-from .coordination import LABEL_PREFIX, LABEL_RUN, RunContext, SharedServers, build_lock
-from .errors import EngineError, StartError, TestserverError
+from .controller import connect_engine
+from .coordination import SharedServers
+from .errors import (
+    EngineError,
+    EngineUnavailable,
+    ServerError,
+    ServerExited,
+    StartError,
+    TestserverError,
+)
 from .handle import ServerHandle
 from .redact import Redactor, looks_secret
+from .run import (
+    LABEL_PREFIX,
+    LABEL_RUN,
+    LABEL_SERVER,
+    RunContext,
+    StateDir,
+    UnsafeFolder,
+    build_lock,
+    discard,
+    hold_lock,
+    tidy_locks,
+    user_state_dir,
+)
 from .settings import RunSettings
 
 if TYPE_CHECKING:
     from .engine import Engine
+
+# Teardown has its own bound: a stalled engine must not hold the end of the run for long.
+TEARDOWN_BOUND = 30.0
+# How long a worker waits for another worker starting a shared server, beyond that server's
+# own budgets (image and readiness).
+CLAIM_MARGIN = 30.0
 
 
 def secret_values(config: ServerConfig, environ: Mapping[str, str]) -> list[str]:
@@ -44,12 +71,6 @@ class MaskedEnv(dict[str, str]):
         return f"<environment {', '.join(self)}>"
 
 
-def connect_engine() -> Engine:
-    from .engine import Engine  # the Docker SDK is imported only when a server is needed
-
-    return Engine.connect()
-
-
 class ServerPool:
     """The servers one process uses, started on first use and removed by ``close``."""
 
@@ -59,14 +80,14 @@ class ServerPool:
         settings: RunSettings,
         context: RunContext,
         *,
-        shared: SharedServers | None = None,
+        shared: bool = False,
         connect: Callable[[], Engine] = connect_engine,
         on_event: Callable[[str, str], None] | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
         self.context = context
-        self.shared = shared  # set in xdist workers
+        self.shared = shared  # in xdist workers: share: run servers are the run's, not ours
         self.redact = Redactor(secret_values(config, os.environ))
         self._connect = connect
         self._on_event = on_event
@@ -77,18 +98,28 @@ class ServerPool:
         self._handles: dict[str, ServerHandle] = {}
         self._failures: dict[str, TestserverError] = {}
         self._containers: dict[str, str] = {}  # the containers this process must remove
-        self._networks: set[str] = set()
+        self._networks: dict[str, str] = {}  # name -> id: the networks this process made
         self._rebuilt: set[str] = set()
         self._watchdog: reaper.Watchdog | None = None
         self._watchdog_started: threading.Thread | None = None
-        self._swept = False
+        self._lease: reaper.Lease | None = None
+        self._state: StateDir | None = None
+        self._state_error: UnsafeFolder | None = None
+        self._shared_servers: SharedServers | None = None
         self._closed = False
+        self._networks_made: dict[str, str] = {}
         self._closing: threading.Thread | None = None
         self._close_problems: list[str] = []
+        self.used_engine = False  # told to the xdist controller at the end (workeroutput)
 
     @property
     def run_id(self) -> str:
         return self.context.run_id
+
+    @property
+    def closing(self) -> bool:
+        """Teardown has begun: a further SIGTERM must not interrupt it."""
+        return self._closed
 
     def started(self) -> dict[str, ServerHandle]:
         with self._lock:
@@ -131,24 +162,53 @@ class ServerPool:
                 raise self._failures[name]
             spec = self.config.servers[name]
             try:
-                if self.shared is not None and spec.share == "run":
-                    handle = self._shared_handle(spec, self.shared)
+                if self.shared and spec.share == "run":
+                    handle = self._shared_handle(spec)
                 else:
-                    handle = self._start(spec)
+                    with self._as_server_error(spec):
+                        handle = self._start(spec)
             except TestserverError as exc:
                 self._failures[name] = exc
                 raise
             with self._lock:
                 self._handles[name] = handle
 
-    def _shared_handle(self, spec: ServerSpec, shared: SharedServers) -> ServerHandle:
+    def state_dir(self) -> StateDir:
+        """This run's private folder: the controller's choice, or this user's (made safe)."""
+        with self._lock:
+            if self._state_error is not None:
+                raise self._state_error
+            if self._state is None:
+                try:
+                    self._state, warning = user_state_dir(self.context.state_dir)
+                except (OSError, UnsafeFolder) as exc:
+                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                    self._state_error = UnsafeFolder(f"no private folder for the run: {reason}")
+                    raise self._state_error from None
+                if warning:
+                    self._event("warning", warning)
+            return self._state
+
+    def shared_servers(self) -> SharedServers:
+        state = self.state_dir()
+        with self._lock:
+            if self._shared_servers is None:
+                self._shared_servers = SharedServers(self.run_id, state)
+            return self._shared_servers
+
+    def _shared_handle(self, spec: ServerSpec) -> ServerHandle:
         """Another worker's server if it started one; else start it and publish it."""
-        with shared.claimed(spec.name):
+        try:
+            shared = self.shared_servers()
+            claim = shared.claimed(spec.name, spec.image_timeout + spec.timeout + CLAIM_MARGIN)
+        except (OSError, UnsafeFolder) as exc:
+            raise StartError(spec.name, f"cannot be shared by the workers: {exc}") from None
+        with self._as_server_error(spec), claim:
             state = shared.read(spec.name)
             if state is not None:
                 if "error" in state:
                     raise TestserverError(str(state["error"]))
-                return ServerHandle.from_state(spec.name, state, self.engine, self.redact)
+                return self._adopt(spec, str(state["container_id"]))
             try:
                 handle = self._start(spec)
             except TestserverError as exc:
@@ -156,8 +216,58 @@ class ServerPool:
                 raise
             with self._lock:  # the controller removes it when every worker is done
                 self._containers.pop(spec.name, None)
-            shared.write(spec.name, handle.state())
+            shared.write(spec.name, {"container_id": handle.container_id})
             return handle
+
+    def _adopt(self, spec: ServerSpec, container: str) -> ServerHandle:
+        """The handle of a server another worker of this run started, checked with the engine.
+
+        The state file only names the container; where it listens comes from the engine, and
+        only from a container that carries this run's labels: a forged file cannot send a test
+        to someone else's endpoint.
+        """
+        engine = self.engine()
+        with engine.deadline(time.monotonic() + spec.timeout):
+            try:
+                info = engine.inspect(container)
+            except EngineError as exc:
+                if exc.status == 404:
+                    raise ServerExited.vanished(spec.name) from None
+                raise
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        if labels.get(LABEL_RUN) != self.run_id or labels.get(LABEL_SERVER) != spec.name:
+            raise StartError(
+                spec.name,
+                f"the run's state names container {container[:12]!r}, which is not this run's "
+                f"{spec.name!r}: refusing to use it",
+            )
+        readiness.check_running(engine, spec, container, info, self.redact)
+        host = ports.handle_host(os.environ.get("DOCKER_HOST"), self.settings.bind_address)
+        return ServerHandle(
+            name=spec.name,
+            host=host,
+            ports=ports.published_ports(info, spec.ports, self.settings),
+            container_id=container,
+            ip=container_ip(info),
+            engine=self.engine,
+            redact=self.redact,
+        )
+
+    @contextlib.contextmanager
+    def _as_server_error(self, spec: ServerSpec) -> Iterator[None]:
+        """Every error on the start path is a ``testserver:`` message naming the server."""
+        try:
+            yield
+        except ServerError:
+            raise
+        except EngineUnavailable as exc:
+            raise exc.for_server(spec.name) from None
+        except TestserverError as exc:
+            text = str(exc)
+            text = text.removeprefix("testserver: ")
+            if text.startswith(f"server {spec.name!r}: "):
+                raise
+            raise StartError(spec.name, text) from None
 
     def engine(self) -> Engine:
         with self._lock:
@@ -174,9 +284,8 @@ class ServerPool:
 
     def _on_connect(self, engine: Engine) -> None:
         self._event("engine", f"engine {engine.version} at {engine.address}")
-        if self.shared is not None:
-            self.shared.mark_used()  # tells the controller there is something to remove
-        elif not self.settings.keep:
+        self.used_engine = True  # the controller sweeps what the workers made
+        if not self.shared and not self.settings.keep:
             # Spawning a process costs milliseconds: do it beside the first server's start.
             self._watchdog_started = threading.Thread(target=self._start_watchdog, daemon=True)
             self._watchdog_started.start()
@@ -184,21 +293,33 @@ class ServerPool:
     def _start_watchdog(self) -> None:
         self._watchdog = reaper.Watchdog.start(self.run_id)
 
-    def _sweep_dead_runs_once(self, engine: Engine) -> None:
-        """Leftovers of killed runs, swept once, while the first server gets ready."""
+    def _hold_lease(self, engine: Engine) -> None:
+        """The run's lease, from the first container's start on (in the background).
+
+        Until then nothing needs it: another run judges an object without a lease by the
+        object's own age, and ours are younger than their time-to-live. Its first round also
+        sweeps runs known to be dead, and tidies this user's folder.
+        """
         with self._lock:
-            if self._swept:
+            if self._lease is not None or self._closed or self.settings.keep:
                 return
-            self._swept = True
-        host = socket.gethostname()
-        threading.Thread(target=reaper.sweep_dead_runs, args=(engine, host), daemon=True).start()
+            if not self.context.lease_ttl:
+                return
+            holder = self.context.worker or "main"
+            self._lease = reaper.Lease(engine, self.context, holder).start()
+        if not self.shared:
+            threading.Thread(target=self._tidy_folder, daemon=True).start()
+
+    def _tidy_folder(self) -> None:
+        with contextlib.suppress(OSError, UnsafeFolder):
+            tidy_locks(self.state_dir())
 
     def _first_rebuild(self, tag: str) -> bool:
         """--testserver-rebuild builds each image once per run, not once per server or worker."""
         if not self.settings.rebuild:
             return False
-        if self.shared is not None:
-            return self.shared.first_rebuild(tag)
+        if self.shared:
+            return self.shared_servers().first_rebuild(tag)
         with self._lock:
             if tag in self._rebuilt:
                 return False
@@ -206,22 +327,40 @@ class ServerPool:
             return True
 
     def _network_for(self, engine: Engine, spec: ServerSpec) -> str | None:
-        # A lone server talks to nobody: the default bridge saves a network create and remove
-        # (about 250 ms here) on every run. Servers that link or are linked share the run's network.
+        """The id of the network ``spec`` joins (None: the default bridge).
+
+        A lone server talks to nobody: the default bridge saves a network create and remove
+        (about 250 ms here) on every run. Servers that link or are linked share the run's
+        network, made exactly once per run: the engine's duplicate-name check is best effort,
+        so xdist workers make it under a lock of the run and find it by id afterwards.
+        """
         if spec.name not in self.config.networked:
             return None
         name = self.context.scoped(spec.share)
         with self._lock:
             if name in self._networks:
-                return name
-            try:
-                engine.create_network(name, self.context.labels())
-            except EngineError as exc:
-                if exc.status != 409:  # 409: another worker of this run made it
-                    raise
-            if spec.share == "worker" or self.shared is None:
-                self._networks.add(name)  # ours to remove; the run's network is the controller's
-            return name
+                return self._networks[name]
+        per_run = bool(self.shared) and spec.share == "run"
+        if not per_run:
+            with self._lock:
+                if name not in self._networks:
+                    self._networks[name] = engine.create_network(name, self.context.labels())
+                return self._networks[name]
+        shared = self.shared_servers()
+        with hold_lock(
+            shared.folder,
+            "network.lock",
+            what="run network",
+            run=self.run_id,
+            timeout=spec.timeout + CLAIM_MARGIN,
+        ):
+            found = shared.folder.read_json("network.json")
+            network = found.get("id") if isinstance(found, dict) else None
+            if not isinstance(network, str):
+                network = engine.create_network(name, self.context.labels())
+                shared.folder.write_json("network.json", {"id": network})
+        # Not ours to remove: the controller sweeps the run's network when every worker is done.
+        return network
 
     def _environment(self, spec: ServerSpec) -> dict[str, str]:
         env = MaskedEnv(spec.env)
@@ -246,7 +385,6 @@ class ServerPool:
 
     def _start(self, spec: ServerSpec) -> ServerHandle:
         started = time.monotonic()
-        deadline = started + spec.timeout
         engine = self.engine()
         env = self._environment(spec)
         docker_host = os.environ.get("DOCKER_HOST")
@@ -254,15 +392,23 @@ class ServerPool:
         if problem and spec.ports:
             raise StartError(spec.name, problem)
         wanted = image.resolve(spec)
+        # Two budgets: the image (pull, build, waiting for another run's build) has its own,
+        # so a cold CI build neither eats the server's readiness time nor is blamed on it.
+        image_deadline = started + spec.image_timeout
+        made_image = False
 
         def ensure() -> None:
+            nonlocal made_image
+            made_image = True
             image.ensure_image(
                 engine,
                 spec,
                 wanted,
                 self.context.labels(spec.name),
                 rebuild=self._first_rebuild,
-                lock=build_lock,
+                lock=lambda tag: build_lock(
+                    self.state_dir(), tag, self.run_id, image_deadline - time.monotonic()
+                ),
                 on_line=lambda line: self._event(
                     # our own LABEL steps are noise to the user: shown with -v only
                     "build-step"
@@ -272,22 +418,32 @@ class ServerPool:
                 ),
             )
 
-        if self.settings.rebuild:
-            ensure()
-        try:
-            network = self._network_for(engine, spec)
-            try:
-                # Optimistic: an image that is here (the usual case) costs no lookup at all.
-                container = self._create(engine, spec, wanted.ref, env, network)
-            except EngineError as exc:
-                if not image.is_missing_image(exc):
-                    raise
+        with engine.deadline(image_deadline):
+            if self.settings.rebuild:
                 ensure()
-                container = self._create(engine, spec, wanted.ref, env, network)
-        except EngineError as exc:
-            raise StartError(spec.name, f"the container could not be created: {exc}") from None
+            try:
+                network = self._network_for(engine, spec)
+                try:
+                    # Optimistic: an image that is here (the usual case) costs no lookup at all.
+                    container = self._create(engine, spec, wanted.ref, env, network)
+                except EngineError as exc:
+                    if not image.is_missing_image(exc):
+                        raise
+                    ensure()
+                    container = self._create(engine, spec, wanted.ref, env, network)
+            except EngineError as exc:
+                raise StartError(spec.name, f"the container could not be created: {exc}") from None
+        image_took = time.monotonic() - started
+        note = (
+            f" (after {image_took:.1f}s for the image, which has its own "
+            f"image_timeout of {spec.image_timeout:g}s)"
+            if made_image
+            else ""
+        )
+        deadline = time.monotonic() + spec.timeout
         try:
-            return self._run(engine, spec, container, deadline, started)
+            with engine.deadline(deadline):
+                return self._run(engine, spec, container, deadline, started, note)
         except BaseException:
             if not self.settings.keep:
                 self._remove_quietly(spec.name)
@@ -331,13 +487,33 @@ class ServerPool:
         return container
 
     def _run(
-        self, engine: Engine, spec: ServerSpec, container: str, deadline: float, started: float
+        self,
+        engine: Engine,
+        spec: ServerSpec,
+        container: str,
+        deadline: float,
+        started: float,
+        note: str,
     ) -> ServerHandle:
         try:
             engine.start(container)
         except EngineError as exc:
             raise self._start_error(spec, str(exc)) from None
-        self._sweep_dead_runs_once(engine)
+        threading.Thread(target=self._hold_lease, args=(engine,), daemon=True).start()
+        try:
+            return self._ready(engine, spec, container, deadline, started, note)
+        except EngineError as exc:  # an inspect, exec or log call failed under the checks
+            raise readiness.engine_failure(engine, spec, container, exc, self.redact) from None
+
+    def _ready(
+        self,
+        engine: Engine,
+        spec: ServerSpec,
+        container: str,
+        deadline: float,
+        started: float,
+        note: str,
+    ) -> ServerHandle:
         info = engine.inspect(container)
         readiness.check_running(engine, spec, container, info, self.redact)
         host = ports.handle_host(os.environ.get("DOCKER_HOST"), self.settings.bind_address)
@@ -346,7 +522,7 @@ class ServerPool:
         target = readiness.Target(
             ip=ip, host=host, published={p.number: n for p, n in published.items()}
         )
-        readiness.wait_until_ready(engine, spec, container, target, deadline, self.redact)
+        readiness.wait_until_ready(engine, spec, container, target, deadline, self.redact, note)
         handle = ServerHandle(
             name=spec.name,
             host=host,
@@ -400,19 +576,22 @@ class ServerPool:
             self._closed = True
             containers = dict(self._containers)
             networks = sorted(self._networks)
+            self._networks_made = dict(self._networks)
             engine = self._engine
             if not self.settings.keep:
                 self._containers.clear()
                 self._networks.clear()
-            if engine is None:
-                return
-            # Not a daemon: even if waiting for it is interrupted, the interpreter waits at exit.
-            self._closing = threading.Thread(
-                target=self._remove_all,
-                args=(engine, containers, networks),
-                name="testserver-teardown",
-            )
-            self._closing.start()
+            if engine is not None:
+                # Not a daemon: even if waiting for it is interrupted, the interpreter waits at
+                # exit (every engine call in it is bounded by TEARDOWN_BOUND).
+                self._closing = threading.Thread(
+                    target=self._remove_all,
+                    args=(engine, containers, networks),
+                    name="testserver-teardown",
+                )
+                self._closing.start()
+        if engine is None:
+            self._close_state()
 
     def finish_close(self) -> list[str]:
         """Wait for the removal ``begin_close`` started; its problems, reported once."""
@@ -420,21 +599,57 @@ class ServerPool:
             thread = self._closing
         if thread is None:
             return []
-        thread.join()
+        thread.join(TEARDOWN_BOUND + 10)
         with self._lock:
             problems, self._close_problems = self._close_problems, []
+        if thread.is_alive():
+            problems += [
+                f"the removal did not end within {TEARDOWN_BOUND + 10:g}s",
+                reaper.leftover_hint(self.run_id),
+            ]
         return problems
 
     def _remove_all(self, engine: Engine, containers: dict[str, str], networks: list[str]) -> None:
+        """Remove each container and network on its own; report what could not be removed.
+
+        The watchdog is told ``done`` only when nothing is left: otherwise it sweeps the run
+        itself once this process is gone.
+        """
+        problems: list[str] = []
+        lease = self._lease
+        if lease is not None:
+            lease.stop()
+        if self._watchdog_started is not None:
+            self._watchdog_started.join()
         if self.settings.keep:
             engine.close()  # the containers stay; our connections to the engine do not
+            self._close_state()
             return
+        with engine.deadline(time.monotonic() + TEARDOWN_BOUND):
+            try:
+                problems = self._remove_each(engine, containers, networks)
+            except Exception as exc:  # never a thread that dies and leaves things silently
+                problems = [f"teardown failed: {type(exc).__name__}: {exc}"]
+        if problems:
+            problems.append(reaper.leftover_hint(self.run_id))
+            if self._watchdog is not None:
+                self._watchdog.abandon()
+        elif self._watchdog is not None:
+            self._watchdog.done()
+        engine.close()
+        self._close_state()
+        with self._lock:
+            self._close_problems += problems
+
+    def _remove_each(
+        self, engine: Engine, containers: dict[str, str], networks: list[str]
+    ) -> list[str]:
         problems: list[str] = []
 
         def remove(name: str, container: str) -> None:
             try:
                 engine.remove_container(container)
-            except TestserverError as exc:
+            except Exception as exc:
                 problems.append(
                     f"could not remove the container of {name!r} ({container[:12]}): {exc}"
                 )
@@ -444,18 +659,28 @@ class ServerPool:
             thread.start()
         for thread in threads:
             thread.join()
-        for network in networks:
+        for name in networks:
             try:
-                engine.remove_network(network)
-            except TestserverError as exc:
-                problems.append(f"could not remove the network {network}: {exc}")
-        if self._watchdog_started is not None:
-            self._watchdog_started.join()
-        if self._watchdog is not None:
-            self._watchdog.done()
-        engine.close()
+                engine.remove_network(self._networks_made[name])
+            except Exception as exc:
+                problems.append(f"could not remove the network {name}: {exc}")
+        lease = self._lease
+        if lease is not None and not self.shared:
+            # The lone run's lease goes last (a worker's stays for the controller's sweep).
+            try:
+                lease.release()
+            except Exception as exc:
+                problems.append(f"could not remove the run's lease: {exc}")
+        return problems
+
+    def _close_state(self) -> None:
         with self._lock:
-            self._close_problems += problems
+            shared, self._shared_servers = self._shared_servers, None
+            state, self._state = self._state, None
+        if shared is not None:
+            shared.close()
+        if state is not None:
+            discard(state)
 
     def keep_message(self) -> str | None:
         with self._lock:
@@ -463,22 +688,10 @@ class ServerPool:
             networks = sorted(self._networks)
         if not self.settings.keep or not (count or networks):
             return None
-        return keep_message(self.run_id, count, networks)
+        return reaper.keep_message(self.run_id, count, networks)
 
 
 def container_ip(info: Mapping[str, Any]) -> str:
     """The container's address on its network (the run's, or the default bridge)."""
     networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
     return next((str(n["IPAddress"]) for n in networks.values() if n.get("IPAddress")), "")
-
-
-def keep_message(run_id: str, count: int | None, networks: list[str]) -> str:
-    label = f"label={LABEL_RUN}={run_id}"
-    what = f"{count} container(s)" if count is not None else "the containers"
-    text = (
-        f"testserver: kept {what} of run {run_id} (--testserver-keep); "
-        f"remove them with: docker rm -f $(docker ps -aq --filter {label})"
-    )
-    if networks:
-        text += f" && docker network rm {' '.join(networks)}"
-    return text

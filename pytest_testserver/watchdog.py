@@ -1,9 +1,14 @@
-"""The watchdog process: ``python -S watchdog.py RUN_ID``, its stdin a pipe from the run's owner.
+"""The watchdog process: ``python -S watchdog.py RUN_ID OWNER_PID``, stdin a pipe from the owner.
 
 It is started beside the run's first container, when the machine is busiest: an interpreter
 without ``site`` and with nothing but ``sys`` imported starts in a few milliseconds of CPU, where a
 full start (site-packages, ``.pth`` hooks, this package) costs ~90 ms. Only when the owner dies
 without saying ``done`` does it load site-packages and the engine client to sweep the run.
+
+The pipe alone is not enough: a child the owner forked without exec (multiprocessing's fork
+start method, ``os.fork`` in a test) inherits its write end and keeps it open after the owner is
+killed. So the watchdog also watches the owner itself: a pidfd where Linux has them, else its
+parent pid changing (the owner is its parent; an orphan is adopted by another process).
 """
 
 from __future__ import annotations
@@ -11,14 +16,35 @@ from __future__ import annotations
 import sys
 
 PIPE_CHUNK = 64
+PARENT_POLL = 0.25  # seconds between looks at the parent pid, where there is no pidfd
 
 
-def owner_said_done() -> bool:
-    """Block until the owner closes the pipe; ``True`` if it wrote ``done`` first."""
+def owner_said_done(owner: int) -> bool:
+    """Wait until the owner closes the pipe or dies; ``True`` if it wrote ``done`` first."""
+    import os
+    import select
+
+    pipe = sys.stdin.buffer.fileno()
+    pidfd = -1
+    if owner > 0 and hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(owner)
+        except OSError:
+            pidfd = -1  # gone already, or a kernel without pidfds: the parent pid tells
+    watched = [pipe] if pidfd < 0 else [pipe, pidfd]
     received = b""
-    while chunk := sys.stdin.buffer.read(PIPE_CHUNK):
-        received += chunk
-    return received.strip() == b"done"
+    while True:
+        ready, _, _ = select.select(watched, [], [], None if pidfd >= 0 else PARENT_POLL)
+        if pipe in ready:
+            chunk = os.read(pipe, PIPE_CHUNK)
+            if not chunk:
+                return received.strip() == b"done"
+            received += chunk
+            if received.strip() == b"done":
+                return True
+        elif pidfd in ready or (owner > 0 and os.getppid() != owner):
+            # The owner is gone while someone else still holds the pipe: it said done or not.
+            return received.strip() == b"done"
 
 
 def load_site_packages() -> None:
@@ -38,10 +64,11 @@ def load_site_packages() -> None:
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
-        print("usage: python -S watchdog.py RUN_ID", file=sys.stderr)
+    if len(sys.argv) not in (2, 3):
+        print("usage: python -S watchdog.py RUN_ID [OWNER_PID]", file=sys.stderr)
         return 2
-    if owner_said_done():
+    owner = int(sys.argv[2]) if len(sys.argv) == 3 and sys.argv[2].isdigit() else 0
+    if owner_said_done(owner):
         return 0
     load_site_packages()
     from pytest_testserver.errors import TestserverError

@@ -146,12 +146,12 @@ def test_list_prints_the_servers_and_exits_without_the_engine(
             "    command: ['httpd', '-f', '-p', '8080', '-h', '/www']",
             "    ports:   8080/tcp",
             "    links:   -",
-            "    ready:   http 8080/health -> 200 (timeout 120s)",
+            "    ready:   http 8080/health -> 200 (timeout 120s; image 900s)",
             "    share:   run",
             "client",
             "    image:   image busybox:stable",
             "    links:   web",
-            "    ready:   running (timeout 120s)",
+            "    ready:   running (timeout 120s; image 900s)",
         ]
     )
     assert "test_never_run" not in result.stdout.str()

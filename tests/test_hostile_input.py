@@ -297,6 +297,7 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
         mapping_of({"command": argvs, "retries": numbers, "interval": numbers}),
     ),
     "timeout": numbers,
+    "image_timeout": numbers,
     "share": st.one_of(st.sampled_from(["run", "worker"]), texts, yamlish),
     "wait": st.one_of(
         st.sampled_from([False, None, True]),
@@ -471,6 +472,7 @@ def assert_safe(spec: ServerSpec, base: Path) -> None:
     assert all(1 <= p.number <= 65535 and p.protocol in ("tcp", "udp") for p in spec.ports)
     assert math.isfinite(spec.timeout)
     assert 0 < spec.timeout <= 86400
+    assert 0 < spec.image_timeout <= 86400
     for key, value in spec.env:
         assert ENV_KEY.fullmatch(key), key
         assert isinstance(value, str)

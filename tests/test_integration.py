@@ -313,7 +313,8 @@ def test_keep_leaves_containers_and_says_how_to_remove_them(
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            "testserver: kept 1 container(s) of run * (--testserver-keep); remove them with: "
+            "testserver: kept 1 container(s) of run * (--testserver-keep); later runs leave "
+            "them alone; remove them with: "
             "docker rm -f $(docker ps -aq --filter label=pytest-testserver.run=*)"
         ]
     )

@@ -67,7 +67,7 @@ def test_unreachable_engine_fails_only_tests_that_need_a_server_with_one_line(
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
         [
-            f"testserver: cannot reach the Docker engine at {UNREACHABLE}: "
+            f"testserver: server 'web': cannot reach the Docker engine at {UNREACHABLE}: "
             "No such file or directory; start Docker or set DOCKER_HOST"
         ]
     )
@@ -87,7 +87,7 @@ def test_unreachable_engine_can_skip_instead(
     pytester.makeini("[pytest]\ntestserver_unavailable = skip\n")
     result = pytester.runpytest("-rs")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["SKIPPED*testserver: cannot reach the Docker engine at *"])
+    result.stdout.fnmatch_lines(["SKIPPED*testserver: server 'web': cannot reach the Docker engine at *"])
 
 
 @pytest.mark.parametrize(

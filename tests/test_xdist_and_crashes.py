@@ -259,16 +259,17 @@ def test_sigterm_removes_everything_before_pytest_exits(
 def test_leftovers_of_dead_runs_are_reaped_and_live_runs_are_not_touched(
     pytester: pytest.Pytester, suite: Any, docker_api: Any
 ) -> None:
+    from pytest_testserver.run import Owner, process_start
+
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no longer runs
-    host = socket.gethostname()
+    here = Owner.this_process()
 
     def leftover(pid: int, run: str) -> str:
-        labels = {
-            "pytest-testserver.run": run,
-            "pytest-testserver.pid": str(pid),
-            "pytest-testserver.host": host,
-        }
+        # Same host, PID namespace and boot as this process: its pid tells whether it lives.
+        started = process_start(pid) or "1"  # the dead one's was something once
+        owner = Owner(here.host, pid, here.pidns, here.boot, started)
+        labels = {"pytest-testserver.run": run, **owner.labels()}
         return str(
             docker_api.create_container("busybox:stable", ["sleep", "60"], labels=labels)["Id"]
         )
