@@ -37,10 +37,11 @@ class YamlDocument:
     entry: Path | None  # where its data is (or would be) kept; None: no safe place
 
     @classmethod
-    def read(cls, path: Path, shown: str) -> YamlDocument:
+    def read(cls, path: Path, shown: str, folder: str | None = None) -> YamlDocument:
+        """``folder``: the run's private folder, when the xdist controller chose it."""
         content = read_bytes(path, shown)
         where = path.resolve()  # the entry names the real file, whichever way it was reached
-        entry = cache_file(where)
+        entry = cache_file(where, folder)
         if entry is not None:
             found = recall(entry, where, content)
             if found is not None:
@@ -74,19 +75,19 @@ def private_dir(path: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and owner_ok and not info.st_mode & 0o022
 
 
-def cache_base() -> Path:
+def cache_base(folder: str | None = None) -> Path:
     """This user's usual private folder (never a fresh one: nothing would outlive the run)."""
-    state, warning = user_state_dir(fallback=False)
+    state, warning = user_state_dir(folder, fallback=False)
     state.close()
     if warning:
         raise UnsafeFolder(warning)  # $TMPDIR is not what Python uses: keep nothing
     return state.path
 
 
-def cache_file(config: Path) -> Path | None:
+def cache_file(config: Path, run_folder: str | None = None) -> Path | None:
     """Where the data of ``config`` (a resolved path) is kept; None when there is no safe place."""
     try:
-        base = cache_base()
+        base = cache_base(run_folder)
         folder = base / "yaml-cache"
         folder.mkdir(mode=0o700, exist_ok=True)
     except (OSError, UnsafeFolder):

@@ -202,6 +202,16 @@ class Engine:
     def deadline(self, at: float | None) -> contextlib.AbstractContextManager[None]:
         return self.deadline_for_thread(at)
 
+    def thread(self, target: Any, *args: Any) -> threading.Thread:
+        """A thread whose engine calls keep the caller's deadline (deadlines are per thread)."""
+        at = DeadlineClient._deadline.at
+
+        def run() -> None:
+            with self.deadline_for_thread(at):
+                target(*args)
+
+        return threading.Thread(target=run)
+
     def translate(
         self, exc: Exception, what: str, waited: float
     ) -> EngineError | EngineUnavailable:

@@ -285,7 +285,9 @@ def read_servers(config: pytest.Config) -> ServerConfig | None:
     if has_file:
         from .configcache import YamlDocument
 
-        document = YamlDocument.read(path, display_path(path))
+        workerinput: dict[str, Any] = getattr(config, "workerinput", None) or {}
+        folder = workerinput.get("testserver_state_dir")  # the controller's choice
+        document = YamlDocument.read(path, display_path(path), folder)
         sources.append((document.data, path.parent, document.shown))
     for impl in hooks:
         result = impl.function(**{name: config for name in impl.argnames})

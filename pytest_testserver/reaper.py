@@ -53,7 +53,7 @@ def remove_all(engine: Engine, objects: Iterable[Found]) -> list[str]:
                 problems.append(f"could not remove {item.kind} {item.id[:12]}: {exc}")
 
     for wave in removal_order(objects):
-        threads = [threading.Thread(target=remove, args=(item,)) for item in wave]
+        threads = [engine.thread(remove, item) for item in wave]
         for thread in threads:
             thread.start()
         for thread in threads:

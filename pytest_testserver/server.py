@@ -654,7 +654,7 @@ class ServerPool:
                     f"could not remove the container of {name!r} ({container[:12]}): {exc}"
                 )
 
-        threads = [threading.Thread(target=remove, args=item) for item in containers.items()]
+        threads = [engine.thread(remove, *item) for item in containers.items()]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -26,7 +26,7 @@ servers:
 def private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "shared"
     folder.mkdir(mode=0o700)
-    monkeypatch.setattr(configcache, "cache_base", lambda: folder)
+    monkeypatch.setattr(configcache, "cache_base", lambda *_: folder)
     return folder
 
 
@@ -99,7 +99,7 @@ def test_no_cache_through_a_symlinked_folder(
     real.mkdir(mode=0o700)
     link = tmp_path / "link"
     link.symlink_to(real)
-    monkeypatch.setattr(configcache, "cache_base", lambda: link)
+    monkeypatch.setattr(configcache, "cache_base", lambda *_: link)
     path = write(tmp_path / "testservers.yaml", CONFIG)
     assert configcache.cache_file(path) is None
 

@@ -1,0 +1,559 @@
+"""Real CI conditions (real engine): -n 4 with links, skips, kept runs, signals, budgets, stalls,
+killed jobs, other PID namespaces and planted folders. Each test reproduces one reported failure.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import HTTPD, servers_yaml
+from tests.stallproxy import StallProxy
+
+pytestmark = pytest.mark.usefixtures("engine")
+
+SLEEPER = "image: busybox:stable\ncommand: [sleep, '600']\nwait: false"
+USE_WEB = """
+import pytest
+
+@pytest.mark.testserver("web")
+def test_it(testserver):
+    pass
+"""
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def labelled(api: Any, label: str) -> list[dict[str, Any]]:
+    return list(api.containers(all=True, filters={"label": label}))
+
+
+def everything_of(api: Any, run: str) -> list[str]:
+    label = {"label": f"pytest-testserver.run={run}"}
+    return [
+        *(c["Id"] for c in api.containers(all=True, filters=label)),
+        *(n["Id"] for n in api.networks(filters=label)),
+        *(v["Name"] for v in (api.volumes(filters=label).get("Volumes") or [])),
+    ]
+
+
+def remove_run(api: Any, run: str) -> None:
+    label = {"label": f"pytest-testserver.run={run}"}
+    for c in api.containers(all=True, filters=label):
+        api.remove_container(c["Id"], force=True, v=True)
+    for n in api.networks(filters=label):
+        api.remove_network(n["Id"])
+    for v in api.volumes(filters=label).get("Volumes") or []:
+        api.remove_volume(v["Name"], force=True)
+
+
+def pytest_process(
+    path: Path, *args: str, env: dict[str, str] | None = None, prefix: list[str] | None = None
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*(prefix or []), sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+        cwd=path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def write(pytester: pytest.Pytester, yaml: str, tests: str) -> None:
+    (pytester.path / "testservers.yaml").write_text(yaml)
+    pytester.makepyfile(test_suite=textwrap.dedent(tests))
+
+
+# 1. -n 4 with linked servers: one run network, found by id
+LINKED_PAIRS = "\n".join(
+    f"  web{i}:\n    from: busybox:stable\n"
+    '    run: ["mkdir -p /www && echo ok > /www/index.html"]\n'
+    "    command: [httpd, -f, -p, '8080', -h, /www]\n    ports: [8080]\n"
+    f"  client{i}:\n    image: busybox:stable\n    command: [sleep, '600']\n"
+    f"    links: [web{i}]\n    wait: false\n"
+    for i in range(4)
+)
+
+LINKED_TESTS = """
+import pytest
+
+@pytest.mark.parametrize("i", range(4))
+def test_pair(testservers, i):
+    client = testservers[f"client{i}"]
+    code, out = client.exec(["wget", "-q", "-O", "-", f"http://web{i}:8080/"])
+    assert (code, out) == (0, "ok\\n")
+"""
+
+
+def test_linked_servers_at_n4_share_one_run_network(pytester: pytest.Pytester) -> None:
+    write(pytester, f"servers:\n{LINKED_PAIRS}", LINKED_TESTS)
+    for _ in range(3):
+        result = pytester.runpytest_subprocess("-n", "4", "-p", "no:randomly")
+        result.assert_outcomes(passed=4)
+
+
+# 2. skipped tests never start their servers
+def test_a_test_pytest_will_not_run_never_starts_its_server(
+    pytester: pytest.Pytester, docker_api: Any
+) -> None:
+    write(
+        pytester,
+        servers_yaml(broken="image: pytest-testserver-test/no-such-image:never"),
+        """
+        import pytest
+
+        @pytest.mark.skip(reason="not today")
+        @pytest.mark.testserver("broken")
+        def test_skipped(testserver):
+            pass
+
+        @pytest.mark.skipif(True, reason="not here")
+        @pytest.mark.testserver("broken")
+        def test_skipif(testserver):
+            pass
+
+        @pytest.mark.xfail(run=False, reason="known")
+        @pytest.mark.testserver("broken")
+        def test_xfail_not_run(testserver):
+            pass
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(skipped=2, xfailed=1)
+    assert "cannot be pulled" not in result.stdout.str()
+
+
+# 3. --testserver-keep survives later runs' sweeps
+def test_kept_containers_survive_the_next_runs_sweep(
+    pytester: pytest.Pytester, docker_api: Any
+) -> None:
+    write(pytester, servers_yaml(web=HTTPD), USE_WEB)
+    kept = pytest_process(pytester.path, "--testserver-keep")
+    output = kept.communicate(timeout=120)[0].decode()
+    assert kept.returncode == 0, output
+    run = output.split("kept 1 container(s) of run ")[1].split()[0]
+    try:
+        assert everything_of(docker_api, run)
+        # The next run sweeps dead runs from its lease thread, which finishes its round
+        # before the run ends: the kept run's pid is gone, its objects must stay.
+        second = pytest_process(pytester.path)
+        assert second.communicate(timeout=120)[0]
+        assert second.returncode == 0
+        assert len(labelled(docker_api, f"pytest-testserver.run={run}")) == 1
+    finally:
+        remove_run(docker_api, run)
+
+
+# 4. SIGTERM during a server start: 143 and full teardown, wherever it lands
+def test_sigterm_while_a_server_gets_ready_ends_the_run_with_143(
+    pytester: pytest.Pytester, docker_api: Any
+) -> None:
+    write(
+        pytester,
+        servers_yaml(
+            slow="image: busybox:stable\ncommand: [sleep, '600']\n"
+            "post_startup: {command: ['false'], interval: 0.2}\ntimeout: 120"
+        ),
+        "import pytest\n\n@pytest.mark.testserver('slow')\ndef test_it(testserver):\n    pass\n",
+    )
+    process = pytest_process(pytester.path)
+    mine = f"pytest-testserver.pid={process.pid}"
+    wait_for(lambda: bool(labelled(docker_api, mine)), 60, "the server's container")
+    runs = {c["Labels"]["pytest-testserver.run"] for c in labelled(docker_api, mine)}
+    time.sleep(0.5)  # inside the readiness wait now
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    output = process.communicate(timeout=60)[0].decode()
+    print(f"SIGTERM during readiness: pytest exited after {time.monotonic() - signalled:.2f}s")
+    assert process.returncode == 143, output
+    assert "terminated by SIGTERM" in output
+    for run in runs:
+        assert not everything_of(docker_api, run), output
+
+
+def test_sigterm_while_waiting_for_a_build_lock_ends_the_run_with_143(
+    pytester: pytest.Pytester,
+) -> None:
+    from pytest_testserver.config import parse_config
+    from pytest_testserver.image import resolve
+    from pytest_testserver.run import build_lock, new_run_id, user_state_dir
+
+    yaml = servers_yaml(web=HTTPD.replace("echo ok", f"echo {new_run_id()}"))
+    write(pytester, yaml, USE_WEB)
+    import yaml as pyyaml
+
+    spec = parse_config(pyyaml.safe_load(yaml), base=pytester.path, source="t").servers["web"]
+    state, _ = user_state_dir()
+    with build_lock(state, resolve(spec).ref, "holder-test", timeout=5):
+        process = pytest_process(pytester.path, "-s")
+        time.sleep(3)  # collection, engine contact, the create that finds no image, the lock
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=60)[0].decode()
+    state.close()
+    print(f"SIGTERM in a lock wait: pytest exited after {time.monotonic() - signalled:.2f}s")
+    assert process.returncode == 143, output
+
+
+# 5. the image has its own budget, and not-ready messages say what it took
+def test_a_slow_build_does_not_eat_the_readiness_budget(pytester: pytest.Pytester) -> None:
+    marker = os.urandom(6).hex()
+    write(
+        pytester,
+        servers_yaml(
+            web=f"""
+            from: busybox:stable
+            run: ["sleep 3 && mkdir -p /www && echo {marker} > /www/index.html"]
+            command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+            ports: [8080]
+            timeout: 2
+            """,
+            never=f"""
+            from: busybox:stable
+            run: ["echo {marker}"]
+            command: [sleep, '600']
+            post_startup: {{command: ['false']}}
+            timeout: 1
+            """,
+        ),
+        """
+        import pytest
+
+        @pytest.mark.testserver("web")
+        def test_web(testserver):
+            pass
+
+        @pytest.mark.testserver("never")
+        def test_never(testserver):
+            pass
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*testserver: server 'never': post_startup * did not succeed within 1s "
+            "(after *s for the image, which has its own image_timeout of 900s)*"
+        ]
+    )
+
+
+# 6. a container that vanishes during readiness is reported as such, with the server's name
+def test_a_container_removed_while_getting_ready_reads_as_removed(
+    pytester: pytest.Pytester, docker_api: Any
+) -> None:
+    write(
+        pytester,
+        servers_yaml(
+            slow="image: busybox:stable\ncommand: [sleep, '600']\n"
+            "post_startup: {command: ['false'], interval: 0.05}\ntimeout: 60"
+        ),
+        "import pytest\n\n@pytest.mark.testserver('slow')\ndef test_it(testserver):\n    pass\n",
+    )
+    process = pytest_process(pytester.path)
+    mine = f"pytest-testserver.pid={process.pid}"
+    wait_for(lambda: bool(labelled(docker_api, mine)), 60, "the container")
+    time.sleep(0.3)
+    for c in labelled(docker_api, mine):
+        docker_api.remove_container(c["Id"], force=True)
+    output = process.communicate(timeout=60)[0].decode()
+    # Removal kills first: depending on when the checks look, it exited (137) or is gone.
+    assert re.search(
+        r"testserver: server 'slow': the container (was removed|exited with code 137) "
+        "before it was ready",
+        output,
+    ), output
+    assert "No such exec instance" not in output
+    assert "Removal In Progress" not in output
+
+
+# 7. the build lock wait is bounded and names its holder
+def test_a_held_build_lock_is_waited_for_only_within_the_image_budget(
+    pytester: pytest.Pytester,
+) -> None:
+    import yaml as pyyaml
+
+    from pytest_testserver.config import parse_config
+    from pytest_testserver.image import resolve
+    from pytest_testserver.run import build_lock, new_run_id, user_state_dir
+
+    yaml = servers_yaml(
+        web=HTTPD.replace("echo ok", f"echo {new_run_id()}") + "    image_timeout: 2\n"
+    )
+    write(pytester, yaml, USE_WEB)
+    spec = parse_config(pyyaml.safe_load(yaml), base=pytester.path, source="t").servers["web"]
+    state, _ = user_state_dir()
+    try:
+        with build_lock(state, resolve(spec).ref, "holder-test", timeout=5):
+            result = pytester.runpytest_subprocess()
+    finally:
+        state.close()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*testserver: server 'web': waited *s for the build (pytest-testserver/web:*) lock "
+            f"*build-pytest-testserver_web_*.lock, held by pid {os.getpid()} on * "
+            "(run holder-test, for *s)*"
+        ]
+    )
+
+
+# 8 and 9. a stalled engine: the run ends in bounded time, and says what it left
+@pytest.fixture
+def proxy() -> Iterator[StallProxy]:
+    with StallProxy() as p:
+        yield p
+
+
+def test_a_stalled_engine_ends_the_run_in_bounded_time(
+    pytester: pytest.Pytester, docker_api: Any, proxy: StallProxy
+) -> None:
+    write(pytester, servers_yaml(web=HTTPD + "    timeout: 5\n"), USE_WEB)
+    proxy.stall(r"^GET /v[\d.]+/containers/[0-9a-f]+/json")
+    started = time.monotonic()
+    process = pytest_process(pytester.path, env={"DOCKER_HOST": proxy.docker_host})
+    output = process.communicate(timeout=120)[0].decode()
+    took = time.monotonic() - started
+    print(f"stalled engine (inspect): the run ended after {took:.1f}s")
+    assert process.returncode == 1, output
+    assert "testserver: server 'web': the Docker engine at" in output
+    assert "stopped answering" in output
+    assert took < 60
+
+
+def test_a_stalled_removal_is_reported_with_the_command_to_remove_it(
+    pytester: pytest.Pytester, docker_api: Any, proxy: StallProxy
+) -> None:
+    write(pytester, servers_yaml(web=HTTPD), USE_WEB)
+    proxy.stall(r"^DELETE /v[\d.]+/containers/")
+    process = pytest_process(pytester.path, env={"DOCKER_HOST": proxy.docker_host})
+    output = process.communicate(timeout=180)[0].decode()
+    run = output.split("pytest-testserver.run=")[1].split(")")[0] if "run=" in output else ""
+    try:
+        assert "testserver: warning: teardown: could not remove the container of 'web'" in output
+        assert "stopped answering" in output
+        assert f"docker rm -f $(docker ps -aq --filter label=pytest-testserver.run={run})" in output
+    finally:
+        proxy.release()
+        if run:
+            remove_run(docker_api, run)
+
+
+# 10. a forked child holding the watchdog's pipe does not blind it
+def test_sigkill_with_a_forked_child_alive_is_still_reaped(
+    pytester: pytest.Pytester, docker_api: Any
+) -> None:
+    write(
+        pytester,
+        servers_yaml(web=HTTPD),
+        """
+        import os, time
+        from pathlib import Path
+
+        def test_fork_then_hang(testservers):
+            web = testservers["web"]
+            child = os.fork()
+            if child == 0:  # inherits every descriptor, the watchdog's pipe included
+                time.sleep(60)
+                os._exit(0)
+            Path("child.txt").write_text(str(child))
+            Path("started.txt").write_text(web.container_id)
+            time.sleep(120)
+        """,
+    )
+    process = pytest_process(pytester.path)
+    wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the server")
+    container = (pytester.path / "started.txt").read_text()
+    run = docker_api.inspect_container(container)["Config"]["Labels"]["pytest-testserver.run"]
+    child = int((pytester.path / "child.txt").read_text())
+    try:
+        process.send_signal(signal.SIGKILL)
+        took = wait_for(lambda: not everything_of(docker_api, run), 10, "the watchdog")
+        print(f"SIGKILL with a forked child alive: reaped after {took:.2f}s")
+    finally:
+        os.kill(child, signal.SIGKILL)
+        process.communicate()
+
+
+# 11. controller and workers use one folder, the controller's
+def test_workers_use_the_controllers_folder_whatever_their_tmpdir(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    other = tmp_path / "workers-tmp"
+    other.mkdir()
+    write(pytester, servers_yaml(web=HTTPD), USE_WEB)
+    (pytester.path / "conftest.py").write_text(
+        textwrap.dedent(
+            f"""
+            import os, tempfile
+
+            def pytest_configure(config):
+                if hasattr(config, "workerinput"):  # a worker sees another temp dir
+                    os.environ["TMPDIR"] = {str(other)!r}
+                    tempfile.tempdir = None
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess("-n", "2")
+    result.assert_outcomes(passed=1)
+    assert not list(other.iterdir())  # nothing went to the workers' own temp dir
+
+
+# 12 and 14. a job container killed with its watchdog: reaped by the lease, from anywhere
+def in_own_pid_namespace() -> list[str]:
+    if shutil.which("unshare") is None:
+        pytest.fail("unshare (util-linux) is needed to run pytest in its own PID namespace")
+    return ["unshare", "--pid", "--fork", "--kill-child=SIGKILL"]
+
+
+def test_a_run_killed_in_another_pid_namespace_is_reaped_by_its_lease(
+    pytester: pytest.Pytester, docker_api: Any
+) -> None:
+    write(
+        pytester,
+        servers_yaml(web=HTTPD),
+        """
+        import time
+        from pathlib import Path
+
+        def test_hold(testservers):
+            Path("started.txt").write_text(testservers["web"].container_id)
+            time.sleep(120)
+        """,
+    )
+    ttl = {"TESTSERVER_LEASE_TTL": "4"}
+    victim = pytest_process(pytester.path, env=ttl, prefix=in_own_pid_namespace())
+    wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the victim's server")
+    container = (pytester.path / "started.txt").read_text()
+    run = docker_api.inspect_container(container)["Config"]["Labels"]["pytest-testserver.run"]
+    # unshare is the namespace's init: killing it kills pytest and its watchdog together.
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    died = time.monotonic()
+    reaper_dir = pytester.path / "reaper"
+    reaper_dir.mkdir()
+    (reaper_dir / "testservers.yaml").write_text(servers_yaml(other=HTTPD))
+    (reaper_dir / "test_wait.py").write_text(
+        textwrap.dedent(
+            f"""
+            import time, docker
+
+            def test_waits_for_the_reaping(testservers):
+                testservers["other"]
+                api = docker.APIClient()
+                label = {{"label": "pytest-testserver.run={run}"}}
+                deadline = time.monotonic() + 30
+                while api.containers(all=True, filters=label) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                api.close()
+            """
+        )
+    )
+    try:
+        assert everything_of(docker_api, run), "the victim's objects should be left at first"
+        reaper = pytest_process(reaper_dir, env=ttl)
+        output = reaper.communicate(timeout=120)[0].decode()
+        assert reaper.returncode == 0, output
+        wait_for(lambda: not everything_of(docker_api, run), 30, "the lease to run out")
+        print(
+            "killed with its watchdog in another PID namespace: "
+            f"reaped {time.monotonic() - died:.1f}s after"
+        )
+    finally:
+        remove_run(docker_api, run)
+
+
+def test_a_live_run_in_another_pid_namespace_is_never_reaped(
+    pytester: pytest.Pytester, docker_api: Any
+) -> None:
+    write(
+        pytester,
+        servers_yaml(web=HTTPD),
+        """
+        import time
+        from pathlib import Path
+        from urllib.request import urlopen
+
+        def test_hold(testservers):
+            web = testservers["web"]
+            Path("started.txt").write_text(web.container_id)
+            time.sleep(8)  # two lease periods and more pass while another run sweeps
+            assert urlopen(web.url(8080)).read() == b"ok\\n"
+        """,
+    )
+    ttl = {"TESTSERVER_LEASE_TTL": "4"}
+    live = pytest_process(pytester.path, env=ttl, prefix=in_own_pid_namespace())
+    wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the live run's server")
+    other_dir = pytester.path / "other"
+    other_dir.mkdir()
+    (other_dir / "testservers.yaml").write_text(servers_yaml(other=HTTPD))
+    (other_dir / "test_other.py").write_text(
+        "import time\n\n"
+        "def test_sweeps(testservers):\n    testservers['other']\n    time.sleep(6)\n"
+    )
+    other = pytest_process(other_dir, env=ttl)
+    assert other.communicate(timeout=120)[0] is not None
+    assert other.returncode == 0
+    output = live.communicate(timeout=120)[0].decode()
+    assert live.returncode == 0, output
+
+
+# 13. a planted per-user folder: another local user's symlinks are never followed
+@pytest.fixture
+def other_user() -> Iterator[str]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a second local user")
+    name = "tsother"
+    subprocess.run(["useradd", "-M", name], check=False, capture_output=True)
+    return name
+
+
+def test_a_planted_user_folder_is_not_trusted(
+    pytester: pytest.Pytester, tmp_path: Path, other_user: str
+) -> None:
+    shared_tmp = tmp_path / "sharedtmp"
+    shared_tmp.mkdir()
+    shared_tmp.chmod(0o1777)
+    victim_home = tmp_path / "victim-home"
+    victim_home.mkdir()
+    (victim_home / "precious.txt").write_text("keep me")
+    planted = shared_tmp / f"pytest-testserver-{os.getuid()}"
+    # What the other user made: their folder, world-writable, with links into the victim's home.
+    other = pwd.getpwnam(other_user)
+    planted.mkdir()
+    planted.chmod(0o777)
+    for name in ("runs", "locks", "yaml-cache"):
+        (planted / name).symlink_to(victim_home)
+        os.lchown(planted / name, other.pw_uid, other.pw_gid)
+    os.chown(planted, other.pw_uid, other.pw_gid)
+    write(pytester, servers_yaml(web=HTTPD), USE_WEB)
+    process = pytest_process(pytester.path, "-n", "2", env={"TMPDIR": str(shared_tmp)})
+    output = process.communicate(timeout=120)[0].decode()
+    assert process.returncode == 0, output
+    assert (
+        f"belongs to uid {other.pw_uid}, not to this user; using a fresh private folder" in output
+    )
+    assert sorted(p.name for p in victim_home.iterdir()) == ["precious.txt"]
+    assert (victim_home / "precious.txt").read_text() == "keep me"
+    assert sorted(p.name for p in planted.iterdir()) == ["locks", "runs", "yaml-cache"]
+    # the fresh folder was this run's alone, and is gone with it
+    assert [p.name for p in shared_tmp.iterdir()] == [planted.name]
