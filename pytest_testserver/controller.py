@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 from . import reaper
 from .coordination import dead_run_folders, make_run_folder, remove_run_folder
 from .errors import TestserverError
-from .run import RunContext, StateDir, UnsafeFolder, discard, tidy_locks, user_state_dir
+from .run import (
+    RunContext,
+    StateDir,
+    UnsafeFolder,
+    discard,
+    reason,
+    tidy_locks,
+    user_state_dir,
+)
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -42,8 +50,7 @@ class RunOwner:
             self.state, self.warning = user_state_dir()
             make_run_folder(self.state, context.run_id, context.owner)
         except (OSError, UnsafeFolder) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            self.warning = f"no private folder for the run's state ({reason}); "
+            self.warning = f"no private folder for the run's state ({reason(exc)}); "
             self.warning += "servers with share: run cannot be shared by the workers"
         else:
             threading.Thread(target=self._tidy, daemon=True).start()

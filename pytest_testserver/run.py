@@ -184,6 +184,11 @@ class UnsafeFolder(TestserverError):
     """A folder is not this user's alone (or cannot be made): nothing is read from or put in it."""
 
 
+def reason(exc: OSError | UnsafeFolder) -> str:
+    """Why a folder could not be used, in a few words."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
 def user_name() -> str:
     return str(os.getuid()) if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
 

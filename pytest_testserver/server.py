@@ -39,6 +39,7 @@ from .run import (
     build_lock,
     discard,
     hold_lock,
+    reason,
     tidy_locks,
     user_state_dir,
 )
@@ -182,8 +183,8 @@ class ServerPool:
                 try:
                     self._state, warning = user_state_dir(self.context.state_dir)
                 except (OSError, UnsafeFolder) as exc:
-                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-                    self._state_error = UnsafeFolder(f"no private folder for the run: {reason}")
+                    why = reason(exc)
+                    self._state_error = UnsafeFolder(f"no private folder for the run: {why}")
                     raise self._state_error from None
                 if warning:
                     self._event("warning", warning)

@@ -4,7 +4,8 @@ import importlib
 import os
 import pkgutil
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -99,3 +100,13 @@ def suite(pytester: pytest.Pytester) -> Any:
             path.write_text(textwrap.dedent(content).lstrip())
 
     return write
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``condition`` until true: the seconds it took (AssertionError after ``timeout``)."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+    return time.monotonic() - start

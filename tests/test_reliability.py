@@ -13,13 +13,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import HTTPD, servers_yaml
+from tests.conftest import HTTPD, servers_yaml, wait_for
 from tests.stallproxy import StallProxy
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -32,15 +32,6 @@ import pytest
 def test_it(testserver):
     pass
 """
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def labelled(api: Any, label: str) -> list[dict[str, Any]]:

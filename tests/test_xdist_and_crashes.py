@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HTTPD, servers_yaml
+from tests.conftest import HTTPD, servers_yaml, wait_for
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -206,15 +206,6 @@ def start_holding_run(pytester: pytest.Pytester, suite: Any, *args: str) -> subp
     )
     wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the server to start")
     return process
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def run_of(api: Any, container: str) -> str:
