@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .run import LABEL_KEPT, LABEL_LEASE, LABEL_LEASE_TTL, LABEL_RUN, Owner
+from .run import LABEL_KEPT, LABEL_LEASE, LABEL_LEASE_TTL, LABEL_RUN, Owner, plain_number
 
 MIN_LEASE_TTL = 3
 
@@ -47,8 +47,8 @@ class Found:
         return LABEL_KEPT in self.labels
 
     def ttl(self) -> int | None:
-        text = self.labels.get(LABEL_LEASE_TTL, "")
-        return max(int(text), MIN_LEASE_TTL) if text.isdigit() else None
+        ttl = plain_number(self.labels.get(LABEL_LEASE_TTL, ""), 86400)
+        return max(ttl, MIN_LEASE_TTL) if ttl is not None else None
 
 
 def lease_expired(objects: list[Found], now: float) -> bool:

@@ -56,8 +56,16 @@ def new_run_id() -> str:
 
 def lease_ttl() -> int:
     """Seconds a run's lease counts as alive: 90, or ``$TESTSERVER_LEASE_TTL`` (tests use a few)."""
-    text = os.environ.get(LEASE_TTL_ENV, "")
-    return max(int(text), 3) if text.isdigit() else DEFAULT_LEASE_TTL
+    number = plain_number(os.environ.get(LEASE_TTL_ENV, ""), 86400)
+    return max(number, 3) if number is not None else DEFAULT_LEASE_TTL
+
+
+def plain_number(text: str, limit: int) -> int | None:
+    """An ASCII decimal number below ``limit`` (labels can be forged: "²" or 2**70 is None)."""
+    if not (text.isascii() and text.isdecimal()) or len(text) > len(str(limit)):
+        return None
+    number = int(text)
+    return number if number < limit else None
 
 
 def _read_small(path: str) -> str:
@@ -114,12 +122,12 @@ class Owner:
 
     @classmethod
     def from_labels(cls, labels: Mapping[str, str]) -> Owner | None:
-        pid = labels.get(LABEL_PID, "")
-        if not pid.isdigit():
+        pid = plain_number(labels.get(LABEL_PID, ""), 1 << 31)
+        if pid is None:
             return None
         return cls(
             labels.get(LABEL_HOST, ""),
-            int(pid),
+            pid,
             labels.get(LABEL_PIDNS, ""),
             labels.get(LABEL_BOOT, ""),
             labels.get(LABEL_STARTED, ""),
@@ -145,8 +153,8 @@ class Owner:
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
+    except (ProcessLookupError, OverflowError):
+        return False  # gone, or a number no process can have
     except PermissionError:
         return True  # someone else's live process
     return True
@@ -255,6 +263,10 @@ class StateDir:
             fd = self.open_file(name, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafeFolder(f"{self.path / name} is a symlink") from None
+            raise
         with os.fdopen(fd, "rb") as f:
             info = os.fstat(f.fileno())
             if not stat.S_ISREG(info.st_mode) or (
@@ -380,7 +392,8 @@ class LockTimeout(TestserverError):
         self.path = path
         self.holder = holder
         who = f", held by {holder.describe()}" if holder else ""
-        super().__init__(f"waited {waited:.0f}s for the {what} lock {path}{who}")
+        shown = f"{waited:.1f}" if waited < 10 else f"{waited:.0f}"
+        super().__init__(f"waited {shown}s for the {what} lock {path}{who}")
 
 
 def _holder(text: str | None) -> Holder | None:

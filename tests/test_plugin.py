@@ -87,7 +87,9 @@ def test_unreachable_engine_can_skip_instead(
     pytester.makeini("[pytest]\ntestserver_unavailable = skip\n")
     result = pytester.runpytest("-rs")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["SKIPPED*testserver: server 'web': cannot reach the Docker engine at *"])
+    result.stdout.fnmatch_lines(
+        ["SKIPPED*testserver: server 'web': cannot reach the Docker engine at *"]
+    )
 
 
 @pytest.mark.parametrize(
