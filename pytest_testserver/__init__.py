@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)
+
 if TYPE_CHECKING:
     from .errors import (
         ConfigError,

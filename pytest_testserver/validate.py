@@ -7,6 +7,7 @@ value or raises ``ConfigError`` with a one-line message such as
 
 from __future__ import annotations
 
+import errno
 import math
 import re
 import reprlib
@@ -310,15 +311,27 @@ def relative_path(value: object, where: Where, base: Path) -> Path:
     try:
         resolved = (base / text).resolve()
         inside = resolved.is_relative_to(base.resolve())
-        exists = resolved.exists()
+        # Strict, for what a lenient resolve hides: Python 3.13 no longer raises on a loop.
+        (base / text).resolve(strict=True)
+        exists = True
+    except FileNotFoundError:
+        exists = False
     except (OSError, RuntimeError, UnicodeError, ValueError) as exc:  # loops, long names
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        where.fail(f"{show(text)} cannot be resolved ({reason})")
+        where.fail(f"{show(text)} cannot be resolved ({unresolvable(exc)})")
     if not inside:
         where.fail(f"{show(text)} leads outside {base}")
     if not exists:
         where.fail(f"{show(text)} does not exist in {base}")
     return resolved
+
+
+def unresolvable(exc: Exception) -> str:
+    """Why a path cannot be resolved, the same words on every Python version."""
+    if isinstance(exc, RuntimeError) or (isinstance(exc, OSError) and exc.errno == errno.ELOOP):
+        return "a symlink loop"  # RuntimeError up to 3.12, OSError(ELOOP) from 3.13
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return type(exc).__name__
 
 
 def copy_size(path: Path, where: Where) -> int:

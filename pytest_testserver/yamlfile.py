@@ -6,6 +6,7 @@ another is a bug we refuse to load.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,14 @@ def _check_keys(loader: _StrictLoader, node: yaml.MappingNode) -> None:
         seen[key] = line
 
 
+def _reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, ValueError) and "integer string conversion" in text:
+        # Python's own words for its digit limit differ between versions: say it in ours.
+        return f"a number with more than {sys.get_int_max_str_digits()} digits"
+    return text
+
+
 def _construct_mapping(loader: _StrictLoader, node: yaml.Node) -> dict[Any, Any]:
     if not isinstance(node, yaml.MappingNode):  # !!map on a scalar or a sequence
         raise _KeyError(node.start_mark.line + 1, "a !!map tag on something that is not a mapping")
@@ -69,8 +78,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.Node) -> dict[Any, Any]
             result[key] = loader.construct_object(value_node, deep=True)
         except _CONSTRUCTION_ERRORS as exc:  # an impossible date, a number too big, a bad tag
             line = value_node.start_mark.line + 1
-            reason = " ".join(str(exc).split()) or type(exc).__name__
-            raise _KeyError(line, f"invalid value for {show(key)}: {reason}") from None
+            raise _KeyError(line, f"invalid value for {show(key)}: {_reason(exc)}") from None
     return result
 
 

@@ -110,3 +110,15 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
     return time.monotonic() - start
+
+
+def inspect(container: str) -> dict[str, Any]:
+    """A container's inspect data, through a client closed at once (an open one is a warning)."""
+    import docker
+
+    api = docker.APIClient()
+    try:
+        info: dict[str, Any] = api.inspect_container(container)
+        return info
+    finally:
+        api.close()

@@ -1046,8 +1046,7 @@ CASES = [
     ),
     pytest.param(
         f"{IMAGE}\nports: [{'9' * 5000}]",
-        "line 4: invalid value for 'ports': Exceeds the limit (4300 digits) for integer string "
-        "conversion*",
+        "line 4: invalid value for 'ports': a number with more than 4300 digits",
         id="port-5000-digits-in-yaml",
     ),
     pytest.param(
@@ -1166,12 +1165,12 @@ CASES = [
     ),
     pytest.param(
         f"{FROM}\ncopy: [{{src: loop, dst: /x}}]",
-        "servers.web.copy[0].src: 'loop' cannot be resolved (RuntimeError)",
+        "servers.web.copy[0].src: 'loop' cannot be resolved (a symlink loop)",
         id="copy-src-symlink-loop",
     ),
     pytest.param(
         "build: loop",
-        "servers.web.build.context: 'loop' cannot be resolved (RuntimeError)",
+        "servers.web.build.context: 'loop' cannot be resolved (a symlink loop)",
         id="build-context-symlink-loop",
     ),
     *(

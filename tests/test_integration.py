@@ -33,14 +33,14 @@ def test_built_server_is_published_on_loopback_only(
         ),
         """
         from urllib.request import urlopen
-        import docker
+        from tests.conftest import inspect
         import pytest
 
         @pytest.mark.testserver("web")
         def test_page(testserver):
             assert testserver.host == "127.0.0.1"
             assert urlopen(testserver.url(8080)).read() == b"hello\\n"
-            info = docker.APIClient().inspect_container(testserver.container_id)
+            info = inspect(testserver.container_id)
             bindings = info["NetworkSettings"]["Ports"]["8080/tcp"]
             assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
             assert testserver.port(8080) == int(bindings[0]["HostPort"])
@@ -87,10 +87,10 @@ def test_unchanged_image_is_not_rebuilt_unless_asked(
     suite(
         servers_yaml(web=HTTPD),
         """
-        import docker
+        from tests.conftest import inspect
 
         def test_image(testservers):
-            info = docker.APIClient().inspect_container(testservers["web"].container_id)
+            info = inspect(testservers["web"].container_id)
             print("\\nIMAGE", info["Image"])
         """,
     )
@@ -264,10 +264,10 @@ def test_lone_server_needs_no_network(
     suite(
         servers_yaml(web=HTTPD),
         """
-        import docker
+        from tests.conftest import inspect
 
         def test_web(testservers):
-            info = docker.APIClient().inspect_container(testservers["web"].container_id)
+            info = inspect(testservers["web"].container_id)
             assert list(info["NetworkSettings"]["Networks"]) == ["bridge"]
         """,
     )

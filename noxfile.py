@@ -1,0 +1,130 @@
+"""The support matrix and the release checks, as CI runs them: ``nox`` (or ``nox -s NAME``).
+
+- ``tests-3.10`` … ``tests-3.13``: the newest dependencies on each Python, the representative
+  subset below (CI runs the whole suite once, on its own Python, before this).
+- ``oldest``: the oldest versions ``pyproject.toml`` allows, on the oldest Python, same subset.
+- ``full-3.X``: the whole suite on one Python (for a local check; CI does not run it twice).
+- ``release``: wheel and sdist, ``twine check``, the wheel (not editable) in a fresh venv running
+  the example suite from outside the checkout.
+- ``lint``: ruff check, ruff format --check, mypy --strict.
+
+Every session runs with ``CI=true``: a test that needs the engine fails when none answers, it
+never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "tests", "oldest", "release"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
+ROOT = Path(__file__).parent
+
+# Keep in step with the floors in pyproject.toml (a session that could not install them fails).
+OLDEST = [
+    "pytest==8.0.0",
+    "docker==7.1.0",
+    "requests==2.26.0",
+    "urllib3==1.26.0",
+    "pyyaml==6.0.1",
+    "pytest-xdist==3.5.0",
+]
+
+# Unit tests, the pytester tests that need no engine, and the integration files.
+SUBSET = [
+    "tests/test_config.py",
+    "tests/test_validate.py",
+    "tests/test_image.py",
+    "tests/test_ports_redact.py",
+    "tests/test_configcache.py",
+    "tests/test_run_state.py",
+    "tests/test_start_errors.py",
+    "tests/test_no_shell.py",
+    "tests/test_plugin.py",
+    "tests/test_integration.py",
+    "tests/test_xdist_and_crashes.py",
+    "tests/test_developer_experience.py",
+]
+
+
+def ci_env() -> dict[str, str]:
+    return {"CI": "true", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def run_subset(session: nox.Session) -> None:
+    session.run("python", "-m", "pytest", "-q", "-p", "no:randomly", *SUBSET, env=ci_env())
+    session.run("python", "-m", "pytest", "-q", "examples", env=ci_env())
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    run_subset(session)
+
+
+@nox.session(python=PYTHONS)
+def full(session: nox.Session) -> None:
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "pytest", "-q", env=ci_env())
+    session.run("python", "-m", "pytest", "-q", "examples", env=ci_env())
+
+
+@nox.session(python=PYTHONS[0])
+def oldest(session: nox.Session) -> None:
+    # hypothesis is a test tool, not a floor of ours: its newest is fine.
+    session.install(*OLDEST, "hypothesis")
+    session.install("--no-deps", "-e", ".")
+    session.run("python", "-m", "pip", "check")
+    session.run("python", "-m", "pip", "freeze", silent=False)
+    run_subset(session)
+
+
+@nox.session(python=PYTHONS[1])
+def release(session: nox.Session) -> None:
+    session.install("build", "twine")
+    dist = Path(tempfile.mkdtemp(prefix="testserver-dist-"))
+    try:
+        session.run("python", "-m", "build", "--outdir", str(dist), str(ROOT))
+        wheels = sorted(dist.glob("*.whl"))
+        sdists = sorted(dist.glob("*.tar.gz"))
+        if len(wheels) != 1 or len(sdists) != 1:
+            session.error(f"expected one wheel and one sdist in {dist}, found {os.listdir(dist)}")
+        session.run("python", "-m", "twine", "check", "--strict", *map(str, [*wheels, *sdists]))
+        # The wheel in a fresh venv, run from a folder outside the checkout: nothing of the
+        # source tree can be imported instead of what was installed.
+        venv = dist / "venv"
+        session.run("python", "-m", "venv", str(venv))
+        python = str(venv / "bin" / "python")
+        session.run(python, "-m", "pip", "install", "-q", str(wheels[0]), external=True)
+        suite = dist / "examples"
+        shutil.copytree(ROOT / "examples", suite)
+        with session.chdir(suite):
+            where = session.run(
+                python,
+                "-c",
+                "import pytest_testserver; print(pytest_testserver.__file__)",
+                external=True,
+                silent=True,
+            )
+            if "site-packages" not in str(where):
+                session.error(f"the example suite would not test the wheel: {where}")
+            session.run(
+                python, "-m", "pytest", "-q", "-p", "no:cacheprovider", external=True, env=ci_env()
+            )
+    finally:
+        shutil.rmtree(dist, ignore_errors=True)
+
+
+@nox.session(python=PYTHONS[1])
+def lint(session: nox.Session) -> None:
+    session.install("-e", ".[dev,test]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", "--strict", "pytest_testserver")
