@@ -519,11 +519,19 @@ def test_a_live_run_in_another_pid_namespace_is_never_reaped(
 # 13. a planted per-user folder: another local user's symlinks are never followed
 @pytest.fixture
 def other_user() -> Iterator[str]:
+    """A second local user, made for this test (and removed after it) when it did not exist."""
     if os.geteuid() != 0:
         pytest.skip("needs root to create a second local user")
     name = "tsother"
-    subprocess.run(["useradd", "-M", name], check=False, capture_output=True)
-    return name
+    try:
+        pwd.getpwnam(name)
+        made = False
+    except KeyError:
+        subprocess.run(["useradd", "--no-create-home", name], check=True, capture_output=True)
+        made = True
+    yield name
+    if made:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
 
 
 def test_a_planted_user_folder_is_not_trusted(
