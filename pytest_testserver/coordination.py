@@ -8,6 +8,7 @@ engine that the container really is this run's before talking to it.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from .run import Owner, StateDir, UnsafeFolder, file_name, hold_lock
 
 RUNS = "runs"
 OWNER_FILE = "owner.json"
+STALE_AFTER = 7 * 24 * 3600  # a run folder without an owner, untouched this long, is litter
 
 
 class SharedServers:
@@ -31,7 +33,7 @@ class SharedServers:
     def claimed(self, name: str, timeout: float | None) -> contextlib.AbstractContextManager[None]:
         return hold_lock(
             self.folder,
-            f"{name}.lock",
+            f"server-{name}.lock",  # prefixed: a server may be called "network"
             what=f"start of the shared server {name!r}",
             run=self.run_id,
             timeout=timeout,
@@ -39,10 +41,10 @@ class SharedServers:
 
     def read(self, name: str) -> dict[str, Any] | None:
         """What the worker that started ``name`` wrote: a container id, or an error."""
-        data = self.folder.read_json(f"{name}.json")
+        data = self.folder.read_json(f"server-{name}.json")
         if data is None:
             return None
-        shown = self.folder.path / f"{name}.json"
+        shown = self.folder.path / f"server-{name}.json"
         if not isinstance(data, dict) or not (
             isinstance(data.get("container_id"), str) or isinstance(data.get("error"), str)
         ):
@@ -50,7 +52,7 @@ class SharedServers:
         return data
 
     def write(self, name: str, data: dict[str, Any]) -> None:
-        self.folder.write_json(f"{name}.json", data)
+        self.folder.write_json(f"server-{name}.json", data)
 
     def first_rebuild(self, tag: str) -> bool:
         """True once per run and tag (called under the tag's build lock)."""
@@ -82,6 +84,13 @@ def remove_run_folder(state: StateDir, run_id: str) -> None:
             runs.close()
 
 
+def stale(folder: StateDir, name: str) -> bool:
+    try:
+        return time.time() - folder.stat(name).st_mtime > STALE_AFTER
+    except OSError:
+        return False
+
+
 def dead_run_folders(state: StateDir, here: Owner | None = None) -> Iterator[str]:
     """Run folders whose controller is known dead (killed before it could remove its folder)."""
     try:
@@ -103,5 +112,7 @@ def dead_run_folders(state: StateDir, here: Owner | None = None) -> Iterator[str
             owner = Owner.from_labels(labels) if isinstance(labels, dict) else None
             if owner is not None and owner.known_dead(here):
                 yield name
+            elif owner is None and stale(runs, name):
+                yield name  # an older version's folder, or a half-made one: not used for days
     finally:
         runs.close()

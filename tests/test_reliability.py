@@ -102,6 +102,23 @@ def test_linked_servers_at_n4_share_one_run_network(pytester: pytest.Pytester) -
         result.assert_outcomes(passed=4)
 
 
+def test_a_server_called_network_does_not_lock_out_the_run_network(
+    pytester: pytest.Pytester,
+) -> None:
+    # Its claim lock and the run network's lock live in the same folder: names must not meet.
+    write(
+        pytester,
+        servers_yaml(network=HTTPD, client=f"{SLEEPER}\nlinks: [network]"),
+        """
+        def test_client(testservers):
+            code, out = testservers["client"].exec(["wget", "-q", "-O", "-", "http://network:8080/"])
+            assert (code, out) == (0, "ok\\n")
+        """,
+    )
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly")
+    result.assert_outcomes(passed=1)
+
+
 # 2. skipped tests never start their servers
 def test_a_test_pytest_will_not_run_never_starts_its_server(
     pytester: pytest.Pytester, docker_api: Any

@@ -836,10 +836,10 @@ def shared(state: StateDir) -> Iterator[SharedServers]:
     ids=["list", "no-container-id", "number-id", "null-error", "string"],
 )
 def test_shared_servers_read_of_a_forged_file_names_it(shared: SharedServers, data: object) -> None:
-    shared.folder.write_json("web.json", data)
+    shared.folder.write_json("server-web.json", data)
     with pytest.raises(UnsafeFolder) as caught:
         shared.read("web")
-    assert str(shared.folder.path / "web.json") in str(caught.value)
+    assert str(shared.folder.path / "server-web.json") in str(caught.value)
 
 
 @pytest.mark.parametrize("data", [{"container_id": "abc"}, {"error": "build failed"}])
@@ -852,3 +852,16 @@ def test_shared_servers_read_returns_what_was_written(
 
 def test_shared_servers_read_of_a_missing_file_is_none(shared: SharedServers) -> None:
     assert shared.read("web") is None
+
+
+def test_dead_run_folders_lists_ownerless_folders_only_when_stale(state: StateDir) -> None:
+    runs = state.child("runs")
+    try:
+        fresh, old = runs.child("fresh0001"), runs.child("old00001")
+        fresh.close()
+        old.close()
+        week_ago = time.time() - 8 * 24 * 3600
+        os.utime("old00001", (week_ago, week_ago), dir_fd=runs.fd)
+    finally:
+        runs.close()
+    assert sorted(dead_run_folders(state)) == ["old00001"]
