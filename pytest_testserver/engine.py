@@ -365,13 +365,6 @@ class Engine:
             if exc.status != 404:
                 raise
 
-    def find_network(self, name: str, labels: Mapping[str, str]) -> list[str]:
-        """Ids of the networks called exactly ``name`` that carry ``labels``, oldest first."""
-        found = self._call(self.api.networks, filters={"label": _filters(labels), "name": name})
-        exact = [n for n in found if n.get("Name") == name]
-        exact.sort(key=lambda n: engine_time(n.get("Created", "")))
-        return [str(n["Id"]) for n in exact]
-
     # networks
     def create_network(self, name: str, labels: Mapping[str, str]) -> str:
         result = self._call(
@@ -391,14 +384,6 @@ class Engine:
                 raise
 
     # finding what runs left behind
-    def list_containers(self, labels: Mapping[str, str]) -> list[str]:
-        found = self._call(self.api.containers, all=True, filters={"label": _filters(labels)})
-        return [str(c["Id"]) for c in found]
-
-    def list_networks(self, labels: Mapping[str, str]) -> list[str]:
-        found = self._call(self.api.networks, filters={"label": _filters(labels)})
-        return [str(n["Id"]) for n in found]
-
     def objects(self, labels: Mapping[str, str] | None = None) -> list[Found]:
         """Every container, network and volume that carries ``labels`` (or any of ours)."""
         selector = {"label": _filters(labels) if labels else [LABEL_RUN]}
