@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import HttpCheck, PostStartup, ServerSpec
 from .errors import EngineError, NotReady, ServerError, ServerExited, StartError, TestserverError
@@ -62,15 +62,28 @@ def log_tail(engine: Engine, container: str, redact: Callable[[str], str]) -> st
         return f"(log unavailable: {exc})"
 
 
-def exited_error(
-    engine: Engine, spec: ServerSpec, container: str, redact: Callable[[str], str]
-) -> ServerExited:
+def container_state(engine: Engine, container: str) -> dict[str, Any] | None:
+    """The container's ``State``; None when it is gone altogether (404)."""
     try:
-        state = engine.inspect(container).get("State") or {}
+        state: dict[str, Any] = engine.inspect(container).get("State") or {}
     except EngineError as exc:
         if exc.status == 404:
-            return ServerExited.vanished(spec.name)
+            return None
         raise
+    return state
+
+
+def exited_error(
+    engine: Engine,
+    spec: ServerSpec,
+    container: str,
+    redact: Callable[[str], str],
+    state: dict[str, Any] | None = None,
+) -> ServerExited:
+    """The error for a container that stopped (or went); ``state``: its State, if read already."""
+    state = state if state is not None else container_state(engine, container)
+    if state is None:
+        return ServerExited.vanished(spec.name)
     code = int(state.get("ExitCode", -1))
     return ServerExited(spec.name, code, log_tail(engine, container, redact))
 
@@ -84,15 +97,13 @@ def engine_failure(
 ) -> ServerError:
     """An engine call failed while the server got ready: say what became of the container."""
     try:
-        state = engine.inspect(container).get("State") or {}
-    except EngineError as again:
-        if again.status == 404:
-            return ServerExited.vanished(spec.name)
-        state = {"Running": True}
+        state = container_state(engine, container)
+    except EngineError:
+        state = {"Running": True}  # the engine cannot say either: report the failure itself
+    if state is None:
+        return ServerExited.vanished(spec.name)
     if not state.get("Running", False):
-        return ServerExited(
-            spec.name, int(state.get("ExitCode", -1)), log_tail(engine, container, redact)
-        )
+        return exited_error(engine, spec, container, redact, state)
     return StartError(spec.name, f"the engine failed while it got ready: {redact(str(exc))}")
 
 

@@ -171,21 +171,29 @@ def test_kept_containers_survive_the_next_runs_sweep(
         remove_run(docker_api, run)
 
 
-# 4. SIGTERM during a server start: 143 and full teardown, wherever it lands
-def test_sigterm_while_a_server_gets_ready_ends_the_run_with_143(
-    pytester: pytest.Pytester, docker_api: Any
-) -> None:
+def start_never_ready(
+    pytester: pytest.Pytester, docker_api: Any, *, interval: float, timeout: float
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A pytest whose server never gets ready, once its container exists; and its pid label."""
     write(
         pytester,
         servers_yaml(
             slow="image: busybox:stable\ncommand: [sleep, '600']\n"
-            "post_startup: {command: ['false'], interval: 0.2}\ntimeout: 120"
+            f"post_startup: {{command: ['false'], interval: {interval}}}\ntimeout: {timeout}"
         ),
         "import pytest\n\n@pytest.mark.testserver('slow')\ndef test_it(testserver):\n    pass\n",
     )
     process = pytest_process(pytester.path)
     mine = f"pytest-testserver.pid={process.pid}"
     wait_for(lambda: bool(labelled(docker_api, mine)), 60, "the server's container")
+    return process, mine
+
+
+# 4. SIGTERM during a server start: 143 and full teardown, wherever it lands
+def test_sigterm_while_a_server_gets_ready_ends_the_run_with_143(
+    pytester: pytest.Pytester, docker_api: Any
+) -> None:
+    process, mine = start_never_ready(pytester, docker_api, interval=0.2, timeout=120)
     runs = {c["Labels"]["pytest-testserver.run"] for c in labelled(docker_api, mine)}
     time.sleep(0.5)  # inside the readiness wait now
     signalled = time.monotonic()
@@ -269,17 +277,7 @@ def test_a_slow_build_does_not_eat_the_readiness_budget(pytester: pytest.Pyteste
 def test_a_container_removed_while_getting_ready_reads_as_removed(
     pytester: pytest.Pytester, docker_api: Any
 ) -> None:
-    write(
-        pytester,
-        servers_yaml(
-            slow="image: busybox:stable\ncommand: [sleep, '600']\n"
-            "post_startup: {command: ['false'], interval: 0.05}\ntimeout: 60"
-        ),
-        "import pytest\n\n@pytest.mark.testserver('slow')\ndef test_it(testserver):\n    pass\n",
-    )
-    process = pytest_process(pytester.path)
-    mine = f"pytest-testserver.pid={process.pid}"
-    wait_for(lambda: bool(labelled(docker_api, mine)), 60, "the container")
+    process, mine = start_never_ready(pytester, docker_api, interval=0.05, timeout=60)
     time.sleep(0.3)
     for c in labelled(docker_api, mine):
         docker_api.remove_container(c["Id"], force=True)
