@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import reaper
 from .coordination import dead_run_folders, make_run_folder, remove_run_folder
-from .errors import TestserverError
+from .errors import EngineUnavailable, TestserverError
 from .run import (
     RunContext,
     StateDir,
@@ -33,6 +33,16 @@ def connect_engine() -> Engine:
     from .engine import Engine  # the Docker SDK is imported only when a server is needed
 
     return Engine.connect()
+
+
+def engine_env() -> dict[str, str] | None:
+    """The engine's location for the watchdog (None: it finds the engine itself, or fails)."""
+    from .locate import locate
+
+    try:
+        return locate().environ()
+    except EngineUnavailable:
+        return None
 
 
 class RunOwner:
@@ -54,7 +64,9 @@ class RunOwner:
             self.warning += "servers with share: run cannot be shared by the workers"
         else:
             threading.Thread(target=self._tidy, daemon=True).start()
-        self.watchdog = None if context.kept else reaper.Watchdog.start(context.run_id)
+        self.watchdog = (
+            None if context.kept else reaper.Watchdog.start(context.run_id, engine_env())
+        )
 
     @property
     def state_path(self) -> str | None:

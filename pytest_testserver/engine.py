@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,13 +19,14 @@ from typing import IO, Any, Protocol
 
 import docker
 import docker.errors
+import docker.tls
 import docker.utils
 import requests.exceptions
 import urllib3.exceptions
 
 from .errors import EngineError, EngineStalled, EngineUnavailable
 from .liveness import Found
-from .ports import engine_address
+from .locate import Location, locate
 from .run import LABEL_RUN
 
 # Without a deadline (teardown sets its own): a build step may print nothing for minutes.
@@ -35,6 +37,8 @@ MIN_CALL_TIMEOUT = 2.0
 CONNECT_TIMEOUT = 30.0
 MINIMUM_API_VERSION = "1.24"
 MAX_CONNECTIONS = 64
+SSH_AUTH_ERRORS = ("AuthenticationException", "BadAuthenticationType", "PasswordRequiredException")
+SSH_SESSIONS = 8  # of sshd's default MaxSessions 10 per connection: room for a user's own ssh
 
 
 class _Deadline(threading.local):
@@ -62,6 +66,19 @@ class DeadlineClient(docker.APIClient):
     def timeout(self, value: float) -> None:
         self._default_timeout = value
 
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        """The engine's CA wins over REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE.
+
+        requests lets those variables replace a session's ``verify`` on every request; they name
+        the public CAs for the web (set in many CI images), never the engine's own CA.
+        """
+        settings: Any = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.verify is not True:  # a CA file of the engine's, or verification off
+            settings["verify"] = self.verify
+        return settings
+
 
 def _explain(exc: docker.errors.APIError) -> str:
     text = exc.explanation if exc.explanation else str(exc)
@@ -70,8 +87,8 @@ def _explain(exc: docker.errors.APIError) -> str:
     return " ".join(str(text).split())
 
 
-def _short(exc: BaseException) -> str:
-    """The innermost OS-level reason of a connection failure ("Connection refused"), one line."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, its causes and contexts, and exceptions among their args: each once."""
     seen: set[int] = set()
     todo: list[object] = [exc]
     while todo:
@@ -79,10 +96,42 @@ def _short(exc: BaseException) -> str:
         if not isinstance(item, BaseException) or id(item) in seen:
             continue
         seen.add(id(item))
+        yield item
+        todo += [item.__cause__, item.__context__, *item.args]
+
+
+def _short(exc: BaseException) -> str:
+    """The innermost OS-level reason of a connection failure ("Connection refused"), one line."""
+    for item in _chain(exc):
         if isinstance(item, OSError) and item.strerror:
             return item.strerror
-        todo += [item.__cause__, item.__context__, *item.args]
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _tls_or_auth(exc: BaseException, location: Location) -> tuple[str, str] | None:
+    """(reason, remedy) when a connection failed on TLS or SSH authentication, else None."""
+    for item in _chain(exc):
+        if isinstance(item, ssl.SSLError):
+            reason = getattr(item, "reason", None) or " ".join(str(item).split())
+            where = f" in {location.cert_path}" if location.cert_path else ""
+            return (
+                f"TLS with the engine failed ({reason})",
+                f"check the engine's CA and this client's certificate{where} "
+                "(DOCKER_CERT_PATH, DOCKER_TLS_VERIFY)",
+            )
+        name = type(item).__name__
+        if name in SSH_AUTH_ERRORS:
+            return (
+                f"SSH authentication failed ({' '.join(str(item).split())})",
+                "check that ssh with the same user and key logs in without a prompt "
+                "(keys from ~/.ssh/config or ssh-agent)",
+            )
+        if name == "BadHostKeyException" or "known_hosts" in str(item):
+            return (
+                f"the engine's SSH host key is not trusted ({' '.join(str(item).split())})",
+                "add the host key to ~/.ssh/known_hosts (ssh once by hand, or ssh-keyscan)",
+            )
+    return None
 
 
 def _found(kind: str, item: Mapping[str, Any], key: str, created: str) -> Found:
@@ -93,6 +142,57 @@ def _found(kind: str, item: Mapping[str, Any], key: str, created: str) -> Found:
 class LogStream(Protocol):
     def __iter__(self) -> Iterator[Any]: ...
     def close(self) -> None: ...
+
+
+class _HeldStream:
+    """A log stream that gives its SSH session back when closed (once)."""
+
+    def __init__(self, stream: LogStream, release: Any) -> None:
+        self._stream = stream
+        self._release: Any = release
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._stream)
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+
+def engine_kind(version: Mapping[str, Any]) -> str:
+    """ "podman" when /version names Podman's engine among its components, else "docker"."""
+    for component in version.get("Components") or []:
+        if isinstance(component, Mapping) and "podman" in str(component.get("Name", "")).lower():
+            return "podman"
+    return "docker"
+
+
+def source_address(ip: str) -> str:
+    """The local address the kernel would send from to reach ``ip`` (no packet is sent)."""
+    try:
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((ip, 9))
+            return str(sock.getsockname()[0])
+    except OSError:
+        return ""
+
+
+def _tls_config(location: Location) -> docker.tls.TLSConfig | None:  # None: no TLS
+    if not location.tls:
+        return None
+    folder = location.cert_path or ""
+    cert, key, ca = (os.path.join(folder, f) for f in ("cert.pem", "key.pem", "ca.pem"))
+    both = os.path.isfile(cert) and os.path.isfile(key)
+    return docker.tls.TLSConfig(
+        client_cert=(cert, key) if both else None,
+        ca_cert=ca if os.path.isfile(ca) else None,
+        verify=location.tls_verify,
+    )
 
 
 def probe_unix_socket(address: str) -> None:
@@ -116,20 +216,8 @@ def _filters(labels: Mapping[str, str]) -> list[str]:
 
 
 def _is_timeout(exc: BaseException) -> bool:
-    seen: set[int] = set()
-    todo: list[object] = [exc]
-    while todo:
-        item = todo.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(
-            item,
-            (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, socket.timeout),
-        ):
-            return True
-        todo += [item.__cause__, item.__context__, *item.args]
-    return False
+    timeouts = (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError, socket.timeout)
+    return any(isinstance(item, timeouts) for item in _chain(exc))
 
 
 def engine_time(text: object) -> float:
@@ -153,25 +241,34 @@ def engine_time(text: object) -> float:
 class Engine:
     """A connected engine. Methods raise ``EngineError`` or ``EngineUnavailable``."""
 
-    def __init__(self, api: docker.APIClient, address: str) -> None:
+    def __init__(self, api: docker.APIClient, address: str, location: Location) -> None:
         self.api = api
         self.address = address
+        self.location = location
         self.version = "?"
+        self.kind = "docker"  # or "podman"
+        self._rootless = True  # until /info says otherwise
+        self._info: threading.Thread | None = None
+        self._sessions: threading.BoundedSemaphore | None = None
 
     @classmethod
-    def connect(cls) -> Engine:
+    def connect(cls, location: Location | None = None) -> Engine:
         """Connect, learning the engine's version and API version in one round trip."""
-        address = engine_address()
+        location = location or locate()
+        address = location.address
         pinned = os.environ.get("DOCKER_API_VERSION")
         probe_unix_socket(address)
+        ssh = location.scheme == "ssh"
         try:
-            kwargs = docker.utils.kwargs_from_env()
             api = DeadlineClient(
+                base_url=address,
                 timeout=API_TIMEOUT,
                 version=pinned or MINIMUM_API_VERSION,
-                # each server waiting to be ready holds one connection blocked on its exit
-                max_pool_size=MAX_CONNECTIONS,
-                **kwargs,
+                tls=_tls_config(location) or False,
+                # each server waiting to be ready holds one connection blocked on its exit;
+                # over ssh:// each connection is an SSH session, and sshd allows 10 by default
+                max_pool_size=SSH_SESSIONS if ssh else MAX_CONNECTIONS,
+                use_ssh_client=False,
             )
             with cls.deadline_for_thread(time.monotonic() + CONNECT_TIMEOUT):
                 info = api.version(api_version=False)
@@ -180,13 +277,56 @@ class Engine:
                 raise EngineStalled(
                     address, f"no answer to /version within {CONNECT_TIMEOUT:g}s"
                 ) from None
+            problem = _tls_or_auth(exc, location)
+            if problem:
+                raise EngineUnavailable(address, problem[0], remedy=problem[1]) from None
             raise EngineUnavailable(address, _short(exc)) from None
         if not pinned:
             # What docker-py's version="auto" does, without a second /version call.
             api._version = str(info.get("ApiVersion", MINIMUM_API_VERSION))  # type: ignore[attr-defined]
-        engine = cls(api, address)
-        engine.version = f"{info.get('Version', '?')} (API {api.api_version})"
+        engine = cls(api, address, location)
+        engine.kind = engine_kind(info)
+        name = "Podman" if engine.kind == "podman" else "Docker"
+        engine.version = f"{name} {info.get('Version', '?')} (API {api.api_version})"
+        if ssh:
+            engine._sessions = threading.BoundedSemaphore(SSH_SESSIONS)
+        engine._learn_info()
         return engine
+
+    def _learn_info(self) -> None:
+        """``/info`` (rootless or not) in the background: the first start does not wait on it."""
+
+        def learn() -> None:
+            try:
+                with self.deadline_for_thread(time.monotonic() + CONNECT_TIMEOUT):
+                    info = self._call(self.api.info)
+            except Exception:
+                return  # unknown: rootless stays assumed, the careful choice
+            options = " ".join(str(o) for o in info.get("SecurityOptions") or [])
+            self._rootless = "rootless" in options
+
+        self._info = threading.Thread(target=learn, daemon=True)
+        self._info.start()
+
+    @property
+    def rootless(self) -> bool:
+        """A rootless engine (or one whose /info did not answer): its container addresses are
+        in its own network namespace, and it may refuse some kernel settings (domainname)."""
+        if self._info is not None:
+            self._info.join(CONNECT_TIMEOUT)
+        return self._rootless
+
+    def routes_directly(self, ip: str, gateway: str) -> bool:
+        """Whether a connect to the container's ``ip`` reaches it, from this machine.
+
+        Only for a local rootful engine, and only when the kernel sends packets for ``ip``
+        out through that engine's bridge (the source address it picks is the network's
+        gateway): otherwise ``ip`` may be someone else's (a rootless or remote engine's
+        subnet overlapping a local one) and probes go to the published ports instead.
+        """
+        if not ip or not gateway or not self.location.is_local_socket or self.rootless:
+            return False
+        return source_address(ip) == gateway
 
     @staticmethod
     @contextlib.contextmanager
@@ -226,19 +366,43 @@ class Engine:
         text = " ".join(str(exc).split()) or type(exc).__name__
         return EngineError(f"{what} failed: {type(exc).__name__}: {text}")
 
+    @contextlib.contextmanager
+    def _session(self, what: str, waited: float) -> Iterator[None]:
+        """One of the SSH sessions over ssh:// (no bound elsewhere), for as long as a call runs."""
+        if self._sessions is None:
+            yield
+            return
+        if not self._sessions.acquire(timeout=waited):
+            raise EngineStalled(
+                self.address,
+                f"{what} waited {waited:.0f}s for one of the {SSH_SESSIONS} SSH sessions this "
+                "plugin opens at most (sshd's MaxSessions allows 10 by default)",
+            )
+        try:
+            yield
+        finally:
+            self._sessions.release()
+
     def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        with self._session(getattr(fn, "__name__", "a call"), self.api.timeout):
+            return self._call_unbounded(fn, *args, **kwargs)
+
+    def _call_unbounded(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A call that already holds its session (or needs none)."""
         waited = self.api.timeout
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
             raise self.translate(exc, getattr(fn, "__name__", "a call"), waited) from None
 
-    def _stream(self, chunks: Iterator[Any], what: str) -> Iterator[Any]:
+    def _streamed(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        """A streaming call: its connection (its SSH session) is held until the stream ends."""
         waited = self.api.timeout
-        try:
-            yield from chunks
-        except Exception as exc:
-            raise self.translate(exc, what, waited) from None
+        with self._session(what, waited):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:
+                raise self.translate(exc, what, waited) from None
 
     # images
     def image_exists(self, ref: str) -> bool:
@@ -252,8 +416,10 @@ class Engine:
 
     def pull(self, ref: str) -> None:
         repository, tag = docker.utils.parse_repository_tag(ref)
-        stream = self._call(self.api.pull, repository, tag=tag, stream=True, decode=True)
-        for chunk in self._stream(stream, "pull"):
+        pulled = self._streamed(
+            "pull", self.api.pull, repository, tag=tag, stream=True, decode=True
+        )
+        for chunk in pulled:
             if "error" in chunk:
                 raise EngineError(" ".join(str(chunk["error"]).split()))
 
@@ -268,7 +434,8 @@ class Engine:
         labels: Mapping[str, str],
         nocache: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        stream = self._call(
+        yield from self._streamed(
+            "build",
             self.api.build,
             fileobj=context,
             custom_context=True,
@@ -283,7 +450,6 @@ class Engine:
             decode=True,
             use_config_proxy=False,
         )
-        yield from self._stream(stream, "build")
 
     # containers
     def create_container(
@@ -355,8 +521,17 @@ class Engine:
 
     def follow_logs(self, container: str) -> LogStream:
         """The container's output from its start, as it comes, until it stops; close() ends it."""
-        stream: LogStream = self._call(self.api.logs, container, stream=True, follow=True)
-        return stream
+        waited = self.api.timeout
+        session = self._session("logs", waited)
+        session.__enter__()
+        try:
+            stream: LogStream = self._call_unbounded(
+                self.api.logs, container, stream=True, follow=True
+            )
+        except BaseException:
+            session.__exit__(None, None, None)
+            raise
+        return _HeldStream(stream, lambda: session.__exit__(None, None, None))
 
     def remove_container(self, container: str) -> None:
         try:

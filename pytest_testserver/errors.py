@@ -28,21 +28,24 @@ class Terminated(KeyboardInterrupt):
 class EngineUnavailable(TestserverError):
     """The Docker engine cannot be reached."""
 
-    def __init__(self, address: str, reason: str, server: str | None = None) -> None:
+    def __init__(
+        self, address: str, reason: str, server: str | None = None, *, remedy: str = ""
+    ) -> None:
         self.address = address
         self.reason = reason
         self.server = server
+        self.remedy = remedy  # what to do, when it is not "start Docker" (TLS, SSH auth...)
         who = f"server {server!r}: " if server else ""
         super().__init__(f"testserver: {who}{self.describe()}")
 
     def describe(self) -> str:
         return f"cannot reach the Docker engine at {self.address}: {self.reason}; " + (
-            "start Docker or set DOCKER_HOST"
+            self.remedy or "start Docker or set DOCKER_HOST"
         )
 
     def for_server(self, server: str) -> EngineUnavailable:
         """The same failure, saying which server it stopped."""
-        return type(self)(self.address, self.reason, server)
+        return type(self)(self.address, self.reason, server, remedy=self.remedy)
 
 
 class EngineStalled(EngineUnavailable):

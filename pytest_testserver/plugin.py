@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = "testservers.yaml"
 BIND_LOCAL_ENV = "TESTSERVER_BIND_LOCAL"
+BIND_ADDRESS_ENV = "TESTSERVER_BIND_ADDRESS"  # wins over the ini: a CI job's engine decides it
 
 settings_key = pytest.StashKey[RunSettings]()
 servers_key: pytest.StashKey[ServerConfig] = pytest.StashKey()  # only when some server is declared
@@ -92,7 +93,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "testserver_bind_address",
         type="string",
         default="127.0.0.1",
-        help="host address ports are published on (default 127.0.0.1; 0.0.0.0 for all interfaces)",
+        help="host address ports are published on (default 127.0.0.1; 0.0.0.0 for all "
+        f"interfaces; ${BIND_ADDRESS_ENV} wins)",
     )
     parser.addini(
         "testserver_bind_local",
@@ -244,7 +246,10 @@ def exit_status(config: pytest.Config, status: int) -> int:
 def read_settings(config: pytest.Config) -> RunSettings:
     return RunSettings(
         bind_address=run_settings.bind_address(
-            config.getini("testserver_bind_address"), "ini testserver_bind_address"
+            os.environ.get(BIND_ADDRESS_ENV) or config.getini("testserver_bind_address"),
+            f"${BIND_ADDRESS_ENV}"
+            if os.environ.get(BIND_ADDRESS_ENV)
+            else "ini testserver_bind_address",
         ),
         bind_local=bool(
             config.getoption("testserver_bind_local")
@@ -396,12 +401,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if servers is None or not servers.servers:
         return []
     settings = config.stash[settings_key]
-    from .ports import engine_address
+    from .locate import locate
 
     mode = "same numbers as inside (bind-local)" if settings.bind_local else "ephemeral ports"
+    try:
+        location = locate()
+        engine = f"engine {location.address} ({location.why})"
+    except EngineUnavailable as exc:
+        engine = f"engine {exc.address}: {exc.reason}"
     return [
         f"testserver: {len(servers.servers)} server(s) from {servers.source}; "
-        f"engine {engine_address()}; published on {settings.bind_address}, {mode}"
+        f"{engine}; published on {settings.bind_address}, {mode}"
     ]
 
 

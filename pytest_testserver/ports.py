@@ -9,7 +9,6 @@ ports. The handle's host is the engine's host for remote engines (``DOCKER_HOST=
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -18,13 +17,7 @@ from urllib.parse import urlsplit
 from .config import Port
 from .settings import RunSettings
 
-DEFAULT_ENGINE = "unix:///var/run/docker.sock"
 _PORT_IN_MESSAGE = re.compile(r":(\d{1,5})(?:\D|$)")
-
-
-def engine_address(environ: Mapping[str, str] | None = None) -> str:
-    """Where the engine is, as docker-py will find it: DOCKER_HOST, else the local socket."""
-    return (os.environ if environ is None else environ).get("DOCKER_HOST") or DEFAULT_ENGINE
 
 
 def port_bindings(
@@ -36,9 +29,9 @@ def port_bindings(
     }
 
 
-def handle_host(docker_host: str | None, bind_address: str) -> str:
-    if docker_host:
-        parts = urlsplit(docker_host)
+def handle_host(engine_address: str | None, bind_address: str) -> str:
+    if engine_address:
+        parts = urlsplit(engine_address)
         if parts.scheme in ("tcp", "ssh", "http", "https") and parts.hostname:
             return parts.hostname
     if ipaddress.ip_address(bind_address).is_unspecified:
@@ -46,9 +39,9 @@ def handle_host(docker_host: str | None, bind_address: str) -> str:
     return bind_address
 
 
-def remote_loopback_problem(docker_host: str | None, bind_address: str) -> str | None:
+def remote_loopback_problem(engine_address: str | None, bind_address: str) -> str | None:
     """Ports on a remote engine's loopback cannot be reached from here: say so before starting."""
-    host = handle_host(docker_host, bind_address)
+    host = handle_host(engine_address, bind_address)
     if host in ("localhost", bind_address) or not ipaddress.ip_address(bind_address).is_loopback:
         return None
     try:
@@ -57,9 +50,10 @@ def remote_loopback_problem(docker_host: str | None, bind_address: str) -> str |
     except ValueError:
         pass
     return (
-        f"DOCKER_HOST points to a remote engine ({host}), but ports are published on its "
-        f"loopback {bind_address}, which this machine cannot reach: set the ini option "
-        "testserver_bind_address (e.g. 0.0.0.0) to publish them on the engine's interfaces"
+        f"the engine is remote ({host}), but ports are published on its loopback "
+        f"{bind_address}, which this machine cannot reach: set the ini option "
+        "testserver_bind_address or $TESTSERVER_BIND_ADDRESS (e.g. 0.0.0.0) to publish them "
+        "on the engine's interfaces"
     )
 
 

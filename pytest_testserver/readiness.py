@@ -5,10 +5,12 @@ attempts the container's state is looked at (an inspect at most every 50 ms; an 
 because the container is not running says the same): a container that dies ends the wait at
 once, with its exit code and log tail, not after the retry budget.
 
-TCP and HTTP checks go to the container itself (its address on its network) when this machine
-can route there: a connect to a published port can succeed through the engine's proxy before the
-server listens. Where it cannot (a remote or rootless engine), they go to the published port, and
-a TCP connect only counts if the proxy does not hang up at once.
+TCP and HTTP checks go to the container itself (its address on its network) only when the engine
+is local and rootful and this machine routes that address through the engine's own bridge (see
+``Engine.routes_directly``): a connect to a published port can succeed through the engine's proxy
+before the server listens. Otherwise (a remote or rootless engine, whose container addresses may
+be someone else's here) they go to the published port, and a TCP connect only counts if the proxy
+does not hang up at once. Either way, once ready, one published port must answer from here.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ MAX_BACKOFF_INTERVAL = 0.1
 MAX_NETWORK_INTERVAL = 0.02  # a connect costs microseconds: keep polling tight
 CONNECT_TIMEOUT = 0.25
 HANGUP_WINDOW = 0.05
+REACHABLE_TIMEOUT = 2.0
+UNANSWERED = ("Connection refused", "No route to host", "Network is unreachable", "timed out")
 EXIT_CHECK_INTERVAL = 0.05
 
 
@@ -159,6 +163,7 @@ class Target:
     host: str
     published: dict[int, int]
     direct: bool = True
+    proven: bool = False  # a check got an answer through a published port
 
     def address(self, port: int) -> tuple[str, int] | None:
         if self.direct and self.ip:
@@ -187,10 +192,13 @@ def tcp_ready(target: Target, port: int) -> tuple[bool, str]:
                 try:
                     data = sock.recv(1, socket.MSG_PEEK)
                 except TimeoutError:
-                    return True, ""
+                    data = b"-"
                 except OSError as exc:
                     return False, exc.strerror or str(exc)
-                return (True, "") if data else (False, "the engine's proxy hung up")
+                if not data:
+                    return False, "the engine's proxy hung up"
+                target.proven = True
+                return True, ""
         except OSError as exc:
             if direct and _unroutable(exc):
                 target.direct = False  # no route to container addresses here: use published ports
@@ -214,7 +222,51 @@ def http_ready(target: Target, check: HttpCheck) -> tuple[bool, str]:
         return False, type(exc).__name__
     finally:
         conn.close()
+    if not (target.direct and target.ip):
+        target.proven = True
     return (status == check.status), f"status {status}"
+
+
+def check_reachable(spec: ServerSpec, target: Target, engine_address: str) -> None:
+    """Once ready, one published TCP port must answer from this machine.
+
+    Readiness may have been judged inside the engine (by exec, log, healthcheck, or at the
+    container's own address); a test connects to the published port. An engine reached through
+    a tunnel publishes on its own host, where nothing of ours listens: say so now.
+    """
+    if target.proven:
+        return
+    port = next((p.number for p in spec.ports if p.protocol == "tcp"), None)
+    if port is None or port not in target.published:
+        return
+    where = (target.host, target.published[port])
+    try:
+        with socket.create_connection(where, timeout=REACHABLE_TIMEOUT):
+            return
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+    raise StartError(
+        spec.name,
+        f"ready inside the engine, but its port {port} published at {where[0]}:{where[1]} does "
+        f"not answer from this machine ({why}): {unreachable_remedy(engine_address)}",
+    )
+
+
+def unanswered_hint(target: Target, detail: str, engine_address: str) -> str:
+    """Why a published port may never answer: it is on another host than this machine."""
+    refused = detail in UNANSWERED
+    if not refused or (target.direct and target.ip):
+        return ""
+    return f"; published ports are probed at {target.host}: {unreachable_remedy(engine_address)}"
+
+
+def unreachable_remedy(engine_address: str) -> str:
+    return (
+        f"the engine at {engine_address} publishes ports on its own host; if it is reached "
+        "through a tunnel, forward its published ports too (or run the tests on that host), "
+        "else set testserver_bind_address or $TESTSERVER_BIND_ADDRESS to an address of the "
+        "engine's host that this machine can reach"
+    )
 
 
 class LogWatch:
@@ -301,7 +353,8 @@ def wait_until_ready(
                 raise NotReady(
                     spec.name,
                     f"not ready within {spec.timeout:g}s{note}: {what} was still unmet"
-                    + (f" ({redact(detail)})" if detail else ""),
+                    + (f" ({redact(detail)})" if detail else "")
+                    + unanswered_hint(target, detail, engine.address),
                     log_tail(engine, container, redact),
                 )
             time.sleep(pause)
@@ -328,11 +381,40 @@ def wait_until_ready(
 
 
 def health(engine: Engine, container: str) -> tuple[bool, str]:
-    state = engine.inspect(container).get("State") or {}
-    status = (state.get("Health") or {}).get("Status")
-    if status is None:
+    info = engine.inspect(container)
+    status = ((info.get("State") or {}).get("Health") or {}).get("Status")
+    argv = healthcheck_argv(((info.get("Config") or {}).get("Healthcheck") or {}).get("Test"))
+    if status is None and argv is None:
         raise TestserverError("wait.healthcheck: the image defines no HEALTHCHECK")
-    return status == "healthy", f"health: {status}"
+    if status == "healthy":
+        return True, ""
+    if engine.kind == "podman" and argv is not None:
+        # Podman runs healthchecks from systemd timers: without systemd (CI containers) none
+        # ever runs and health stays "starting". The same test, exec'd, gives the same answer.
+        code, output = engine.exec(container, argv)
+        if code == 0:
+            return True, ""
+        last = output.decode("utf-8", "replace").strip().splitlines()[-1:]
+        return False, f"health: {status}; its test exited {code}" + (
+            f": {last[0][:200]}" if last else ""
+        )
+    return False, f"health: {status}"
+
+
+def healthcheck_argv(test: object) -> list[str] | None:
+    """The argv an engine runs for an image's HEALTHCHECK test (None: no healthcheck).
+
+    ``["CMD", *argv]`` runs as is; ``["CMD-SHELL", text]`` through the image's /bin/sh, as the
+    engine itself does (the image author's shell line, not one of ours).
+    """
+    if not isinstance(test, list) or not test or not all(isinstance(t, str) for t in test):
+        return None
+    kind, *rest = test
+    if kind == "CMD" and rest:
+        return rest
+    if kind == "CMD-SHELL" and rest:
+        return ["/bin/sh", "-c", rest[0]]
+    return None
 
 
 def wait_post_startup(

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -157,9 +157,16 @@ class Watchdog:
         self._pipe = pipe
 
     @classmethod
-    def start(cls, run_id: str) -> Watchdog:
+    def start(cls, run_id: str, engine_env: Mapping[str, str] | None = None) -> Watchdog:
+        """``engine_env``: DOCKER_HOST and its TLS settings, so that the watchdog sweeps the
+        engine this run used, whatever Docker contexts say when it wakes."""
+        env = None
+        if engine_env:
+            env = {k: v for k, v in os.environ.items() if k != "DOCKER_CONTEXT"}
+            env.update(engine_env)
         process = subprocess.Popen(
             [sys.executable, *watchdog_command(), run_id, str(os.getpid())],
+            env=env,
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

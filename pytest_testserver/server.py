@@ -108,6 +108,7 @@ class ServerPool:
         self._state_error: UnsafeFolder | None = None
         self._shared_servers: SharedServers | None = None
         self._closed = False
+        self._said_domain = False
         self._networks_made: dict[str, str] = {}
         self._closing: threading.Thread | None = None
         self._close_problems: list[str] = []
@@ -243,7 +244,7 @@ class ServerPool:
                 f"{spec.name!r}: refusing to use it",
             )
         readiness.check_running(engine, spec, container, info, self.redact)
-        host = ports.handle_host(os.environ.get("DOCKER_HOST"), self.settings.bind_address)
+        host = ports.handle_host(engine.address, self.settings.bind_address)
         return ServerHandle(
             name=spec.name,
             host=host,
@@ -288,11 +289,13 @@ class ServerPool:
         self.used_engine = True  # the controller sweeps what the workers made
         if not self.shared and not self.settings.keep:
             # Spawning a process costs milliseconds: do it beside the first server's start.
-            self._watchdog_started = threading.Thread(target=self._start_watchdog, daemon=True)
+            self._watchdog_started = threading.Thread(
+                target=self._start_watchdog, args=(engine,), daemon=True
+            )
             self._watchdog_started.start()
 
-    def _start_watchdog(self) -> None:
-        self._watchdog = reaper.Watchdog.start(self.run_id)
+    def _start_watchdog(self, engine: Engine) -> None:
+        self._watchdog = reaper.Watchdog.start(self.run_id, engine.location.environ())
 
     def _hold_lease(self, engine: Engine) -> None:
         """The run's lease, from the first container's start on (in the background).
@@ -373,6 +376,22 @@ class ServerPool:
             env[key] = os.environ[key]
         return env
 
+    def _domainname(self, engine: Engine, spec: ServerSpec) -> str | None:
+        """The container's domainname, unless the engine refuses to set one (rootless Docker:
+        "open /proc/sys/kernel/domainname: permission denied"); its names still resolve."""
+        if not spec.domain or engine.kind != "docker" or not engine.rootless:
+            return spec.domain
+        with self._lock:
+            said, self._said_domain = self._said_domain, True
+        if not said:
+            self._event(
+                "warning",
+                f"this engine is rootless and cannot set a container's domainname: "
+                f"servers with domain: ({spec.name!r}...) resolve as name.domain on the run "
+                "network, but `hostname -d` inside them is empty",
+            )
+        return None
+
     def _aliases(self, spec: ServerSpec) -> list[str]:
         names = [spec.name, spec.hostname, *spec.aliases]
         if spec.domain:
@@ -388,8 +407,7 @@ class ServerPool:
         started = time.monotonic()
         engine = self.engine()
         env = self._environment(spec)
-        docker_host = os.environ.get("DOCKER_HOST")
-        problem = ports.remote_loopback_problem(docker_host, self.settings.bind_address)
+        problem = ports.remote_loopback_problem(engine.address, self.settings.bind_address)
         if problem and spec.ports:
             raise StartError(spec.name, problem)
         wanted = image.resolve(spec)
@@ -464,7 +482,7 @@ class ServerPool:
                 ports=[str(p) for p in spec.ports],
                 port_bindings=ports.port_bindings(spec.ports, self.settings),
                 hostname=spec.hostname,
-                domain=spec.domain,
+                domain=self._domainname(engine, spec),
                 labels=self.context.labels(spec.name),
                 network=network,
                 aliases=self._aliases(spec) if network else (),
@@ -517,13 +535,17 @@ class ServerPool:
     ) -> ServerHandle:
         info = engine.inspect(container)
         readiness.check_running(engine, spec, container, info, self.redact)
-        host = ports.handle_host(os.environ.get("DOCKER_HOST"), self.settings.bind_address)
+        host = ports.handle_host(engine.address, self.settings.bind_address)
         published = ports.published_ports(info, spec.ports, self.settings)
-        ip = container_ip(info)
+        ip, gateway = container_network(info)
         target = readiness.Target(
-            ip=ip, host=host, published={p.number: n for p, n in published.items()}
+            ip=ip,
+            host=host,
+            published={p.number: n for p, n in published.items()},
+            direct=engine.routes_directly(ip, gateway),
         )
         readiness.wait_until_ready(engine, spec, container, target, deadline, self.redact, note)
+        readiness.check_reachable(spec, target, engine.address)
         handle = ServerHandle(
             name=spec.name,
             host=host,
@@ -692,7 +714,15 @@ class ServerPool:
         return reaper.keep_message(self.run_id, count, networks)
 
 
-def container_ip(info: Mapping[str, Any]) -> str:
-    """The container's address on its network (the run's, or the default bridge)."""
+def container_network(info: Mapping[str, Any]) -> tuple[str, str]:
+    """The container's address on its network (the run's, or the default bridge), and that
+    network's gateway."""
     networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
-    return next((str(n["IPAddress"]) for n in networks.values() if n.get("IPAddress")), "")
+    for network in networks.values():
+        if network.get("IPAddress"):
+            return str(network["IPAddress"]), str(network.get("Gateway") or "")
+    return "", ""
+
+
+def container_ip(info: Mapping[str, Any]) -> str:
+    return container_network(info)[0]

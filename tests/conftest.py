@@ -3,6 +3,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import shutil
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -33,14 +34,50 @@ HTTPD = """
 """
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "needs_root_and_local_engine: runs as root beside an engine on a local socket (it "
+        "makes network namespaces); deselected in the engine jobs where that is not so",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests that cannot apply to this run's engine are deselected (and counted), not skipped:
+    every engine's CI job runs the tests that apply to it, and a skip would hide a missing one."""
+    wanted = [item for item in items if item.get_closest_marker("needs_root_and_local_engine")]
+    if not wanted or _root_and_local_engine():
+        return
+    config.hook.pytest_deselected(items=wanted)
+    items[:] = [item for item in items if item not in wanted]
+
+
+def _root_and_local_engine() -> bool:
+    from pytest_testserver.errors import EngineUnavailable
+    from pytest_testserver.locate import locate
+
+    try:
+        local = locate().is_local_socket
+    except EngineUnavailable:
+        local = False
+    return local and hasattr(os, "geteuid") and os.geteuid() == 0 and bool(shutil.which("unshare"))
+
+
+def engine_api() -> Any:
+    """docker-py's client for the engine the plugin finds (DOCKER_HOST, contexts, TLS): the
+    tests run against every engine CI provisions."""
+    from pytest_testserver.engine import Engine
+
+    return Engine.connect().api
+
+
 @pytest.fixture(scope="session")
 def docker_api() -> Iterator[Any]:
     """The engine, or a skip — a failure in CI, where a test that needs Docker must run."""
-    import docker
     import docker.errors
 
     try:
-        api = docker.APIClient()
+        api = engine_api()
         api.ping()
     except Exception as exc:
         message = f"no Docker engine answers: {exc}"
@@ -114,9 +151,7 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
 
 def inspect(container: str) -> dict[str, Any]:
     """A container's inspect data, through a client closed at once (an open one is a warning)."""
-    import docker
-
-    api = docker.APIClient()
+    api = engine_api()
     try:
         info: dict[str, Any] = api.inspect_container(container)
         return info

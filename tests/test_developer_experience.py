@@ -119,7 +119,7 @@ def test_header_says_servers_engine_and_bind_mode_without_contacting_it(
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
-            f"testserver: 1 server(s) from testservers.yaml; engine {UNREACHABLE}; "
+            f"testserver: 1 server(s) from testservers.yaml; engine {UNREACHABLE} (DOCKER_HOST); "
             "published on 127.0.0.1, same numbers as inside (bind-local)"
         ]
     )

@@ -235,9 +235,9 @@ def test_exec_and_logs_mask_secrets_unless_raw(pytester: pytest.Pytester, suite:
 
         @pytest.mark.testserver("echo")
         def test_the_container_holding_the_secrets_is_isolated_from_the_host(testserver):
-            import docker
+            from pytest_testserver.engine import Engine
 
-            api = docker.APIClient()
+            api = Engine.connect().api
             info = api.inspect_container(testserver.container_id)
             api.close()
             host = info["HostConfig"]
