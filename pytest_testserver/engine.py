@@ -316,6 +316,11 @@ class Engine:
             self._info.join(CONNECT_TIMEOUT)
         return self._rootless
 
+    @property
+    def sets_domainname(self) -> bool:
+        """Rootless Docker refuses a domainname; Podman's Docker API ignores it."""
+        return self.kind == "docker" and not self.rootless
+
     def routes_directly(self, ip: str, gateway: str) -> bool:
         """Whether a connect to the container's ``ip`` reaches it, from this machine.
 

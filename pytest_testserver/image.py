@@ -32,7 +32,7 @@ HASH_VERSION = b"pytest-testserver image v1\n"
 GENERATED_DOCKERFILE = "Dockerfile"
 COPY_ROOT = "_testserver_copy"
 BUILD_LOG_TAIL = 25
-_STEP = re.compile(r"^Step \d+/\d+ : ")
+_STEP = re.compile(r"^(?:Step \d+/\d+ : |STEP \d+/\d+: )")  # Docker's; Podman's (buildah)
 
 
 @dataclass(frozen=True)
@@ -245,7 +245,8 @@ def _pattern_regex(pattern: str) -> str:
 
 
 def is_step(line: str) -> bool:
-    """A build log line that starts a Dockerfile step ("Step 2/5 : RUN ...")."""
+    """A build log line that starts a Dockerfile step ("Step 2/5 : RUN ...", Podman's
+    "STEP 2/5: RUN ...")."""
     return bool(_STEP.match(line))
 
 

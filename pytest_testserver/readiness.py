@@ -232,24 +232,38 @@ def check_reachable(spec: ServerSpec, target: Target, engine_address: str) -> No
 
     Readiness may have been judged inside the engine (by exec, log, healthcheck, or at the
     container's own address); a test connects to the published port. An engine reached through
-    a tunnel publishes on its own host, where nothing of ours listens: say so now.
+    a tunnel publishes on its own host, where nothing of ours listens: say so now. Not after
+    ``wait: false`` (nothing says the server listens yet), and a published port that refuses
+    while the container's own address refuses too is a server not listening there, not a port
+    out of reach (engines that publish by iptables rules, like Podman, refuse then).
     """
-    if target.proven:
+    if target.proven or (spec.post_startup is None and not spec.checks):
         return
-    port = next((p.number for p in spec.ports if p.protocol == "tcp"), None)
-    if port is None or port not in target.published:
+    tcp = [p.number for p in spec.ports if p.protocol == "tcp" and p.number in target.published]
+    checked = [*spec.checks.tcp, *(c.port for c in spec.checks.http)]
+    port = next((p for p in checked if p in tcp), tcp[0] if tcp else None)
+    if port is None:
         return
     where = (target.host, target.published[port])
-    try:
-        with socket.create_connection(where, timeout=REACHABLE_TIMEOUT):
-            return
-    except OSError as exc:
-        why = exc.strerror or str(exc) or type(exc).__name__
+    why = connect_error(where)
+    if why is None:
+        return
+    if target.direct and target.ip and connect_error((target.ip, port)) is not None:
+        return
     raise StartError(
         spec.name,
         f"ready inside the engine, but its port {port} published at {where[0]}:{where[1]} does "
         f"not answer from this machine ({why}): {unreachable_remedy(engine_address)}",
     )
+
+
+def connect_error(address: tuple[str, int]) -> str | None:
+    """Why a TCP connect to ``address`` failed, or None if it succeeded."""
+    try:
+        with socket.create_connection(address, timeout=REACHABLE_TIMEOUT):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc) or type(exc).__name__
 
 
 def unanswered_hint(target: Target, detail: str, engine_address: str) -> str:

@@ -377,18 +377,20 @@ class ServerPool:
         return env
 
     def _domainname(self, engine: Engine, spec: ServerSpec) -> str | None:
-        """The container's domainname, unless the engine refuses to set one (rootless Docker:
-        "open /proc/sys/kernel/domainname: permission denied"); its names still resolve."""
-        if not spec.domain or engine.kind != "docker" or not engine.rootless:
+        """The container's domainname, unless the engine cannot set one: rootless Docker
+        refuses ("open /proc/sys/kernel/domainname: permission denied"), Podman's Docker API
+        ignores it. The server's names on the run network resolve either way."""
+        if not spec.domain or engine.sets_domainname:
             return spec.domain
         with self._lock:
             said, self._said_domain = self._said_domain, True
         if not said:
-            self._event(
-                "warning",
-                f"this engine is rootless and cannot set a container's domainname: "
-                f"servers with domain: ({spec.name!r}...) resolve as name.domain on the run "
-                "network, but `hostname -d` inside them is empty",
+            why = "is Podman" if engine.kind == "podman" else "is rootless"
+            self._event(  # shown like the engine line: a fact about the engine, not a fault
+                "engine",
+                f"this engine {why} and cannot set a container's domainname: servers with "
+                f"domain: ({spec.name!r}...) resolve as name.domain on the run network, but "
+                "their kernel domainname (`domainname`, `hostname -d`) is not set",
             )
         return None
 

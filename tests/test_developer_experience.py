@@ -66,7 +66,7 @@ def test_a_failed_test_gets_the_log_of_each_server_it_used_with_secrets_masked(
             [],
             [
                 "testserver: engine * at *",
-                "testserver: building web: Step 2/* : RUN *",
+                "testserver: building web: [Ss][Tt][Ee][Pp] 2/*: RUN *",  # Docker's, Podman's
                 "testserver: web ready in *s",
             ],
             ["*Successfully built*", "*LABEL pytest-testserver.*"],
@@ -75,8 +75,8 @@ def test_a_failed_test_gets_the_log_of_each_server_it_used_with_secrets_masked(
         pytest.param(
             ["-v"],
             [
-                "testserver: building web: Step 2/* : RUN *",
-                "testserver: building web: *Successfully built*",
+                "testserver: building web: [Ss][Tt][Ee][Pp] 2/*: RUN *",
+                "testserver: building web: *Successfully *",  # built (Docker), tagged (Podman)
             ],
             [],
             id="verbose-streams-the-build",
