@@ -157,6 +157,12 @@ class _HeldStream:
     def close(self) -> None:
         try:
             self._stream.close()
+        except docker.errors.DockerException:
+            # "Cancellable streams not supported for the SSH protocol": close the response,
+            # which gives the SSH channel back, instead of shutting down a socket.
+            response = getattr(self._stream, "_response", None)
+            if response is not None:
+                response.close()
         finally:
             release, self._release = self._release, None
             if release is not None:
@@ -180,6 +186,21 @@ def source_address(ip: str) -> str:
             return str(sock.getsockname()[0])
     except OSError:
         return ""
+
+
+def _one_ssh_pool(api: docker.APIClient) -> None:
+    """docker-py's SSH adapter keeps a connection pool per request URL (each exec has its own),
+    and every idle connection in them holds an SSH session open: a few dozen calls exceed
+    sshd's MaxSessions. One pool for every URL keeps the sessions to the pool's size."""
+    adapter: Any = getattr(api, "_custom_adapter", None)
+    if adapter is None or not hasattr(adapter, "get_connection"):
+        return
+    per_url = adapter.get_connection
+
+    def get_connection(url: object, proxies: object = None) -> Any:
+        return per_url("ssh://engine", proxies)
+
+    adapter.get_connection = get_connection
 
 
 def _tls_config(location: Location) -> docker.tls.TLSConfig | None:  # None: no TLS
@@ -290,6 +311,7 @@ class Engine:
         engine.version = f"{name} {info.get('Version', '?')} (API {api.api_version})"
         if ssh:
             engine._sessions = threading.BoundedSemaphore(SSH_SESSIONS)
+            _one_ssh_pool(api)
         engine._learn_info()
         return engine
 

@@ -177,11 +177,18 @@ def _unroutable(exc: OSError) -> bool:
     return isinstance(exc, (TimeoutError, socket.timeout)) or exc.errno in (101, 113)
 
 
+def unpublished(port: int) -> str:
+    return (
+        f"port {port} is not in ports:, and this engine's container addresses are not probed "
+        "from here (a remote or rootless engine): publish it"
+    )
+
+
 def tcp_ready(target: Target, port: int) -> tuple[bool, str]:
     while True:
         address = target.address(port)
         if address is None:
-            return False, f"port {port} is neither reachable directly nor published"
+            return False, unpublished(port)
         direct = target.direct and bool(target.ip)
         try:
             with socket.create_connection(address, timeout=CONNECT_TIMEOUT) as sock:
@@ -209,7 +216,7 @@ def tcp_ready(target: Target, port: int) -> tuple[bool, str]:
 def http_ready(target: Target, check: HttpCheck) -> tuple[bool, str]:
     address = target.address(check.port)
     if address is None:
-        return False, f"port {check.port} is neither reachable directly nor published"
+        return False, unpublished(check.port)
     conn = http.client.HTTPConnection(address[0], address[1], timeout=CONNECT_TIMEOUT * 4)
     try:
         conn.request("GET", check.path)

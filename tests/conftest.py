@@ -63,6 +63,23 @@ def _root_and_local_engine() -> bool:
     return local and hasattr(os, "geteuid") and os.geteuid() == 0 and bool(shutil.which("unshare"))
 
 
+# The user's own home, before pytester points HOME at a temporary one for its runs.
+REAL_HOME = os.path.expanduser("~")
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester) -> pytest.Pytester:
+    """pytester, whose runs still find the user's SSH keys, known hosts and ssh config: with
+    DOCKER_HOST=ssh://... (one of CI's engines) the engine is reached through them."""
+    ssh = os.path.join(REAL_HOME, ".ssh")
+    home = os.environ.get("HOME", "")
+    if os.path.isdir(ssh) and home and home != REAL_HOME:
+        target = os.path.join(home, ".ssh")
+        if not os.path.lexists(target):
+            os.symlink(ssh, target)
+    return pytester
+
+
 def engine_api() -> Any:
     """docker-py's client for the engine the plugin finds (DOCKER_HOST, contexts, TLS): the
     tests run against every engine CI provisions."""

@@ -68,7 +68,10 @@ class Events:
 
     def stop(self) -> list[dict[str, Any]]:
         time.sleep(0.5)  # events of the run's last moments are still on their way
-        self._stream.close()
+        try:
+            self._stream.close()
+        except Exception:  # docker-py cannot cancel a stream over ssh://: close its response
+            self._stream._response.close()
         self._thread.join(5)
         return self.seen
 
