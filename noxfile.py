@@ -1,7 +1,8 @@
 """The support matrix and the release checks, as CI runs them: ``nox`` (or ``nox -s NAME``).
 
 - ``tests-3.10`` … ``tests-3.13``: the newest dependencies on each Python, the representative
-  subset below (CI runs the whole suite once, on its own Python, before this).
+  subset below (CI runs the whole suite once, on its own Python, before this; 3.12 and 3.13
+  leave out the slow xdist and crash tests).
 - ``oldest``: the oldest versions ``pyproject.toml`` allows, on the oldest Python, same subset.
 - ``full-3.X``: the whole suite on one Python (for a local check; CI does not run it twice).
 - ``release``: wheel and sdist, ``twine check``, the wheel (not editable) in a fresh venv running
@@ -37,7 +38,9 @@ OLDEST = [
     "pytest-xdist==3.5.0",
 ]
 
-# Unit tests, the pytester tests that need no engine, and the integration files.
+# Unit tests, the pytester tests that need no engine, and the integration files. The xdist and
+# crash tests are the slowest (many nested -n 4 runs): the oldest versions, Python 3.10, the full
+# suite and every engine's job run them; 3.12 and 3.13 do not repeat them (CI's 45 minutes).
 SUBSET = [
     "tests/test_config.py",
     "tests/test_validate.py",
@@ -48,25 +51,28 @@ SUBSET = [
     "tests/test_start_errors.py",
     "tests/test_no_shell.py",
     "tests/test_plugin.py",
+    "tests/test_locate.py",
     "tests/test_integration.py",
-    "tests/test_xdist_and_crashes.py",
     "tests/test_developer_experience.py",
+    "tests/test_engines.py",
 ]
+SLOW = ["tests/test_xdist_and_crashes.py"]
 
 
 def ci_env() -> dict[str, str]:
     return {"CI": "true", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
-def run_subset(session: nox.Session) -> None:
-    session.run("python", "-m", "pytest", "-q", "-p", "no:randomly", *SUBSET, env=ci_env())
+def run_subset(session: nox.Session, *, slow: bool = True) -> None:
+    tests = [*SUBSET, *SLOW] if slow else SUBSET
+    session.run("python", "-m", "pytest", "-q", "-p", "no:randomly", *tests, env=ci_env())
     session.run("python", "-m", "pytest", "-q", "examples", env=ci_env())
 
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
-    run_subset(session)
+    run_subset(session, slow=session.python in (PYTHONS[0], PYTHONS[1]))
 
 
 @nox.session(python=PYTHONS)
