@@ -39,6 +39,17 @@ MINIMUM_API_VERSION = "1.24"
 MAX_CONNECTIONS = 64
 SSH_AUTH_ERRORS = ("AuthenticationException", "BadAuthenticationType", "PasswordRequiredException")
 SSH_SESSIONS = 8  # of sshd's default MaxSessions 10 per connection: room for a user's own ssh
+SSH_SESSIONS_ENV = "TESTSERVER_SSH_SESSIONS"  # more, for an sshd with a higher MaxSessions
+
+
+def ssh_sessions() -> int:
+    """How many SSH sessions one process opens at most: $TESTSERVER_SSH_SESSIONS (1-1000)."""
+    value = os.environ.get(SSH_SESSIONS_ENV, "")
+    return (
+        int(value)
+        if value.isascii() and value.isdigit() and 0 < int(value) <= 1000
+        else SSH_SESSIONS
+    )
 
 
 class _Deadline(threading.local):
@@ -271,6 +282,7 @@ class Engine:
         self._rootless = True  # until /info says otherwise
         self._info: threading.Thread | None = None
         self._sessions: threading.BoundedSemaphore | None = None
+        self._session_count = 0
 
     @classmethod
     def connect(cls, location: Location | None = None) -> Engine:
@@ -280,6 +292,7 @@ class Engine:
         pinned = os.environ.get("DOCKER_API_VERSION")
         probe_unix_socket(address)
         ssh = location.scheme == "ssh"
+        sessions = ssh_sessions()
         try:
             api = DeadlineClient(
                 base_url=address,
@@ -288,7 +301,7 @@ class Engine:
                 tls=_tls_config(location) or False,
                 # each server waiting to be ready holds one connection blocked on its exit;
                 # over ssh:// each connection is an SSH session, and sshd allows 10 by default
-                max_pool_size=SSH_SESSIONS if ssh else MAX_CONNECTIONS,
+                max_pool_size=sessions if ssh else MAX_CONNECTIONS,
                 use_ssh_client=False,
             )
             with cls.deadline_for_thread(time.monotonic() + CONNECT_TIMEOUT):
@@ -310,7 +323,8 @@ class Engine:
         name = "Podman" if engine.kind == "podman" else "Docker"
         engine.version = f"{name} {info.get('Version', '?')} (API {api.api_version})"
         if ssh:
-            engine._sessions = threading.BoundedSemaphore(SSH_SESSIONS)
+            engine._sessions = threading.BoundedSemaphore(sessions)
+            engine._session_count = sessions
             _one_ssh_pool(api)
         engine._learn_info()
         return engine
@@ -402,8 +416,9 @@ class Engine:
         if not self._sessions.acquire(timeout=waited):
             raise EngineStalled(
                 self.address,
-                f"{what} waited {waited:.0f}s for one of the {SSH_SESSIONS} SSH sessions this "
-                "plugin opens at most (sshd's MaxSessions allows 10 by default)",
+                f"{what} waited {waited:.0f}s for one of the {self._session_count} SSH sessions "
+                f"this plugin opens at most (sshd's MaxSessions allows 10 by default; "
+                f"${SSH_SESSIONS_ENV} for more)",
             )
         try:
             yield

@@ -378,3 +378,14 @@ def test_unanswered_hint() -> None:
     )
     assert unanswered_hint(remote, "status 404", "tcp://build:2376") == ""
     assert unanswered_hint(Target("10.0.0.2", "h", {}), "Connection refused", "x") == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "sessions"),
+    [("", 8), ("32", 32), ("0", 8), ("1001", 8), ("²", 8), ("-4", 8), ("eight", 8)],
+)
+def test_ssh_sessions_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, value: str, sessions: int
+) -> None:
+    monkeypatch.setenv("TESTSERVER_SSH_SESSIONS", value)
+    assert engine_module.ssh_sessions() == sessions
