@@ -278,7 +278,10 @@ def unanswered_hint(target: Target, detail: str, engine_address: str) -> str:
     refused = detail in UNANSWERED
     if not refused or (target.direct and target.ip):
         return ""
-    return f"; published ports are probed at {target.host}: {unreachable_remedy(engine_address)}"
+    return (
+        f"; if the server does listen, its published port at {target.host} may not be "
+        f"reachable from here: {unreachable_remedy(engine_address)}"
+    )
 
 
 def unreachable_remedy(engine_address: str) -> str:

@@ -40,16 +40,50 @@ def pytest_configure(config: pytest.Config) -> None:
         "needs_root_and_local_engine: runs as root beside an engine on a local socket (it "
         "makes network namespaces); deselected in the engine jobs where that is not so",
     )
+    config.addinivalue_line(
+        "markers",
+        "publishes_on_this_machine: needs the engine to publish ports on this machine (it "
+        "holds a local port); deselected for a remote engine",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests that cannot apply to this run's engine are deselected (and counted), not skipped:
     every engine's CI job runs the tests that apply to it, and a skip would hide a missing one."""
-    wanted = [item for item in items if item.get_closest_marker("needs_root_and_local_engine")]
-    if not wanted or _root_and_local_engine():
-        return
-    config.hook.pytest_deselected(items=wanted)
-    items[:] = [item for item in items if item not in wanted]
+    unmet = {
+        "needs_root_and_local_engine": _root_and_local_engine,
+        "publishes_on_this_machine": _publishes_on_this_machine,
+    }
+    wanted = [
+        item
+        for item in items
+        if any(item.get_closest_marker(name) and not met() for name, met in unmet.items())
+    ]
+    if wanted:
+        config.hook.pytest_deselected(items=wanted)
+        items[:] = [item for item in items if item not in wanted]
+
+
+def bind_address() -> str:
+    """Where this run's servers are published (CI's remote engine job sets 0.0.0.0)."""
+    return os.environ.get("TESTSERVER_BIND_ADDRESS") or "127.0.0.1"
+
+
+def expected_host() -> str:
+    """The handles' host for this run's engine and bind address."""
+    from pytest_testserver.locate import locate
+    from pytest_testserver.ports import handle_host
+
+    return handle_host(locate().address, bind_address())
+
+
+def _publishes_on_this_machine() -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(expected_host()).is_loopback
+    except ValueError:
+        return expected_host() == "localhost"
 
 
 def _root_and_local_engine() -> bool:

@@ -114,6 +114,7 @@ def test_header_says_servers_engine_and_bind_mode_without_contacting_it(
     pytester: pytest.Pytester, suite: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", UNREACHABLE)
+    monkeypatch.delenv("TESTSERVER_BIND_ADDRESS", raising=False)
     suite(servers_yaml(web=HTTPD), "def test_x(): pass")
     result = pytester.runpytest("--testserver-bind-local")
     result.assert_outcomes(passed=1)

@@ -333,6 +333,6 @@ def test_ports_that_do_not_answer_from_here_are_named_with_the_remedy(
     assert "does not answer from this machine" in out
     assert "server 'bytcp': not ready within 3s" in out
     assert (
-        "wait.tcp 8080 was still unmet (Network is unreachable); published ports are probed at "
-        "127.0.0.1: the engine at unix://"
+        "wait.tcp 8080 was still unmet (Network is unreachable); if the server does listen, its "
+        "published port at 127.0.0.1 may not be reachable from here: the engine at unix://"
     ) in out

@@ -373,7 +373,7 @@ def test_a_server_refusing_at_its_own_address_too_is_not_out_of_reach() -> None:
 
 def test_unanswered_hint() -> None:
     remote = Target("", "build", {}, direct=False)
-    assert "published ports are probed at build" in unanswered_hint(
+    assert "its published port at build may not be reachable from here" in unanswered_hint(
         remote, "Connection refused", "tcp://build:2376"
     )
     assert unanswered_hint(remote, "status 404", "tcp://build:2376") == ""
