@@ -113,6 +113,19 @@ def test_a_missing_context_is_one_line_naming_it(
     pytester: pytest.Pytester, suite: Any, context_only: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_CONTEXT", "nope")
+    result = start_fails(pytester, suite)
+    result.stdout.fnmatch_lines(
+        [
+            "testserver: server 'web': cannot reach the Docker engine at context 'nope': "
+            "Docker context 'nope' (DOCKER_CONTEXT) names a context that does not exist (no "
+            f"{context_only}/contexts/meta/*/meta.json); fix it, choose another (docker context "
+            "use NAME), or set DOCKER_CONTEXT or DOCKER_HOST"
+        ]
+    )
+
+
+def start_fails(pytester: pytest.Pytester, suite: Any) -> pytest.RunResult:
+    """A run whose one test needs a server that cannot start: its output."""
     suite(
         servers_yaml(web=HTTPD),
         """
@@ -125,14 +138,7 @@ def test_a_missing_context_is_one_line_naming_it(
     )
     result = pytester.runpytest()
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(
-        [
-            "testserver: server 'web': cannot reach the Docker engine at context 'nope': "
-            "Docker context 'nope' (DOCKER_CONTEXT) names a context that does not exist (no "
-            f"{context_only}/contexts/meta/*/meta.json); fix it, choose another (docker context "
-            "use NAME), or set DOCKER_CONTEXT or DOCKER_HOST"
-        ]
-    )
+    return result
 
 
 @pytest.fixture
@@ -170,18 +176,7 @@ def test_a_tls_failure_has_its_own_message(
     monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
     monkeypatch.setenv("DOCKER_CERT_PATH", str(certs))
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
-    suite(
-        servers_yaml(web=HTTPD),
-        """
-        import pytest
-
-        @pytest.mark.testserver("web")
-        def test_up(testserver):
-            pass
-        """,
-    )
-    result = pytester.runpytest()
-    result.assert_outcomes(errors=1)
+    result = start_fails(pytester, suite)
     result.stdout.fnmatch_lines(
         [
             f"testserver: server 'web': cannot reach the Docker engine at "
