@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -61,8 +62,15 @@ class Events:
 
     def _read(self) -> None:
         try:
+            # Podman 4 tails its events file and rotates it at 1 MB: after a rotation, events
+            # already sent can come again. One event is one moment of one object's action.
+            # (Two real events differ at least in their timeNano.)
+            sent: set[str] = set()
             for event in self._stream:
-                self.seen.append(event)
+                key = json.dumps(event, sort_keys=True)
+                if key not in sent:
+                    sent.add(key)
+                    self.seen.append(event)
         except Exception:
             pass
 
