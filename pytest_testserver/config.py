@@ -39,6 +39,7 @@ SERVER_KEYS = (
     "image_timeout",
     "share",
     "wait",
+    "reset",
 )
 WAIT_KEYS = ("tcp", "http", "log", "healthcheck")
 HTTP_KEYS = ("port", "path", "status")
@@ -145,6 +146,8 @@ class ServerSpec:
     share: str = "run"
     # None: the default, a TCP check of each published TCP port unless post_startup is given.
     wait: Wait | None = None
+    # exec'd before each test that uses the server, except the first to use this container
+    reset: tuple[str, ...] | None = None
 
     @property
     def checks(self) -> Wait:
@@ -308,6 +311,7 @@ def parse_server(
         ),
         share=v.choice(*entry, SHARE_MODES) if (entry := get("share")) else "run",
         wait=parse_wait(*fields["wait"]) if "wait" in fields else None,
+        reset=v.argv(*entry) if (entry := get("reset")) else None,
     )
 
 

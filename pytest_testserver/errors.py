@@ -110,3 +110,7 @@ class ServerExited(ServerError):
 
 class NotReady(ServerError):
     """A readiness check did not pass in time."""
+
+
+class ResetError(ServerError):
+    """The server's ``reset`` command failed (or could not run) before a test."""

@@ -57,5 +57,6 @@ def describe(config: ServerConfig) -> str:
             f"    ready:   {describe_readiness(spec)} (timeout {spec.timeout:g}s; "
             f"image {spec.image_timeout:g}s)",
             f"    share:   {spec.share}",
+            f"    reset:   {list(spec.reset) if spec.reset else '-'}",
         ]
     return "\n".join(lines) + "\n"

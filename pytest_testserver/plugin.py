@@ -442,14 +442,14 @@ def fail(config: pytest.Config, exc: TestserverError) -> NoReturn:
 
 
 def start_servers(
-    config: pytest.Config, names: list[str], asked_by: str
+    config: pytest.Config, names: list[str], asked_by: str, test: str | None = None
 ) -> dict[str, ServerHandle]:
     from .config import require_server
 
     try:
         for name in names:
             require_server(declared(config), name, asked_by)
-        return get_pool(config).get_many(names)
+        return get_pool(config).get_many(names, test=test)
     except (KeyboardInterrupt, pytest.exit.Exception):
         raise  # Ctrl-C, SIGTERM, pytest.exit(): the run ends, through teardown
     except TestserverError as exc:
@@ -491,8 +491,9 @@ class ServerMap(Mapping[str, "ServerHandle"]):
     def __getitem__(self, name: str) -> ServerHandle:
         if not isinstance(name, str):
             raise TypeError(f"testservers[...] takes a server name (a string), not {name!r}")
-        handle = start_servers(self._config, [name], "testservers[...]")[name]
         item = self._config.stash.get(current_key, None)
+        test = item.nodeid if item is not None else None
+        handle = start_servers(self._config, [name], "testservers[...]", test)[name]
         if item is not None:
             item.stash.setdefault(used_key, set()).add(name)
         return handle
@@ -537,7 +538,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if "testserver" in getattr(item, "fixturenames", ()):
         single_server_name(item)  # a misused marker fails before anything starts
     if names:
-        start_servers(item.config, names, f"@pytest.mark.testserver on {item.nodeid}")
+        start_servers(item.config, names, f"@pytest.mark.testserver on {item.nodeid}", item.nodeid)
 
 
 @pytest.hookimpl(wrapper=True)

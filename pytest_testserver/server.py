@@ -22,6 +22,7 @@ from .coordination import SharedServers
 from .errors import (
     EngineError,
     EngineUnavailable,
+    ResetError,
     ServerError,
     ServerExited,
     StartError,
@@ -98,6 +99,7 @@ class ServerPool:
         self._engine_error: TestserverError | None = None
         self._handles: dict[str, ServerHandle] = {}
         self._failures: dict[str, TestserverError] = {}
+        self._last_test: dict[str, str] = {}  # server -> the last test that used it
         self._containers: dict[str, str] = {}  # the containers this process must remove
         self._networks: dict[str, str] = {}  # name -> id: the networks this process made
         self._rebuilt: set[str] = set()
@@ -134,9 +136,19 @@ class ServerPool:
             self._ensure(dependency)
         return self._handles[name]
 
-    def get_many(self, names: Iterable[str]) -> dict[str, ServerHandle]:
-        """Start several servers concurrently (each after its links); the first error wins."""
+    def get_many(self, names: Iterable[str], *, test: str | None = None) -> dict[str, ServerHandle]:
+        """Start several servers concurrently (each after its links); the first error wins.
+
+        For ``test`` (a test's id), each server's ``reset`` runs first, unless ``test`` is the
+        first to use that server.
+        """
         wanted = list(dict.fromkeys(names))
+        handles = self._start_many(wanted)
+        if test is not None:
+            self._reset_for(test, wanted)
+        return handles
+
+    def _start_many(self, wanted: list[str]) -> dict[str, ServerHandle]:
         if len(wanted) <= 1:
             return {name: self.get(name) for name in wanted}
         errors: list[BaseException] = []
@@ -155,6 +167,32 @@ class ServerPool:
         if errors:
             raise errors[0]
         return {name: self._handles[name] for name in wanted}
+
+    def _reset_for(self, test: str, names: Iterable[str]) -> None:
+        for name in names:
+            spec = self.config.servers[name]
+            with self._lock:
+                last = self._last_test.get(name)
+                self._last_test[name] = test
+                handle = self._handles[name]
+            if spec.reset is not None and last is not None and last != test:
+                self._reset(spec, handle)
+
+    def _reset(self, spec: ServerSpec, handle: ServerHandle) -> None:
+        """Exec ``reset``; anything but exit code 0 fails the test about to run, with the output."""
+        assert spec.reset is not None
+        argv = list(spec.reset)
+        engine = self.engine()
+        with engine.deadline(time.monotonic() + spec.timeout):
+            try:
+                code, output = engine.exec(handle.container_id, argv)
+            except EngineError as exc:
+                raise ResetError(spec.name, f"reset {argv} could not run: {exc}") from None
+        text = self.redact(output.decode("utf-8", "replace"))
+        if code is None:
+            raise ResetError(spec.name, f"reset {argv} could not run: the server is not running")
+        if code != 0:
+            raise ResetError(spec.name, f"reset {argv} exited with code {code}", output=text)
 
     def _ensure(self, name: str) -> None:
         with self._server_locks[name]:
@@ -210,6 +248,8 @@ class ServerPool:
             if state is not None:
                 if "error" in state:
                     raise TestserverError(str(state["error"]))
+                with self._lock:  # other workers' tests may have used it: reset before ours
+                    self._last_test[spec.name] = "(another xdist worker)"
                 return self._adopt(spec, str(state["container_id"]))
             try:
                 handle = self._start(spec)

@@ -33,7 +33,7 @@ from pytest_testserver.settings import bind_address
 SOURCE = "testservers.yaml"
 SERVER_KEYS_TEXT = (
     "build, image, from, install, copy, run, command, env, secret_env, ports, hostname, "
-    "domain, aliases, links, post_startup, timeout, image_timeout, share, wait"
+    "domain, aliases, links, post_startup, timeout, image_timeout, share, wait, reset"
 )
 
 
