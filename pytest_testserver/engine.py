@@ -167,17 +167,22 @@ class _HeldStream:
 
     def close(self) -> None:
         try:
-            self._stream.close()
-        except docker.errors.DockerException:
-            # "Cancellable streams not supported for the SSH protocol": close the response,
-            # which gives the SSH channel back, instead of shutting down a socket.
-            response = getattr(self._stream, "_response", None)
-            if response is not None:
-                response.close()
+            # Over unix and TCP this shuts the socket down; over SSH it cannot ("Cancellable
+            # streams not supported for the SSH protocol").
+            with contextlib.suppress(docker.errors.DockerException):
+                self._stream.close()
         finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
+            try:
+                # Then close the response too: a socket closed under the response's file
+                # object stays open until garbage collection (a ResourceWarning in whatever
+                # test runs then), and over SSH this is what gives the channel back.
+                response = getattr(self._stream, "_response", None)
+                if response is not None:
+                    response.close()
+            finally:
+                release, self._release = self._release, None
+                if release is not None:
+                    release()
 
 
 def engine_kind(version: Mapping[str, Any]) -> str:

@@ -331,3 +331,30 @@ def test_ports_that_do_not_answer_from_here_are_named_with_the_remedy(
         "wait.tcp 8080 was still unmet (Network is unreachable); if the server does listen, its "
         "published port at 127.0.0.1 may not be reachable from here: the engine at unix://"
     ) in out
+
+
+def test_a_closed_log_stream_closes_its_socket(docker_api: Any) -> None:
+    # docker-py's close() of a log stream shuts its socket down but leaves the response's file
+    # object holding it: the descriptor stayed open until garbage collection, whose
+    # ResourceWarning then failed whatever test was running at that moment.
+    import uuid
+
+    engine = Engine.connect()
+    container = docker_api.create_container(
+        "busybox:stable",
+        ["sh", "-c", "echo hello; sleep 60"],
+        labels={"pytest-testserver.run": f"test-{uuid.uuid4().hex[:10]}"},
+    )["Id"]
+    try:
+        docker_api.start(container)
+        stream = engine.follow_logs(container)
+        assert b"hello" in next(iter(stream))
+        response = stream._stream._response  # type: ignore[attr-defined]
+        sock = getattr(getattr(response.raw._fp.fp, "raw", None), "_sock", None)
+        stream.close()
+        assert response.raw.closed
+        if isinstance(sock, socket.socket):  # not over SSH, where it is a channel
+            assert sock.fileno() == -1, "the socket is still open under the closed stream"
+    finally:
+        docker_api.remove_container(container, force=True)
+        engine.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -76,10 +77,10 @@ class Events:
 
     def stop(self) -> list[dict[str, Any]]:
         time.sleep(0.5)  # events of the run's last moments are still on their way
-        try:
+        with contextlib.suppress(Exception):  # docker-py cannot cancel a stream over ssh://
             self._stream.close()
-        except Exception:  # docker-py cannot cancel a stream over ssh://: close its response
-            self._stream._response.close()
+        # and the response: its file object would keep the socket open until collected
+        self._stream._response.close()
         self._thread.join(5)
         return self.seen
 
