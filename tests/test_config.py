@@ -449,10 +449,27 @@ def test_errors_about_keys_with_newlines_are_one_line(data: dict[str, Any]) -> N
             "(such as busybox:stable)",
             id="bad-image",
         ),
+        pytest.param(
+            servers(db={"image": "busybox:stable", "reset": "redis-cli FLUSHALL"}),
+            "testservers.yaml: servers.db.reset: must be a list of arguments such as "
+            '["httpd", "-f"], not the string \'redis-cli FLUSHALL\' (no shell is involved)',
+            id="reset-string",
+        ),
+        pytest.param(
+            servers(db={"image": "busybox:stable", "reset": []}),
+            "testservers.yaml: servers.db.reset: must not be empty",
+            id="reset-empty",
+        ),
     ],
 )
 def test_bad_values_name_their_key_path(data: object, expected: str) -> None:
     assert error_of(data) == expected
+
+
+def test_reset_is_an_argument_list() -> None:
+    spec = parse(servers(db={"image": "busybox:stable", "reset": ["redis-cli", "FLUSHALL"]}))
+    assert spec.servers["db"].reset == ("redis-cli", "FLUSHALL")
+    assert parse(servers(db={"image": "busybox:stable", "reset": None})).servers["db"].reset is None
 
 
 # --- image sources: exactly one of build, image, from --------------------------------------------

@@ -1,47 +1,13 @@
-"""Lifetimes: ``reset:`` between the tests that share a server.
-
-Config parsing without an engine; the rest on the real engine through pytester.
-"""
+"""Lifetimes: ``reset:`` between the tests that share a server, on the real engine through
+pytester (its parsing is in test_config.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_testserver.config import parse_config
-from pytest_testserver.errors import ConfigError
 from tests.conftest import servers_yaml
-
-
-def parse_reset(value: object) -> tuple[str, ...] | None:
-    data = {"servers": {"db": {"image": "busybox:stable", "reset": value}}}
-    return parse_config(data, base=Path(), source="testservers.yaml").servers["db"].reset
-
-
-def test_reset_is_an_argument_list() -> None:
-    assert parse_reset(["redis-cli", "FLUSHALL"]) == ("redis-cli", "FLUSHALL")
-    assert parse_reset(None) is None
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        pytest.param(
-            "redis-cli FLUSHALL",
-            "testservers.yaml: servers.db.reset: must be a list of arguments such as "
-            '["httpd", "-f"], not the string \'redis-cli FLUSHALL\' (no shell is involved)',
-            id="string",
-        ),
-        pytest.param([], "testservers.yaml: servers.db.reset: must not be empty", id="empty"),
-    ],
-)
-def test_a_bad_reset_names_the_file_server_and_key(value: object, expected: str) -> None:
-    with pytest.raises(ConfigError) as caught:
-        parse_reset(value)
-    assert str(caught.value) == expected
-
 
 RESETTABLE = """
     image: busybox:stable
