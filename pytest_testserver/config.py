@@ -38,12 +38,14 @@ SERVER_KEYS = (
     "timeout",
     "image_timeout",
     "share",
+    "scope",
     "wait",
     "reset",
 )
 WAIT_KEYS = ("tcp", "http", "log", "healthcheck")
 HTTP_KEYS = ("port", "path", "status")
 SHARE_MODES = ("run", "worker")
+SCOPES = ("session", "module", "class", "function")  # longest-lived first
 TOP_KEYS = ("defaults", "servers")
 BUILD_KEYS = ("context", "dockerfile", "args", "target")
 COPY_KEYS = ("src", "dst", "mode")
@@ -148,6 +150,13 @@ class ServerSpec:
     wait: Wait | None = None
     # exec'd before each test that uses the server, except the first to use this container
     reset: tuple[str, ...] | None = None
+    # a fresh container per pytest scope; anything but session is per xdist worker
+    scope: str = "session"
+
+    @property
+    def sharing(self) -> str:
+        """Who shares one container: the whole run, or one xdist worker (non-session scopes)."""
+        return self.share if self.scope == "session" else "worker"
 
     @property
     def checks(self) -> Wait:
@@ -179,6 +188,11 @@ class ServerConfig:
                 names.add(spec.name)
                 names.update(spec.links)
         return frozenset(names)
+
+    @property
+    def linked(self) -> frozenset[str]:
+        """Servers some other server links to."""
+        return frozenset(link for spec in self.servers.values() for link in spec.links)
 
     def start_order(self, name: str) -> list[str]:
         """``name`` and everything it links to, dependencies first (links form no cycle)."""
@@ -312,6 +326,7 @@ def parse_server(
         share=v.choice(*entry, SHARE_MODES) if (entry := get("share")) else "run",
         wait=parse_wait(*fields["wait"]) if "wait" in fields else None,
         reset=v.argv(*entry) if (entry := get("reset")) else None,
+        scope=v.choice(*entry, SCOPES) if (entry := get("scope")) else "session",
     )
 
 
@@ -488,16 +503,32 @@ def parse_http(value: object, where: Where) -> HttpCheck:
 def check_links(servers: Mapping[str, ServerSpec], where: Where) -> None:
     for spec in servers.values():
         for i, link in enumerate(spec.links):
-            if link in servers and servers[link].share != spec.share:
+            if link not in servers:
+                continue
+            target = servers[link]
+            if SCOPES.index(target.scope) > SCOPES.index(spec.scope):
                 where.key(spec.name).key("links").index(i).fail(
-                    f"{link!r} has share: {servers[link].share} but {spec.name!r} has share: "
-                    f"{spec.share}; linked servers must share alike (they join one network)"
+                    f"{link!r} has scope: {target.scope} but {spec.name!r} has scope: "
+                    f"{spec.scope}; a server's links must live at least as long as it does"
+                )
+            if target.sharing != spec.sharing:
+                shared = link if target.sharing == "run" else spec.name
+                where.key(spec.name).key("links").index(i).fail(
+                    f"{link!r} {sharing_text(target)} but {spec.name!r} {sharing_text(spec)}; "
+                    f"linked servers must share alike (they join one network): give "
+                    f"{shared!r} share: worker"
                 )
     done: set[str] = set()
     for name in servers:
         path = find_cycle(servers, name, done)
         if path:  # reported at a server inside the cycle
             where.key(path[0]).key("links").fail(f"links form a cycle: {' -> '.join(path)}")
+
+
+def sharing_text(spec: ServerSpec) -> str:
+    if spec.scope != "session":
+        return f"is per xdist worker (scope: {spec.scope})"
+    return f"has share: {spec.share}"
 
 
 def find_cycle(
@@ -560,6 +591,12 @@ def check_settings(config: ServerConfig, settings: RunSettings) -> None:
             Where(config.source).key("servers").key(spec.name).key("share").fail(
                 "worker cannot be combined with bind-local: every xdist worker would publish "
                 "the same port numbers; use share: run (the default)"
+            )
+        if spec.scope != "session" and spec.ports:
+            Where(config.source).key("servers").key(spec.name).key("scope").fail(
+                f"{spec.scope} cannot be combined with bind-local: a fresh container and the "
+                "one it replaces (or its warm spare) would publish the same port numbers; "
+                "use scope: session with reset:, or turn bind-local off"
             )
 
 

@@ -56,7 +56,8 @@ def describe(config: ServerConfig) -> str:
             f"    links:   {', '.join(spec.links) or '-'}",
             f"    ready:   {describe_readiness(spec)} (timeout {spec.timeout:g}s; "
             f"image {spec.image_timeout:g}s)",
-            f"    share:   {spec.share}",
+            f"    share:   {spec.share}" if spec.scope == "session" else "    share:   worker",
+            f"    scope:   {spec.scope}",
             f"    reset:   {list(spec.reset) if spec.reset else '-'}",
         ]
     return "\n".join(lines) + "\n"

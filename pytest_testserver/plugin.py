@@ -7,6 +7,7 @@ without a config file pays for reading three ini values, and nobody pays for ``d
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -14,6 +15,7 @@ import sys
 import threading
 from collections.abc import Generator, Iterator, Mapping
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from .config import ServerConfig
     from .controller import RunOwner
     from .handle import ServerHandle
+    from .lifetimes import ScopeKeys
     from .run import RunContext
     from .server import ServerPool
 
@@ -46,6 +49,12 @@ terminated_key = pytest.StashKey[list[bool]]()  # [True] once SIGTERM arrived
 kept_key = pytest.StashKey[str]()
 used_key = pytest.StashKey[set[str]]()  # on an item: the servers it used
 current_key = pytest.StashKey[pytest.Item]()  # on the config: the item being run
+plan_key = pytest.StashKey["Plan"]()  # on the config: which selected tests need which servers
+progress_key = pytest.StashKey["Progress"]()
+next_key = pytest.StashKey["pytest.Item | None"]()  # on the config: the test after this one
+# How far ahead of the running test warm spares are planned (without xdist: under xdist a worker
+# knows only its next test).
+LOOKAHEAD = 100
 REPORT_LOG_LINES = 50
 
 
@@ -101,6 +110,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="bool",
         default=False,
         help="publish each port at the same number as inside the container",
+    )
+    parser.addini(
+        "testserver_spares",
+        type="string",
+        default="1",
+        help="fresh containers started ahead for each module-, class- or function-scoped "
+        "server (default 1; 0 starts each when asked)",
     )
     parser.addini(
         "testserver_unavailable",
@@ -261,6 +277,7 @@ def read_settings(config: pytest.Config) -> RunSettings:
         unavailable=run_settings.unavailable(
             config.getini("testserver_unavailable"), "ini testserver_unavailable"
         ),
+        spares=run_settings.spares(config.getini("testserver_spares"), "ini testserver_spares"),
     )
 
 
@@ -342,12 +359,14 @@ def get_pool(config: pytest.Config) -> ServerPool:
         from .server import ServerPool
 
         context = config.stash[run_key]
+        if not context.worker:
+            config.stash[progress_key] = Progress(config)
         pool = ServerPool(
             declared(config),
             config.stash[settings_key],
             context,
             shared=context.worker is not None,
-            on_event=Progress(config) if not context.worker else worker_warnings(config),
+            on_event=config.stash[progress_key] if not context.worker else worker_warnings(config),
         )
         config.stash[pool_key] = pool
     return pool
@@ -364,11 +383,18 @@ def worker_warnings(config: pytest.Config) -> Any:
 
 
 class Progress:
-    """Engine, build and ready lines on the terminal, outside of any test's captured output."""
+    """Engine, build and ready lines on the terminal, outside of any test's captured output.
+
+    A line from a server started in the background while a test runs waits for the main
+    thread (the end of that test, or a test waiting for a server): turning capture off from
+    another thread would let the running test's output through.
+    """
 
     def __init__(self, config: pytest.Config) -> None:
         self._config = config
         self._lock = threading.Lock()
+        self._pending: list[tuple[str, str]] = []
+        self._waiting = 0  # the main thread waits for servers: any thread may write
         verbosity = config.get_verbosity()
         # -q: warnings only; default: engine, build steps, ready lines; -v: the build output too.
         self._shown = (
@@ -379,21 +405,60 @@ class Progress:
                 "engine",
                 "build-step",
                 "ready",
-                *(("build-output",) if verbosity > 0 else ()),
+                *(("build-output", "instance") if verbosity > 0 else ()),
             )
         )
 
     def __call__(self, kind: str, text: str) -> None:
+        if kind not in self._shown:
+            return
+        with self._lock:
+            if not self._waiting and threading.current_thread() is not threading.main_thread():
+                self._pending.append((kind, text))
+                return
+        self._write(kind, text)
+
+    def _write(self, kind: str, text: str) -> None:
         if kind == "warning":
             warn(self._config, text)
             return
         reporter = self._config.pluginmanager.get_plugin("terminalreporter")
-        if kind not in self._shown or reporter is None:
+        if reporter is None:
             return
         capture = self._config.pluginmanager.get_plugin("capturemanager")
         with self._lock, capture.global_and_fixture_disabled() if capture else nullcontext():
             reporter.ensure_newline()
             reporter.write_line(f"testserver: {text}")
+
+    def flush(self) -> None:
+        """Write the lines kept from background starts (from the main thread)."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for kind, text in pending:
+            self._write(kind, text)
+
+    @contextlib.contextmanager
+    def waiting(self) -> Iterator[None]:
+        """The main thread waits for servers: lines are written as they come."""
+        self.flush()
+        with self._lock:
+            self._waiting += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._waiting -= 1
+
+
+def waiting_for_servers(config: pytest.Config) -> contextlib.AbstractContextManager[None]:
+    progress = config.stash.get(progress_key, None)
+    return progress.waiting() if progress is not None else nullcontext()
+
+
+def flush_progress(config: pytest.Config) -> None:
+    progress = config.stash.get(progress_key, None)
+    if progress is not None:
+        progress.flush()
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -442,14 +507,17 @@ def fail(config: pytest.Config, exc: TestserverError) -> NoReturn:
 
 
 def start_servers(
-    config: pytest.Config, names: list[str], asked_by: str, test: str | None = None
+    config: pytest.Config, names: list[str], asked_by: str, item: pytest.Item | None = None
 ) -> dict[str, ServerHandle]:
     from .config import require_server
 
     try:
         for name in names:
             require_server(declared(config), name, asked_by)
-        return get_pool(config).get_many(names, test=test)
+        pool = get_pool(config)
+        test, keys = (item.nodeid, scope_keys(item)) if item is not None else (None, None)
+        with waiting_for_servers(config):
+            return pool.get_many(names, test=test, keys=keys)
     except (KeyboardInterrupt, pytest.exit.Exception):
         raise  # Ctrl-C, SIGTERM, pytest.exit(): the run ends, through teardown
     except TestserverError as exc:
@@ -492,8 +560,7 @@ class ServerMap(Mapping[str, "ServerHandle"]):
         if not isinstance(name, str):
             raise TypeError(f"testservers[...] takes a server name (a string), not {name!r}")
         item = self._config.stash.get(current_key, None)
-        test = item.nodeid if item is not None else None
-        handle = start_servers(self._config, [name], "testservers[...]", test)[name]
+        handle = start_servers(self._config, [name], "testservers[...]", item)[name]
         if item is not None:
             item.stash.setdefault(used_key, set()).add(name)
         return handle
@@ -532,13 +599,124 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # that the test runs at all. Still before fixtures (the runner's setup is registered before
     # this plugin, so it is called after it): every server the markers name starts now,
     # independent ones concurrently.
-    item.config.stash[current_key] = item
+    config = item.config
+    config.stash[current_key] = item
+    flush_progress(config)
     names = marker_names(item)
     item.stash[used_key] = set(names)
     if "testserver" in getattr(item, "fixturenames", ()):
         single_server_name(item)  # a misused marker fails before anything starts
     if names:
-        start_servers(item.config, names, f"@pytest.mark.testserver on {item.nodeid}", item.nodeid)
+        start_servers(config, names, f"@pytest.mark.testserver on {item.nodeid}", item)
+    prepare_spares(config, item)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, None, None]:
+    # Outermost: a scoped server's container goes once every fixture using it is torn down.
+    try:
+        return (yield)
+    finally:
+        pool = item.config.stash.get(pool_key, None)
+        if pool is not None and pool.scoped:
+            pool.release_scopes(scope_keys(nextitem) if nextitem is not None else None)
+        flush_progress(item.config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    item.config.stash[next_key] = nextitem  # under xdist, the only test known to come next
+
+
+def scope_keys(item: pytest.Item) -> ScopeKeys:
+    """The test's key for each scope, as pytest's fixtures scope them: outside a class, a
+    class-scoped server is the test's own."""
+    module = item.getparent(pytest.Module)
+    cls = item.getparent(pytest.Class)
+    return {
+        "function": item.nodeid,
+        "class": (cls or item).nodeid,
+        "module": (module or item).nodeid,
+    }
+
+
+@dataclass
+class Plan:
+    """The selected tests that will run, in order, and the servers their markers name."""
+
+    items: list[pytest.Item]
+    position: dict[str, int]
+    servers: dict[str, list[str]]  # node id -> server names
+    worker: bool  # an xdist worker runs an unknown part of the items, in an unknown order
+
+
+def runs(item: pytest.Item) -> bool:
+    """Whether a skip or xfail(run=False) marker keeps the test from running (pytest's own
+    evaluation; a condition that cannot be evaluated is pytest's error, at setup)."""
+    try:
+        from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
+
+        if evaluate_skip_marks(item) is not None:
+            return False
+        xfail = evaluate_xfail_marks(item)
+        return xfail is None or xfail.run or bool(item.config.option.runxfail)
+    except Exception:
+        return False
+
+
+def planned_servers(item: pytest.Item) -> list[str]:
+    names = (a for m in item.iter_markers("testserver") for a in m.args if isinstance(a, str))
+    return list(dict.fromkeys(names))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start, in the background, every session server a selected test that runs needs, and
+    a first spare of each scoped one: starting overlaps collection's end and the other tests."""
+    config = session.config
+    if servers_key not in config.stash or config.option.collectonly or not session.items:
+        return
+    items = [item for item in session.items if runs(item)]
+    plan = Plan(
+        items=items,
+        position={item.nodeid: i for i, item in enumerate(items)},
+        servers={item.nodeid: names for item in items if (names := planned_servers(item))},
+        worker=config.stash[run_key].worker is not None,
+    )
+    config.stash[plan_key] = plan
+    servers = declared(config).servers
+    needed = {name for names in plan.servers.values() for name in names if name in servers}
+    if not needed:
+        return
+    pool = get_pool(config)
+    pool.prestart(sorted(needed))
+    if not plan.worker:
+        prepare_spares(config, None)
+
+
+def prepare_spares(config: pytest.Config, item: pytest.Item | None) -> None:
+    """Spares for the tests after ``item`` (from the first test when None)."""
+    plan = config.stash.get(plan_key, None)
+    pool = config.stash.get(pool_key, None)
+    if plan is None or pool is None or not pool.scoped:
+        return
+    if item is None:
+        upcoming = plan.items[:LOOKAHEAD]
+    elif plan.worker:
+        upcoming = [nextitem] if (nextitem := config.stash.get(next_key, None)) else []
+    else:
+        start = plan.position.get(item.nodeid, -1) + 1
+        upcoming = plan.items[start : start + LOOKAHEAD] if start else []
+    for name, scope in pool.scoped.items():
+        keys = [
+            scope_keys(test)[scope]
+            for test in upcoming
+            if name in plan.servers.get(test.nodeid, ())
+        ]
+        if keys:
+            pool.prepare_spares(name, keys)
 
 
 @pytest.hookimpl(wrapper=True)

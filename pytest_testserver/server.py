@@ -9,6 +9,7 @@ start before it. Under xdist, a ``share: run`` server is started by the first wo
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ from .errors import (
     TestserverError,
 )
 from .handle import ServerHandle
+from .lifetimes import Instances, ScopeKeys
 from .redact import Redactor, looks_secret
 from .run import (
     LABEL_PREFIX,
@@ -99,8 +101,22 @@ class ServerPool:
         self._engine_error: TestserverError | None = None
         self._handles: dict[str, ServerHandle] = {}
         self._failures: dict[str, TestserverError] = {}
-        self._last_test: dict[str, str] = {}  # server -> the last test that used it
-        self._containers: dict[str, str] = {}  # the containers this process must remove
+        self._last_test: dict[str, str] = {}  # container id -> the last test that used it
+        # instance ("web", or "web.3" for a scope shorter than the session) -> container id:
+        # the containers this process must remove
+        self._containers: dict[str, str] = {}
+        self._releasing: set[str] = set()  # instances being removed in the background
+        self._scoped = {
+            name: Instances(
+                name,
+                start=functools.partial(self._start_instance, spec),
+                remove=self._remove_instance,
+                spares=settings.spares if self._may_have_spares(spec) else 0,
+                background_removal=name not in config.linked,
+            )
+            for name, spec in config.servers.items()
+            if spec.scope != "session"
+        }
         self._networks: dict[str, str] = {}  # name -> id: the networks this process made
         self._rebuilt: set[str] = set()
         self._watchdog: reaper.Watchdog | None = None
@@ -126,36 +142,64 @@ class ServerPool:
         return self._closed
 
     def started(self) -> dict[str, ServerHandle]:
+        """The servers started so far: each session server, each other one's current container."""
         with self._lock:
-            return dict(self._handles)
+            handles = dict(self._handles)
+        for name, instances in self._scoped.items():
+            current = instances.current()
+            if current is not None:
+                handles[name] = current
+        return handles
 
     # starting
-    def get(self, name: str) -> ServerHandle:
-        """The handle of ``name``, starting it (and its links) on first use."""
-        for dependency in self.config.start_order(name):
-            self._ensure(dependency)
-        return self._handles[name]
+    def get(self, name: str, keys: ScopeKeys | None = None) -> ServerHandle:
+        """The handle of ``name``, starting it (and its links) on first use.
 
-    def get_many(self, names: Iterable[str], *, test: str | None = None) -> dict[str, ServerHandle]:
+        ``keys`` are the asking test's scope keys: a server of a shorter scope than the session
+        gets a fresh container when its scope's key changes.
+        """
+        handle = None
+        for dependency in self.config.start_order(name):
+            handle = self._handle_of(dependency, keys)
+        assert handle is not None
+        return handle
+
+    def _handle_of(self, name: str, keys: ScopeKeys | None) -> ServerHandle:
+        spec = self.config.servers[name]
+        if spec.scope == "session":
+            self._ensure(name)
+            return self._handles[name]
+        if keys is None:
+            raise StartError(
+                name,
+                f"has scope: {spec.scope}, so only a test (or a fixture of scope {spec.scope} "
+                "or shorter) can ask for it",
+            )
+        return self._scoped[name].acquire(keys[spec.scope])
+
+    def get_many(
+        self, names: Iterable[str], *, test: str | None = None, keys: ScopeKeys | None = None
+    ) -> dict[str, ServerHandle]:
         """Start several servers concurrently (each after its links); the first error wins.
 
         For ``test`` (a test's id), each server's ``reset`` runs first, unless ``test`` is the
-        first to use that server.
+        first to use that server's container.
         """
         wanted = list(dict.fromkeys(names))
-        handles = self._start_many(wanted)
+        handles = self._start_many(wanted, keys)
         if test is not None:
-            self._reset_for(test, wanted)
+            self._reset_for(test, handles)
         return handles
 
-    def _start_many(self, wanted: list[str]) -> dict[str, ServerHandle]:
+    def _start_many(self, wanted: list[str], keys: ScopeKeys | None) -> dict[str, ServerHandle]:
         if len(wanted) <= 1:
-            return {name: self.get(name) for name in wanted}
+            return {name: self.get(name, keys) for name in wanted}
         errors: list[BaseException] = []
+        handles: dict[str, ServerHandle] = {}
 
         def start(name: str) -> None:
             try:
-                self.get(name)
+                handles[name] = self.get(name, keys)
             except BaseException as exc:
                 errors.append(exc)
 
@@ -166,15 +210,57 @@ class ServerPool:
             thread.join()
         if errors:
             raise errors[0]
-        return {name: self._handles[name] for name in wanted}
+        return {name: handles[name] for name in wanted}
 
-    def _reset_for(self, test: str, names: Iterable[str]) -> None:
-        for name in names:
+    def prestart(self, names: Iterable[str]) -> threading.Thread:
+        """Start session servers in the background, before a test asks (at collection's end).
+
+        A failure is kept for the first test that asks; a test asking meanwhile waits only for
+        what is left of the start.
+        """
+        servers = self.config.servers
+        needed = (link for name in names for link in self.config.start_order(name))
+        wanted = [n for n in dict.fromkeys(needed) if servers[n].scope == "session"]
+
+        def run() -> None:
+            with contextlib.suppress(BaseException):  # each failure is kept per server
+                self._start_many(wanted, None)
+
+        thread = threading.Thread(target=run, name="testserver-prestart", daemon=True)
+        thread.start()
+        return thread
+
+    @property
+    def scoped(self) -> dict[str, str]:
+        """Each server whose scope is shorter than the session, and its scope."""
+        return {name: self.config.servers[name].scope for name in self._scoped}
+
+    def prepare_spares(self, name: str, keys: list[str]) -> None:
+        """Fresh containers of a scoped server, starting now for the scopes (``keys``) to come."""
+        instances = self._scoped.get(name)
+        if instances is not None and not self._closed:
+            instances.prepare(keys)
+
+    def release_scopes(self, keys: ScopeKeys | None) -> None:
+        """After a test: each scoped server's container whose scope the next test leaves
+        (``keys`` are the next test's; None at the end) is removed in the background."""
+        for name, instances in self._scoped.items():
+            scope = self.config.servers[name].scope
+            instances.release_unless(keys[scope] if keys is not None else None)
+
+    def _may_have_spares(self, spec: ServerSpec) -> bool:
+        """A spare starts before the scope it serves: only a server that links to session
+        servers alone, and that no other server links to (its name must resolve to one
+        container on the run network), can have one."""
+        links = (self.config.servers[link] for link in spec.links)
+        return spec.name not in self.config.linked and all(s.scope == "session" for s in links)
+
+    def _reset_for(self, test: str, handles: Mapping[str, ServerHandle]) -> None:
+        for name, handle in handles.items():
             spec = self.config.servers[name]
             with self._lock:
-                last = self._last_test.get(name)
-                self._last_test[name] = test
-                handle = self._handles[name]
+                last = self._last_test.get(handle.container_id)
+                self._last_test[handle.container_id] = test
             if spec.reset is not None and last is not None and last != test:
                 self._reset(spec, handle)
 
@@ -248,9 +334,10 @@ class ServerPool:
             if state is not None:
                 if "error" in state:
                     raise TestserverError(str(state["error"]))
+                container = str(state["container_id"])
                 with self._lock:  # other workers' tests may have used it: reset before ours
-                    self._last_test[spec.name] = "(another xdist worker)"
-                return self._adopt(spec, str(state["container_id"]))
+                    self._last_test[container] = "(another xdist worker)"
+                return self._adopt(spec, container)
             try:
                 handle = self._start(spec)
             except TestserverError as exc:
@@ -380,11 +467,11 @@ class ServerPool:
         """
         if spec.name not in self.config.networked:
             return None
-        name = self.context.scoped(spec.share)
+        name = self.context.scoped(spec.sharing)
         with self._lock:
             if name in self._networks:
                 return self._networks[name]
-        per_run = bool(self.shared) and spec.share == "run"
+        per_run = bool(self.shared) and spec.sharing == "run"
         if not per_run:
             with self._lock:
                 if name not in self._networks:
@@ -445,7 +532,14 @@ class ServerPool:
         if self._on_event is not None:
             self._on_event(kind, text)
 
-    def _start(self, spec: ServerSpec) -> ServerHandle:
+    def _start_instance(self, spec: ServerSpec, instance: str) -> ServerHandle:
+        """One fresh container of a server whose scope is shorter than the session."""
+        with self._as_server_error(spec):
+            return self._start(spec, instance)
+
+    def _start(self, spec: ServerSpec, instance: str | None = None) -> ServerHandle:
+        """Start ``spec`` as ``instance`` (its own name for a session server) until it is ready."""
+        instance = instance or spec.name
         started = time.monotonic()
         engine = self.engine()
         env = self._environment(spec)
@@ -486,12 +580,12 @@ class ServerPool:
                 network = self._network_for(engine, spec)
                 try:
                     # Optimistic: an image that is here (the usual case) costs no lookup at all.
-                    container = self._create(engine, spec, wanted.ref, env, network)
+                    container = self._create(engine, spec, instance, wanted.ref, env, network)
                 except EngineError as exc:
                     if not image.is_missing_image(exc):
                         raise
                     ensure()
-                    container = self._create(engine, spec, wanted.ref, env, network)
+                    container = self._create(engine, spec, instance, wanted.ref, env, network)
             except EngineError as exc:
                 raise StartError(spec.name, f"the container could not be created: {exc}") from None
         image_took = time.monotonic() - started
@@ -504,16 +598,28 @@ class ServerPool:
         deadline = time.monotonic() + spec.timeout
         try:
             with engine.deadline(deadline):
-                return self._run(engine, spec, container, deadline, started, note)
+                handle = self._run(engine, spec, container, deadline, started, note)
         except BaseException:
             if not self.settings.keep:
-                self._remove_quietly(spec.name)
+                self._remove_quietly(instance)
             raise
+        took = f"{time.monotonic() - started:.2f}s"
+        if instance == spec.name:
+            self._event("ready", f"{spec.name} ready in {took}")
+        else:  # one line per fresh container would drown the tests' own: shown with -v
+            self._event("instance", f"{spec.name} ready in {took} (fresh container {instance})")
+        return handle
 
     def _create(
-        self, engine: Engine, spec: ServerSpec, ref: str, env: dict[str, str], network: str | None
+        self,
+        engine: Engine,
+        spec: ServerSpec,
+        instance: str,
+        ref: str,
+        env: dict[str, str],
+        network: str | None,
     ) -> str:
-        name = f"{self.context.scoped(spec.share)}-{spec.name}"
+        name = f"{self.context.scoped(spec.sharing)}-{instance}"
 
         def create() -> str:
             return engine.create_container(
@@ -540,10 +646,10 @@ class ServerPool:
             engine.remove_container(name)
             container = create()
         with self._lock:
-            self._containers[spec.name] = container  # registered before anything waits on it
+            self._containers[instance] = container  # registered before anything waits on it
             closed = self._closed
         if closed:  # the run ended (Ctrl-C) while this server was being created
-            self._remove_quietly(spec.name)
+            self._remove_quietly(instance)
             raise StartError(spec.name, "the test run ended while the server was starting")
         return container
 
@@ -597,7 +703,6 @@ class ServerPool:
             engine=self.engine,
             redact=self.redact,
         )
-        self._event("ready", f"{spec.name} ready in {time.monotonic() - started:.2f}s")
         return handle
 
     def _start_error(self, spec: ServerSpec, message: str) -> StartError:
@@ -614,15 +719,34 @@ class ServerPool:
         return StartError(spec.name, f"the container could not start: {message}")
 
     # removing
-    def _remove_quietly(self, name: str) -> None:
+    def _remove_quietly(self, instance: str) -> None:
         with self._lock:
-            container = self._containers.pop(name, None)
+            container = self._containers.pop(instance, None)
         if container is not None and self._engine is not None:
             try:
                 self._engine.remove_container(container)
             except TestserverError:
                 with self._lock:  # leave it to close(), which reports what it cannot remove
-                    self._containers[name] = container
+                    self._containers[instance] = container
+
+    def _remove_instance(self, instance: str) -> None:
+        """A scoped server's container whose scope ended; registered until it is really gone,
+        so that a run ending meanwhile still removes (or reports) it."""
+        with self._lock:
+            container = self._containers.get(instance)
+            engine = self._engine
+            if container is None or engine is None or self.settings.keep or self._closed:
+                return
+            self._releasing.add(instance)
+        try:
+            with engine.deadline(time.monotonic() + TEARDOWN_BOUND):
+                engine.remove_container(container)
+            with self._lock:
+                if self._containers.get(instance) == container:
+                    del self._containers[instance]
+        finally:
+            with self._lock:
+                self._releasing.discard(instance)
 
     def close(self) -> list[str]:
         """Remove this process's containers and networks; returns the problems met."""
@@ -639,12 +763,17 @@ class ServerPool:
             if self._closed:
                 return  # sessionfinish began it; unconfigure is only a safety net
             self._closed = True
-            containers = dict(self._containers)
+        for instances in self._scoped.values():
+            instances.close()  # no more spares
+        with self._lock:
+            # Those being removed already are waited for (_remove_all), not removed twice.
+            containers = {i: c for i, c in self._containers.items() if i not in self._releasing}
             networks = sorted(self._networks)
             self._networks_made = dict(self._networks)
             engine = self._engine
             if not self.settings.keep:
-                self._containers.clear()
+                for instance in containers:
+                    del self._containers[instance]
                 self._networks.clear()
             if engine is not None:
                 # Not a daemon: even if waiting for it is interrupted, the interpreter waits at
@@ -690,7 +819,13 @@ class ServerPool:
             engine.close()  # the containers stay; our connections to the engine do not
             self._close_state()
             return
-        with engine.deadline(time.monotonic() + TEARDOWN_BOUND):
+        deadline = time.monotonic() + TEARDOWN_BOUND
+        for instances in self._scoped.values():
+            instances.wait_released(deadline)
+        with self._lock:  # what a removal in the background left (or the engine refused)
+            containers.update(self._containers)
+            self._containers.clear()
+        with engine.deadline(deadline):
             try:
                 problems = self._remove_each(engine, containers, networks)
             except Exception as exc:  # never a thread that dies and leaves things silently

@@ -18,6 +18,8 @@ class RunSettings:
     keep: bool = False
     rebuild: bool = False
     unavailable: str = "error"
+    # fresh containers of each module-, class- or function-scoped server started ahead
+    spares: int = 1
 
 
 def bind_address(value: object, where: str) -> str:
@@ -39,6 +41,21 @@ def unavailable(value: object, where: str) -> str:
     from . import validate
 
     return validate.choice(value, validate.Where(where), UNAVAILABLE_CHOICES)
+
+
+MAX_SPARES = 4
+
+
+def spares(value: object, where: str) -> int:
+    """How many warm spares per scoped server: a small count (each is a running container)."""
+    text = str(value).strip()
+    if text.isdigit() and int(text) <= MAX_SPARES:
+        return int(text)
+    from . import validate
+
+    validate.Where(where).fail(
+        f"{validate.show(value)} is not a number of spares (0 to {MAX_SPARES})"
+    )
 
 
 def flag(value: str) -> bool:

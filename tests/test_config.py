@@ -33,7 +33,7 @@ from pytest_testserver.settings import bind_address
 SOURCE = "testservers.yaml"
 SERVER_KEYS_TEXT = (
     "build, image, from, install, copy, run, command, env, secret_env, ports, hostname, "
-    "domain, aliases, links, post_startup, timeout, image_timeout, share, wait, reset"
+    "domain, aliases, links, post_startup, timeout, image_timeout, share, scope, wait, reset"
 )
 
 
@@ -460,10 +460,102 @@ def test_errors_about_keys_with_newlines_are_one_line(data: dict[str, Any]) -> N
             "testservers.yaml: servers.db.reset: must not be empty",
             id="reset-empty",
         ),
+        pytest.param(
+            servers(db={"image": "busybox:stable", "scope": "test"}),
+            "testservers.yaml: servers.db.scope: 'test' is not one of session, module, class, "
+            "function",
+            id="scope-unknown",
+        ),
     ],
 )
 def test_bad_values_name_their_key_path(data: object, expected: str) -> None:
     assert error_of(data) == expected
+
+
+@pytest.mark.parametrize("scope", ["session", "module", "class", "function"])
+def test_scope_is_read_and_anything_shorter_than_the_session_is_per_worker(scope: str) -> None:
+    spec = parse(servers(db={"image": "busybox:stable", "scope": scope})).servers["db"]
+    assert spec.scope == scope
+    assert spec.sharing == ("run" if scope == "session" else "worker")
+    assert parse(servers(db={"image": "busybox:stable"})).servers["db"].scope == "session"
+
+
+@pytest.mark.parametrize(
+    ("web", "db", "expected"),
+    [
+        pytest.param(
+            "session",
+            "module",
+            "'db' has scope: module but 'web' has scope: session",
+            id="session-to-module",
+        ),
+        pytest.param(
+            "class",
+            "function",
+            "'db' has scope: function but 'web' has scope: class",
+            id="class-to-function",
+        ),
+    ],
+)
+def test_a_servers_links_must_live_at_least_as_long_as_it_does(
+    web: str, db: str, expected: str
+) -> None:
+    data = servers(
+        db={"image": "busybox", "scope": db},
+        web={"image": "busybox", "scope": web, "links": ["db"]},
+    )
+    assert error_of(data) == (
+        f"testservers.yaml: servers.web.links[0]: {expected}; a server's links must live at "
+        "least as long as it does"
+    )
+
+
+def test_a_per_worker_server_cannot_link_to_a_server_of_the_whole_run() -> None:
+    data = servers(
+        db={"image": "busybox"},
+        web={"image": "busybox", "scope": "function", "links": ["db"]},
+    )
+    assert error_of(data) == (
+        "testservers.yaml: servers.web.links[0]: 'db' has share: run but 'web' is per xdist "
+        "worker (scope: function); linked servers must share alike (they join one network): "
+        "give 'db' share: worker"
+    )
+    data["servers"]["db"]["share"] = "worker"
+    assert parse(data).servers["web"].links == ("db",)
+    data["servers"]["db"]["scope"] = "function"  # the same scope, the same worker
+    assert parse(data).servers["web"].links == ("db",)
+
+
+def test_a_scope_shorter_than_the_session_with_ports_cannot_be_bind_local() -> None:
+    from pytest_testserver.config import check_settings
+    from pytest_testserver.settings import RunSettings
+
+    config = parse(servers(web={"image": "busybox", "ports": [80], "scope": "class"}))
+    check_settings(config, RunSettings())
+    with pytest.raises(ConfigError) as error:
+        check_settings(config, RunSettings(bind_local=True))
+    assert str(error.value) == (
+        "testservers.yaml: servers.web.scope: class cannot be combined with bind-local: a fresh "
+        "container and the one it replaces (or its warm spare) would publish the same port "
+        "numbers; use scope: session with reset:, or turn bind-local off"
+    )
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", 0), ("1", 1), (" 4 ", 4)])
+def test_spares_ini_is_a_small_count(value: str, expected: int) -> None:
+    from pytest_testserver.settings import spares
+
+    assert spares(value, "ini testserver_spares") == expected
+
+
+@pytest.mark.parametrize("value", ["-1", "5", "one", ""])
+def test_a_bad_spares_ini_names_it(value: str) -> None:
+    from pytest_testserver.settings import spares
+
+    with pytest.raises(
+        ConfigError, match=r"^ini testserver_spares: .* is not a number of spares \(0 to 4\)$"
+    ):
+        spares(value, "ini testserver_spares")
 
 
 def test_reset_is_an_argument_list() -> None:
@@ -1272,5 +1364,6 @@ def test_linked_servers_must_share_alike() -> None:
     }
     assert error_of(data) == (
         "testservers.yaml: servers.web.links[0]: 'db' has share: run but 'web' has share: "
-        "worker; linked servers must share alike (they join one network)"
+        "worker; linked servers must share alike (they join one network): give 'db' share: "
+        "worker"
     )

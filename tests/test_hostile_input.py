@@ -299,6 +299,7 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "timeout": numbers,
     "image_timeout": numbers,
     "share": st.one_of(st.sampled_from(["run", "worker"]), texts, yamlish),
+    "scope": st.one_of(st.sampled_from(["session", "module", "class", "function"]), texts, yamlish),
     "reset": argvs,
     "wait": st.one_of(
         st.sampled_from([False, None, True]),

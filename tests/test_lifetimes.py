@@ -3,11 +3,16 @@ pytester (its parsing is in test_config.py)."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
-from tests.conftest import servers_yaml
+from tests.conftest import servers_yaml, wait_for
+from tests.test_xdist_and_crashes import REAP_WITHIN, container_creations, nothing_left, run_of
 
 RESETTABLE = """
     image: busybox:stable
@@ -89,3 +94,252 @@ def test_a_failing_reset_fails_that_test_in_setup_with_its_output_masked(
     ) in output
     assert "hunter2-pw" not in output
     result.stdout.fnmatch_lines(["ERROR *test_second*"])
+
+
+# -- scope: a fresh container per module, class or test -------------------------------------------
+
+SLEEPER = """
+    image: busybox:stable
+    command: ["sleep", "600"]
+    post_startup: ["true"]
+    scope: {scope}
+    """
+
+RECORD = """
+import json, time
+from pathlib import Path
+
+def record(request, *handles):
+    with Path("seen.jsonl").open("a") as out:
+        for handle in handles:
+            line = {"test": request.node.nodeid, "server": handle.name,
+                    "id": handle.container_id, "began": time.time()}
+            out.write(json.dumps(line) + "\\n")
+"""
+
+
+def seen(pytester: pytest.Pytester) -> list[dict[str, Any]]:
+    lines = (pytester.path / "seen.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def ids_of(records: list[dict[str, Any]], server: str) -> list[str]:
+    return [r["id"] for r in records if r["server"] == server]
+
+
+def test_each_scope_gets_a_fresh_container_and_none_is_left(
+    pytester: pytest.Pytester, suite: Any
+) -> None:
+    suite(
+        servers_yaml(
+            fn=SLEEPER.format(scope="function"),
+            cls=SLEEPER.format(scope="class"),
+            mod=SLEEPER.format(scope="module"),
+            ses=SLEEPER.format(scope="session"),
+        ),
+        RECORD
+        + """
+import pytest
+pytestmark = pytest.mark.testserver("fn", "cls", "mod", "ses")
+
+def test_a(request, testservers):
+    record(request, *(testservers[n] for n in ("fn", "cls", "mod", "ses")))
+
+class TestOne:
+    def test_b(self, request, testservers):
+        record(request, *(testservers[n] for n in ("fn", "cls", "mod", "ses")))
+
+    @pytest.mark.parametrize("i", [1, 2])
+    def test_c(self, request, testservers, i):
+        record(request, *(testservers[n] for n in ("fn", "cls", "mod", "ses")))
+
+class TestTwo:
+    def test_d(self, request, testservers):
+        record(request, *(testservers[n] for n in ("fn", "cls", "mod", "ses")))
+""",
+        files={
+            "test_other.py": RECORD
+            + """
+import pytest
+
+@pytest.mark.testserver("mod", "ses")
+def test_e(request, testservers):
+    record(request, testservers["mod"], testservers["ses"])
+"""
+        },
+    )
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=6)
+    records = seen(pytester)
+    assert len(set(ids_of(records, "fn"))) == 5  # one per test, parameters included
+    # test_a alone (outside a class, a class-scoped server is the test's own), TestOne, TestTwo
+    assert len(set(ids_of(records, "cls"))) == 3
+    assert ids_of(records, "cls")[1] == ids_of(records, "cls")[2] == ids_of(records, "cls")[3]
+    assert len(set(ids_of(records, "mod"))) == 2  # one per module
+    assert len(set(ids_of(records, "ses"))) == 1
+    # the autouse leak check of tests/conftest.py then finds no container of this run left
+
+
+@pytest.mark.parametrize("spares", ["1", "0"])
+def test_a_warm_spare_is_started_before_its_test_begins(
+    pytester: pytest.Pytester, suite: Any, spares: str
+) -> None:
+    suite(
+        servers_yaml(fn=SLEEPER.format(scope="function")),
+        RECORD
+        + """
+import time
+from datetime import datetime
+import pytest
+from tests.conftest import inspect
+
+def started_at(container):
+    text = inspect(container)["State"]["StartedAt"]  # 2026-12-03T07:40:12.123456789Z
+    seconds, _, fraction = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{seconds}.{fraction[:6] or 0}+00:00").timestamp()
+
+@pytest.mark.parametrize("i", range(3))
+@pytest.mark.testserver("fn")
+def test_busy(request, testservers, i):
+    began = time.time()
+    server = testservers["fn"]
+    record(request, server)
+    with open("started.txt", "a") as out:
+        out.write(f"{i} {started_at(server.container_id) - began:.3f}\\n")
+    time.sleep(3)  # longer than a start: the next test's container is started meanwhile
+""",
+    )
+    pytester.runpytest("-p", "no:randomly", "-o", f"testserver_spares={spares}").assert_outcomes(
+        passed=3
+    )
+    assert len({r["id"] for r in seen(pytester)}) == 3
+    lead = dict(line.split() for line in (pytester.path / "started.txt").read_text().splitlines())
+    # Started in the test's own setup (readiness since then: tenths of a second), or during
+    # the 3 s of the test before.
+    if spares == "0":
+        assert all(float(seconds) > -1.5 for seconds in lead.values()), lead
+        return
+    assert float(lead["1"]) < -1.5, lead
+    assert float(lead["2"]) < -1.5, lead
+
+
+def test_a_fresh_container_per_test_under_xdist(pytester: pytest.Pytester, suite: Any) -> None:
+    suite(
+        servers_yaml(fn=SLEEPER.format(scope="function")),
+        RECORD
+        + """
+import pytest
+
+@pytest.mark.parametrize("i", range(6))
+@pytest.mark.testserver("fn")
+def test_it(request, testserver, i):
+    record(request, testserver)
+""",
+    )
+    pytester.runpytest("-n", "2").assert_outcomes(passed=6)
+    assert len({r["id"] for r in seen(pytester)}) == 6
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
+def test_spares_are_removed_when_the_run_is_interrupted_or_killed(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, how: str
+) -> None:
+    suite(
+        servers_yaml(fn=SLEEPER.format(scope="function")),
+        """
+import time
+from pathlib import Path
+import pytest
+
+@pytest.mark.parametrize("i", range(2))
+@pytest.mark.testserver("fn")
+def test_hold(testserver, i):
+    Path("started.txt").write_text(testserver.container_id)
+    time.sleep(120)
+""",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the first test")
+        run = run_of(docker_api, (pytester.path / "started.txt").read_text())
+        mine = {"label": f"pytest-testserver.run={run}"}
+        wait_for(lambda: len(docker_api.containers(filters=mine)) == 2, 60, "the spare")
+        process.send_signal(getattr(signal, how))
+        bound = REAP_WITHIN if how == "SIGKILL" else 60
+        wait_for(nothing_left(docker_api, run), bound, f"the run's containers after {how}")
+    finally:
+        process.kill()
+        process.communicate()
+
+
+def test_a_session_server_starts_when_collection_ends_if_a_selected_test_that_runs_needs_it(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any
+) -> None:
+    sleeper = SLEEPER.format(scope="session")
+    suite(
+        servers_yaml(late=sleeper, deselected=sleeper, skipped=sleeper),
+        RECORD
+        + """
+import time
+from datetime import datetime
+import pytest
+from tests.conftest import inspect
+
+def started_at(container):
+    text = inspect(container)["State"]["StartedAt"]
+    seconds, _, fraction = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{seconds}.{fraction[:6] or 0}+00:00").timestamp()
+
+@pytest.mark.parametrize("i", range(4))
+def test_other(i):
+    time.sleep(0.5)
+
+@pytest.mark.testserver("deselected")
+def test_unwanted():
+    pass
+
+@pytest.mark.skipif(True, reason="not here")
+@pytest.mark.testserver("skipped")
+def test_skipped():
+    pass
+
+@pytest.mark.testserver("late")
+def test_late(testserver):
+    began = time.time()
+    with open("lead.txt", "w") as out:
+        out.write(f"{started_at(testserver.container_id) - began:.3f}")
+""",
+    )
+    created = {
+        name: container_creations(docker_api, name) for name in ("late", "deselected", "skipped")
+    }
+    result = pytester.runpytest("-p", "no:randomly", "-k", "not unwanted")
+    result.assert_outcomes(passed=5, skipped=1, deselected=1)
+    counts = {name: len(events.stop()) for name, events in created.items()}
+    assert counts == {"late": 1, "deselected": 0, "skipped": 0}
+    # started while the 2 s of other tests ran, not when its test asked
+    assert float((pytester.path / "lead.txt").read_text()) < -1.0
+
+
+def test_collect_only_starts_nothing(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any
+) -> None:
+    suite(
+        servers_yaml(box=SLEEPER.format(scope="session"), fn=SLEEPER.format(scope="function")),
+        """
+import pytest
+
+@pytest.mark.testserver("box", "fn")
+def test_it():
+    pass
+""",
+    )
+    created = container_creations(docker_api, "box")
+    fresh = container_creations(docker_api, "fn")
+    pytester.runpytest("--collect-only").assert_outcomes()
+    assert created.stop() == []
+    assert fresh.stop() == []
