@@ -71,6 +71,7 @@ class Instances:
         self._spares_wanted = spares
         self._background_removal = background_removal
         self._lock = threading.Lock()
+        self._acquiring = threading.Lock()
         self._count = 0
         self._current: tuple[str, str, ServerHandle] | None = None  # scope key, instance, handle
         self._spares: deque[Spare] = deque()
@@ -83,17 +84,18 @@ class Instances:
 
     def acquire(self, key: str) -> ServerHandle:
         """The container of scope ``key``: the current one, a spare, or one started now."""
-        with self._lock:
-            if self._current is not None and self._current[0] == key:
-                return self._current[2]
-        self.release()
-        with self._lock:
-            spare = self._spares.popleft() if self._spares else None
-            instance = spare.instance if spare else self._next_instance()
-        handle = spare.wait() if spare else self._start(instance)
-        with self._lock:
-            self._current = (key, instance, handle)
-        return handle
+        with self._acquiring:  # two servers linking to this one ask at once: one container
+            with self._lock:
+                if self._current is not None and self._current[0] == key:
+                    return self._current[2]
+            self.release()
+            with self._lock:
+                spare = self._spares.popleft() if self._spares else None
+                instance = spare.instance if spare else self._next_instance()
+            handle = spare.wait() if spare else self._start(instance)
+            with self._lock:
+                self._current = (key, instance, handle)
+            return handle
 
     def prepare(self, keys: list[str]) -> None:
         """Spares for the scopes to come (``keys``, in the order the tests ask): one per scope

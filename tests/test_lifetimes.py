@@ -7,10 +7,15 @@ import json
 import signal
 import subprocess
 import sys
+import threading
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from pytest_testserver.errors import StartError
+from pytest_testserver.lifetimes import Instances
 from tests.conftest import servers_yaml, wait_for
 from tests.test_xdist_and_crashes import REAP_WITHIN, container_creations, nothing_left, run_of
 
@@ -343,3 +348,101 @@ def test_it():
     pytester.runpytest("--collect-only").assert_outcomes()
     assert created.stop() == []
     assert fresh.stop() == []
+
+
+# -- the instances of one scoped server, without an engine ----------------------------------------
+
+
+class FakeServers:
+    """Starts and removes pretend containers, recording the order of events."""
+
+    def __init__(self, fail: set[str] | None = None, delay: float = 0.0) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.fail = fail or set()
+        self.delay = delay
+        self.lock = threading.Lock()
+
+    def start(self, instance: str) -> Any:
+        time.sleep(self.delay)
+        with self.lock:
+            self.events.append(("start", instance))
+        if instance in self.fail:
+            raise StartError("web", f"{instance} could not start")
+        return SimpleNamespace(name="web", container_id=f"id-{instance}")
+
+    def remove(self, instance: str) -> None:
+        with self.lock:
+            self.events.append(("remove", instance))
+
+    def instances(self, spares: int = 1, background: bool = False) -> Instances:
+        return Instances(
+            "web",
+            start=self.start,
+            remove=self.remove,
+            spares=spares,
+            background_removal=background,
+        )
+
+
+def test_one_container_per_scope_key_and_the_previous_is_removed_first() -> None:
+    fake = FakeServers()
+    web = fake.instances(spares=0)
+    first = web.acquire("mod_a")
+    assert web.acquire("mod_a") is first
+    second = web.acquire("mod_b")
+    assert second.container_id == "id-web.2"
+    assert fake.events == [("start", "web.1"), ("remove", "web.1"), ("start", "web.2")]
+    web.release_unless("mod_b")  # the next test is in the same scope: kept
+    assert web.current() is second
+    web.release_unless(None)  # the last test
+    assert web.current() is None
+    assert fake.events[-1] == ("remove", "web.2")
+
+
+def test_spares_are_planned_for_the_scopes_to_come_but_not_the_current_one() -> None:
+    fake = FakeServers()
+    web = fake.instances(spares=2)
+    web.acquire("t1")
+    web.prepare(["t1", "t2", "t2", "t3", "t4"])  # t1 is current; at most 2 ahead
+    assert web.acquire("t2").container_id == "id-web.2"
+    assert web.acquire("t3").container_id == "id-web.3"
+    web.prepare(["t3"])  # nothing to come but the current scope: no spare
+    assert web.acquire("t4").container_id == "id-web.4"  # started when asked
+    started = [i for event, i in fake.events if event == "start"]
+    assert started == ["web.1", "web.2", "web.3", "web.4"]
+
+
+def test_a_spare_that_failed_fails_the_test_that_takes_it_and_the_next_one_tries_again() -> None:
+    fake = FakeServers(fail={"web.2"})
+    web = fake.instances(spares=1)
+    web.acquire("t1")
+    web.prepare(["t2"])
+    with pytest.raises(StartError, match=r"web\.2 could not start"):
+        web.acquire("t2")
+    assert web.acquire("t3").container_id == "id-web.3"
+
+
+def test_no_spare_after_close_and_removal_in_the_background_is_waited_for() -> None:
+    fake = FakeServers()
+    web = fake.instances(spares=1, background=True)
+    web.acquire("t1")
+    web.release()
+    web.wait_released(time.monotonic() + 5)
+    assert ("remove", "web.1") in fake.events
+    web.close()
+    web.prepare(["t2"])
+    assert web.acquire("t2").container_id == "id-web.2"  # started when asked, not a spare
+    assert [e for e in fake.events if e[0] == "start"] == [("start", "web.1"), ("start", "web.2")]
+
+
+def test_two_servers_linking_to_one_scoped_server_get_one_container() -> None:
+    fake = FakeServers(delay=0.2)
+    web = fake.instances(spares=0)
+    handles: list[Any] = []
+    threads = [threading.Thread(target=lambda: handles.append(web.acquire("t1"))) for _ in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert handles[0] is handles[1]
+    assert fake.events == [("start", "web.1")]
