@@ -34,7 +34,7 @@ from testserver_bench.workloads import WORKLOADS, Context, Table, Target
 import pytest_testserver
 
 RESULTS = Path(__file__).resolve().parent / "results"
-HEAVY = (5, 6)
+HEAVY = (5, 6, 8)
 PACKAGES = (
     "pytest",
     "pytest-testserver",
@@ -56,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeat-heavy",
         type=int,
         default=None,
-        help="rounds for workloads 5 and 6 (default: --repeat); the report says so when fewer",
+        help="rounds for workloads 5, 6 and 8 (default: --repeat); the report says so when fewer",
     )
     parser.add_argument(
         "--repeat-idle",
@@ -64,7 +64,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="rounds for workload 7, whose differences are milliseconds (default: 5 x --repeat)",
     )
-    parser.add_argument("--workloads", default="1,2,3,4,5,6,7", help="comma-separated, e.g. 1,2,3")
+    parser.add_argument(
+        "--workloads", default="1,2,3,4,5,6,7,8,10,11", help="comma-separated, e.g. 1,2,3"
+    )
     parser.add_argument(
         "--contenders",
         default=",".join(c.name for c in contenders.ALL),

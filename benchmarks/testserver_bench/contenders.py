@@ -2,14 +2,16 @@
 
 Every project starts the servers of a ``Scenario`` (prebuilt images, or one image built from the
 ``web/`` Dockerfile), waits until each answers HTTP, and runs ``test_files`` tests that GET every
-server through its port published on the host. Readiness budgets are the same for all
-(``Scenario.budget`` seconds).
+server through its port published on the host (then stay busy ``Scenario.busy`` seconds).
+Readiness budgets are the same for all (``Scenario.budget`` seconds). A contender that cannot do
+what a scenario asks (a per-test server, a reset between tests) refuses to render it.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import re
 import shutil
 import textwrap
@@ -20,6 +22,7 @@ from . import images
 from .engine import BENCH_LABEL
 
 PYTEST_INI = "[pytest]\n"
+SCOPES = ("session", "module", "class", "function")
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,9 @@ class Scenario:
     image: str | None  # a prebuilt image, or None: build the Dockerfile in ./web
     test_files: int = 1
     budget: int = 30  # readiness timeout in seconds, the same for every contender
+    scope: str = "session"  # the pytest scope of each server: "function" is a fresh one per test
+    busy: float = 0.0  # seconds each test sleeps after its GETs (work the test does)
+    reset: tuple[str, ...] | None = None  # argv exec'd in the server between tests (ours only)
 
     @property
     def built(self) -> bool:
@@ -41,12 +47,22 @@ def _write(folder: Path, files: dict[str, str]) -> None:
         path.write_text(textwrap.dedent(text).lstrip())
 
 
+def _busy(scenario: Scenario) -> tuple[str, str]:
+    """The import and the statement that keep a test busy: lines of their own in a template
+    (blank when it is not busy)."""
+    if not scenario.busy:
+        return "", ""
+    return "import time", f"time.sleep({scenario.busy!r})"
+
+
 def _plain_tests(scenario: Scenario) -> dict[str, str]:
     """Tests for the contenders whose conftest provides ``servers``: name -> URL."""
+    import_time, sleep = _busy(scenario)
     return {
         f"test_{i}.py": f"""
             from __future__ import annotations
 
+            {import_time}
             import urllib.request
 
 
@@ -54,6 +70,7 @@ def _plain_tests(scenario: Scenario) -> dict[str, str]:
                 for url in servers.values():
                     with urllib.request.urlopen(url, timeout=10) as response:
                         assert response.status == 200
+                {sleep}
             """
         for i in range(scenario.test_files)
     }
@@ -64,6 +81,16 @@ class Contender:
 
     name = ""
     plugins: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ("session",)  # the server scopes it can render
+    resets = False  # whether it can exec a command in a server between tests
+
+    def refusal(self, scenario: Scenario) -> str | None:
+        """Why this contender cannot do what ``scenario`` asks, or None."""
+        if scenario.scope not in self.scopes:
+            return f"{self.name} has no {scenario.scope}-scoped server here"
+        if scenario.reset is not None and not self.resets:
+            return f"{self.name} has no reset between tests here"
+        return None
 
     @property
     def slug(self) -> str:
@@ -75,6 +102,9 @@ class Contender:
         return None
 
     def render(self, scenario: Scenario, folder: Path) -> None:
+        refusal = self.refusal(scenario)
+        if refusal:
+            raise ValueError(refusal)
         files = {"pytest.ini": PYTEST_INI, **self.files(scenario)}
         _write(folder, files)
         if scenario.built:
@@ -91,9 +121,11 @@ def _missing_module(module: str, package: str) -> str | None:
 
 
 class Floor(Contender):
-    """What a competent user writes by hand: a session fixture over raw docker-py."""
+    """What a competent user writes by hand: a fixture over raw docker-py (session-scoped
+    unless the scenario asks otherwise), with the client and the image shared by the session."""
 
     name = "floor"
+    scopes = SCOPES
 
     def files(self, scenario: Scenario) -> dict[str, str]:
         conftest = f"""
@@ -135,18 +167,30 @@ class Floor(Contender):
 
 
             @pytest.fixture(scope="session")
-            def servers() -> Iterator[dict[str, str]]:
+            def docker_client() -> Iterator[docker.DockerClient]:
                 client = docker.from_env()
-                image = IMAGE
-                if image is None:
-                    web = Path(__file__).parent / "web"
-                    image = client.images.build(path=str(web), tag=BUILT_TAG, rm=True)[0].id
+                try:
+                    yield client
+                finally:
+                    client.close()
+
+
+            @pytest.fixture(scope="session")
+            def server_image(docker_client) -> str:
+                if IMAGE is not None:
+                    return IMAGE
+                web = Path(__file__).parent / "web"
+                return docker_client.images.build(path=str(web), tag=BUILT_TAG, rm=True)[0].id
+
+
+            @pytest.fixture(scope="{scenario.scope}")
+            def servers(docker_client, server_image) -> Iterator[dict[str, str]]:
                 started = []
                 urls = {{}}
                 try:
                     for name in NAMES:  # one after another
-                        container = client.containers.run(
-                            image,
+                        container = docker_client.containers.run(
+                            server_image,
                             detach=True,
                             ports={{"8080/tcp": ("127.0.0.1", None)}},
                             labels=LABELS,
@@ -160,7 +204,6 @@ class Floor(Contender):
                 finally:
                     for container in started:
                         container.remove(force=True)
-                    client.close()
             """
         return {"conftest.py": conftest, **_plain_tests(scenario)}
 
@@ -190,6 +233,8 @@ class Ours(Contender):
 
     name = "pytest-testserver"
     plugins = ("pytest-testserver",)
+    scopes = SCOPES
+    resets = True
 
     def __init__(self, readiness: str | None = None, main: bool = True) -> None:
         self.readiness = readiness or self.best()
@@ -214,12 +259,18 @@ class Ours(Contender):
                 f"    {READINESS[self.readiness]}",
                 f"    timeout: {scenario.budget}",
             ]
+            if scenario.scope != "session":
+                lines.append(f"    scope: {scenario.scope}")
+            if scenario.reset is not None:
+                lines.append(f"    reset: {json.dumps(list(scenario.reset))}")
         yaml = "\n".join(lines) + "\n"
         names = ", ".join(repr(n) for n in scenario.servers)
+        import_time, sleep = _busy(scenario)
         tests = {
             f"test_{i}.py": f"""
                 from __future__ import annotations
 
+                {import_time}
                 import urllib.request
 
                 import pytest
@@ -231,6 +282,7 @@ class Ours(Contender):
                         url = testservers[name].url(8080)
                         with urllib.request.urlopen(url, timeout=10) as response:
                             assert response.status == 200
+                    {sleep}
                 """
             for i in range(scenario.test_files)
         }
@@ -292,6 +344,7 @@ class DockerTools(Contender):
 
     name = "pytest-docker-tools"
     plugins = ("pytest-docker-tools",)
+    scopes = SCOPES
 
     def unavailable(self) -> str | None:
         return _missing_module("pytest_docker_tools", "pytest-docker-tools")
@@ -305,7 +358,7 @@ class DockerTools(Contender):
             image = repr(scenario.image)
         fixtures = "".join(
             f"{name} = container(image={image}, ports={{'8080/tcp': None}}, "
-            f"scope='session', timeout={scenario.budget}, labels=LABELS)\n"
+            f"scope={scenario.scope!r}, timeout={scenario.budget}, labels=LABELS)\n"
             for name in scenario.servers
         )
         args = ", ".join(scenario.servers)
@@ -319,7 +372,7 @@ class DockerTools(Contender):
             f"{image_line}{fixtures}\n\n"
             "def url(server) -> str:\n"
             "    return f\"http://127.0.0.1:{server.ports['8080/tcp'][0]}/\"\n\n\n"
-            '@pytest.fixture(scope="session")\n'
+            f"@pytest.fixture(scope={scenario.scope!r})\n"
             f"def servers({args}) -> dict[str, str]:\n"
             f"    return {{{urls}}}\n"
         )

@@ -2,6 +2,8 @@
 
 Nothing here trusts a contender's own counters: containers are counted from the engine's event
 stream, builds from the API requests the engine received (through a counting socket relay).
+The engine answers a query for past events from its last 256 only, and other runs sharing the
+engine fill those too: a run's events are also read live while it runs (``EventLog``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,34 @@ class RunEngineReport:
     die_events: list[dict[str, Any]] = field(default_factory=list)
 
 
+def _event_time(event: dict[str, Any]) -> float:
+    return int(event.get("timeNano", 0)) / 1e9
+
+
+def _event_key(event: dict[str, Any]) -> tuple[str, str, str, int]:
+    actor = event.get("Actor", {}).get("ID", "")
+    return (event.get("Type", ""), event.get("Action", ""), actor, int(event.get("timeNano", 0)))
+
+
+class EventLog:
+    """Every event of the engine from ``since`` on, read as it happens (a thread)."""
+
+    def __init__(self, api: Any, since: float) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._stream = api.events(since=since, decode=True)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(Exception):  # close() may end the stream mid-read
+            for event in self._stream:
+                self.events.append(event)
+
+    def close(self) -> None:
+        self._stream.close()
+        self._thread.join(timeout=5)
+
+
 class EngineWatch:
     """Reads the engine's events for a time window, and removes what a run left behind."""
 
@@ -59,25 +89,45 @@ class EngineWatch:
     def close(self) -> None:
         self.client.close()
 
-    def events(self, since: float, until: float, kind: str, action: str) -> list[dict[str, Any]]:
+    def listen(self, since: float) -> EventLog:
+        """Start reading the engine's events live; ``close()`` the log after ``observe``."""
+        return EventLog(self.api, since)
+
+    def events(
+        self, since: float, until: float, kind: str, action: str, log: EventLog | None = None
+    ) -> list[dict[str, Any]]:
+        """The window's events of one kind and action: those the engine still keeps, and those
+        ``log`` read live (older ones the engine has dropped since)."""
         filters = {"type": kind, "event": action}
         # Sub-second bounds: the engine takes fractional seconds (the stubs only say int).
         stream = self.api.events(since=since, until=until, filters=filters, decode=True)  # type: ignore[call-overload]
-        return list(stream)
+        kept = list(stream)
+        if log is None:
+            return kept
+        seen = {_event_key(e) for e in kept}
+        live = [
+            e
+            for e in list(log.events)
+            if e.get("Type") == kind
+            and str(e.get("Action", "")).split(":")[0] == action
+            and since <= _event_time(e) <= until
+            and _event_key(e) not in seen
+        ]
+        return sorted(kept + live, key=_event_time)
 
-    def observe(self, since: float, until: float) -> RunEngineReport:
+    def observe(self, since: float, until: float, log: EventLog | None = None) -> RunEngineReport:
         """Count what the window created, then remove whatever of it still exists (a leak)."""
         report = RunEngineReport()
         created = [
             e
-            for e in self.events(since, until, "container", "create")
+            for e in self.events(since, until, "container", "create", log)
             if is_bench_container(e.get("Actor", {}).get("Attributes", {}))
         ]
         report.containers_created = len(created)
-        report.image_tags = len(self.events(since, until, "image", "tag"))
+        report.image_tags = len(self.events(since, until, "image", "tag", log))
         report.die_events = [
             e
-            for e in self.events(since, until, "container", "die")
+            for e in self.events(since, until, "container", "die", log)
             if is_bench_container(e.get("Actor", {}).get("Attributes", {}))
         ]
         existing = {c["Id"]: c for c in self.api.containers(all=True)}
@@ -88,7 +138,7 @@ class EngineWatch:
                 report.leaked_containers.append(names[0].lstrip("/"))
                 self.api.remove_container(cid, force=True, v=True)
         networks = {n["Id"]: n for n in self.api.networks()}
-        for event in self.events(since, until, "network", "create"):
+        for event in self.events(since, until, "network", "create", log):
             nid = event.get("Actor", {}).get("ID", "")
             network = networks.get(nid)
             if network is not None and is_bench_network(network.get("Labels") or {}):

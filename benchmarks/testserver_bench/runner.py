@@ -169,8 +169,12 @@ class Runner:
         self.log = log
 
     def _once(self, cell: Cell, env: dict[str, str] | None = None) -> Run:
-        run = run_pytest(cell.project, cell.full_args(), self.cap, env)
-        run.engine = self.watch.observe(run.started, run.ended)
+        log = self.watch.listen(time.time())
+        try:
+            run = run_pytest(cell.project, cell.full_args(), self.cap, env)
+            run.engine = self.watch.observe(run.started, run.ended, log)
+        finally:
+            log.close()
         if run.engine.leaked_containers or run.engine.leaked_networks:
             self.log(
                 f"    leak: {cell.key} left {run.engine.leaked_containers} "

@@ -1,7 +1,8 @@
-"""The seven workloads: which cells each measures, and how its figures and targets are derived."""
+"""The workloads: which cells each measures, and how its figures and targets are derived."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import statistics
@@ -146,8 +147,13 @@ def broken_notes(cells: Sequence[Cell]) -> list[str]:
     return notes
 
 
-def skipped_rows(ctx: Context, width: int) -> list[list[str]]:
-    return [[name, f"skipped: {why}"] + [""] * (width - 2) for name, why in ctx.skipped.items()]
+def skipped_rows(ctx: Context, width: int, only: tuple[str, ...] | None = None) -> list[list[str]]:
+    """A row per skipped contender (of ``only``, when given)."""
+    return [
+        [name, f"skipped: {why}"] + [""] * (width - 2)
+        for name, why in ctx.skipped.items()
+        if only is None or name in only
+    ]
 
 
 class Workload:
@@ -811,6 +817,275 @@ class Idle(Workload):
         return Outcome([table], targets, data)
 
 
+class FreshPerTest(Workload):
+    number = 8
+    title = "W8: a fresh server for each of 20 tests, each busy 0.3 s"
+    tests = 20
+    busy = 0.3
+
+    def contenders(self, ctx: Context) -> list[Contender]:
+        return [c for c in ctx.contenders if isinstance(c, (Floor, Ours, DockerTools))]
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        scenario = Scenario(
+            SINGLE,
+            images.image_ref("ready"),
+            test_files=self.tests,
+            budget=ctx.budget,
+            scope="function",
+            busy=self.busy,
+        )
+        return [
+            Cell(c, "function", scenario, self.folder(ctx, c.slug)) for c in self.contenders(ctx)
+        ]
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        floor = find(cells, Floor.name, "function")
+        columns = [
+            "contender",
+            "median s",
+            "min-max s",
+            "x floor",
+            f"per test beyond its {self.busy} s (ms)",
+            "containers/run",
+            "leaks c/n",
+        ]
+        table = Table(self.title, columns)
+        for cell in cells:
+            walls = cell.walls()
+            per_test = [w / self.tests - self.busy for w in walls]
+            count = created(cell)
+            table.rows.append(
+                [
+                    cell.contender.name,
+                    fmt_s(cell.median()) if not cell.broken else status(cell),
+                    f"{min(walls):.3f}-{max(walls):.3f}" if walls else "-",
+                    fmt_x(ratio(cell, floor)),
+                    fmt_ms(statistics.median(per_test) if per_test else None),
+                    "-" if count is None else f"{count:g}",
+                    leaks([cell]),
+                ]
+            )
+        table.rows += skipped_rows(ctx, len(columns), only=(DockerTools.name,))
+        table.notes += broken_notes(cells)
+        table.notes.append(
+            f"{self.tests} test files of one test each; every test gets a server of its own, GETs "
+            f"it and then sleeps {self.busy} s. The floor is a function-scoped docker-py fixture "
+            "(create, start, wait until HTTP answers, force-remove, per test; the client shared by "
+            "the session); pytest-docker-tools `container(..., scope='function')`; ours "
+            "`scope: function`. 'Per test' is the whole run divided by the tests, minus the busy "
+            "time (pytest's start-up spread over them). Containers: the engine's create events."
+        )
+        ours = find(cells, Ours.name, "function")
+        value = ratio(ours, floor) if ours else None
+        target = Target(
+            8,
+            "fresh server per test, whole run vs floor",
+            "<= 0.6x floor",
+            fmt_x(value),
+            None if value is None else value <= 0.6,
+        )
+        return Outcome([table], [target])
+
+
+LEAD_FILE = "test_lead.py"
+
+
+def lead_tests(count: int, each: float, collect: float) -> str:
+    """A test module that takes ``collect`` s to import and holds ``count`` tests of ``each`` s."""
+    tests = "".join(f"\n\ndef test_lead_{i}():\n    time.sleep({each!r})\n" for i in range(count))
+    return (
+        "from __future__ import annotations\n\n"
+        "import time\n\n"
+        f"time.sleep({collect!r})  # stands in for heavy imports: collection takes this long\n"
+        f"{tests}"
+    )
+
+
+def write_with_lead(contender: Contender, scenario: Scenario, lead: str, folder: Path) -> None:
+    contender.render(scenario, folder)
+    (folder / LEAD_FILE).write_text(lead)
+
+
+class StartBeforeAsked(Workload):
+    number = 10
+    title = "W10: starting the server before the test that asks for it"
+    collect = 1.0  # s of imports while collecting
+    lead = 10  # tests before the one that needs the server
+    lead_each = 0.1  # s each
+
+    def contenders(self, ctx: Context) -> list[Contender]:
+        return [c for c in ctx.contenders if isinstance(c, (Floor, Ours))]
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        scenario = Scenario(SINGLE, images.image_ref("ready"), budget=ctx.budget)
+        lead = lead_tests(self.lead, self.lead_each, self.collect)
+        return [
+            Cell(
+                c,
+                "last test",
+                scenario,
+                self.folder(ctx, c.slug),
+                args=[LEAD_FILE, "test_0.py"],  # in this order: the server's test runs last
+                write=functools.partial(write_with_lead, c, scenario, lead),
+            )
+            for c in self.contenders(ctx)
+        ]
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        floor = find(cells, Floor.name, "last test")
+        columns = ["contender", "median s", "min-max s", "x floor", "vs floor (ms)", "leaks c/n"]
+        table = Table(self.title, columns)
+        for cell in cells:
+            walls = cell.walls()
+            saved = None if floor is None else paired(cell, floor, lambda x, y: x - y)
+            table.rows.append(
+                [
+                    cell.contender.name,
+                    fmt_s(cell.median()) if not cell.broken else status(cell),
+                    f"{min(walls):.3f}-{max(walls):.3f}" if walls else "-",
+                    fmt_x(ratio(cell, floor)),
+                    fmt_ms(saved, signed=True) if cell is not floor else "-",
+                    leaks([cell]),
+                ]
+            )
+        table.notes += broken_notes(cells)
+        table.notes.append(
+            f"`{LEAD_FILE}` sleeps {self.collect} s at import (heavy imports: collection takes "
+            f"that long) and holds {self.lead} tests of {self.lead_each} s that need no server; "
+            "then one test GETs the server. The floor's session fixture is requested by that "
+            "last test only, so it starts there; ours is the marker on that test, nothing else "
+            "configured."
+        )
+        ours = find(cells, Ours.name, "last test")
+        value = ratio(ours, floor) if ours else None
+        target = Target(
+            10,
+            "server needed by the last test, after 1 s collection + 1 s of tests",
+            "<= 0.75x floor",
+            fmt_x(value),
+            None if value is None else value <= 0.75,
+        )
+        return Outcome([table], [target])
+
+
+class ResetCost(Workload):
+    number = 11
+    title = 'W11: the cost of `reset: ["true"]` between 20 tests sharing one server'
+    observe_api = True
+    tests = 20
+    command = ("true",)
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        cells = []
+        for c in ctx.contenders:
+            if not isinstance(c, Ours):
+                continue
+            for variant, reset in (("no reset", None), ("reset", self.command)):
+                scenario = Scenario(
+                    SINGLE,
+                    images.image_ref("ready"),
+                    test_files=self.tests,
+                    budget=ctx.budget,
+                    reset=reset,
+                )
+                folder = self.folder(ctx, c.slug, variant.replace(" ", "-"))
+                cells.append(Cell(c, variant, scenario, folder))
+        return cells
+
+    def per_test(self, cells: list[Cell]) -> float | None:
+        without, with_reset = find(cells, Ours.name, "no reset"), find(cells, Ours.name, "reset")
+        if without is None or with_reset is None or without.broken or with_reset.broken:
+            return None
+        return paired(with_reset, without, lambda x, y: (x - y) / (self.tests - 1))
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        columns = [
+            "contender",
+            "variant",
+            "median s",
+            "min-max s",
+            "execs/run",
+            "reset cost per test (ms)",
+            "leaks c/n",
+        ]
+        table = Table(self.title, columns)
+        cost = self.per_test(cells)
+        for cell in cells:
+            walls = cell.walls()
+            execs = api_total(cell, "POST /containers/{id}/exec")
+            table.rows.append(
+                [
+                    cell.contender.name,
+                    cell.variant,
+                    fmt_s(cell.median()) if not cell.broken else status(cell),
+                    f"{min(walls):.3f}-{max(walls):.3f}" if walls else "-",
+                    "-" if execs is None else str(execs),
+                    fmt_ms(cost, signed=True) if cell.variant == "reset" else "-",
+                    leaks([cell]),
+                ]
+            )
+        table.notes += broken_notes(cells)
+        table.notes.append(
+            f"{self.tests} test files of one test each, every test marked "
+            "`@pytest.mark.testserver(...)` on one session server; the reset runs before every "
+            f"test but the first. Cost per test: (with reset - without) / {self.tests - 1}, per "
+            "round, median. Execs: the exec creations the engine received in one extra run "
+            "through the counting relay."
+        )
+        raw = exec_bound(list(self.command)) if cells else None
+        if raw is not None:
+            table.notes.append(
+                "The engine's own cost (raw docker-py, no pytest): "
+                f"`exec_run({list(self.command)})` on a running server takes "
+                f"{raw * 1000:.0f} ms (median of 20)."
+            )
+        target = Target(
+            11,
+            'reset: ["true"], cost per test',
+            "< 60 ms per test",
+            f"{fmt_ms(cost, signed=True)} ms",
+            None if cost is None else cost < 0.060,
+        )
+        return Outcome([table], [target], {"per_test": cost, "exec_bound": raw})
+
+
+def exec_bound(command: list[str], n: int = 20) -> float:
+    """Median time of one ``exec_run(command)`` in a running server, raw SDK."""
+    import docker
+
+    from .engine import BENCH_LABEL
+
+    client = docker.from_env()
+    container = client.containers.run(
+        images.image_ref("ready"), detach=True, labels={BENCH_LABEL: "exec-bound"}
+    )
+    try:
+        times = []
+        for _ in range(n):
+            started = time.perf_counter()
+            result = container.exec_run(command)
+            times.append(time.perf_counter() - started)
+            assert result.exit_code == 0, result
+    finally:
+        container.remove(force=True)
+        client.close()
+    return statistics.median(times)
+
+
 WORKLOADS: dict[int, Workload] = {
-    w.number: w for w in (OneServer(), Detection(), Failure(), Rebuild(), Shared(), Many(), Idle())
+    w.number: w
+    for w in (
+        OneServer(),
+        Detection(),
+        Failure(),
+        Rebuild(),
+        Shared(),
+        Many(),
+        Idle(),
+        FreshPerTest(),
+        # 9 is reserved
+        StartBeforeAsked(),
+        ResetCost(),
+    )
 }
