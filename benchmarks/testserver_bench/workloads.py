@@ -835,14 +835,28 @@ class FreshPerTest(Workload):
             scope="function",
             busy=self.busy,
         )
-        return [
+        cells = [
             Cell(c, "function", scenario, self.folder(ctx, c.slug)) for c in self.contenders(ctx)
         ]
+        # The default is one warm spare; the ini allows more (each a running container).
+        cells += [
+            Cell(
+                c,
+                "function, 2 spares",
+                scenario,
+                self.folder(ctx, f"{c.slug}-spares2"),
+                args=["-o", "testserver_spares=2"],
+            )
+            for c in self.contenders(ctx)
+            if isinstance(c, Ours)
+        ]
+        return cells
 
     def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
         floor = find(cells, Floor.name, "function")
         columns = [
             "contender",
+            "variant",
             "median s",
             "min-max s",
             "x floor",
@@ -858,6 +872,7 @@ class FreshPerTest(Workload):
             table.rows.append(
                 [
                     cell.contender.name,
+                    cell.variant,
                     fmt_s(cell.median()) if not cell.broken else status(cell),
                     f"{min(walls):.3f}-{max(walls):.3f}" if walls else "-",
                     fmt_x(ratio(cell, floor)),
@@ -873,7 +888,8 @@ class FreshPerTest(Workload):
             f"it and then sleeps {self.busy} s. The floor is a function-scoped docker-py fixture "
             "(create, start, wait until HTTP answers, force-remove, per test; the client shared by "
             "the session); pytest-docker-tools `container(..., scope='function')`; ours "
-            "`scope: function`. 'Per test' is the whole run divided by the tests, minus the busy "
+            "`scope: function` with its default one warm spare, and with `testserver_spares = 2`. "
+            "'Per test' is the whole run divided by the tests, minus the busy "
             "time (pytest's start-up spread over them). Containers: the engine's create events."
         )
         ours = find(cells, Ours.name, "function")
