@@ -134,6 +134,7 @@ def test_list_prints_the_servers_and_exits_without_the_engine(
         servers_yaml(
             web=HTTPD + "    wait: {http: {port: 8080, path: /health}}\n",
             client="image: busybox:stable\ncommand: [sleep, '60']\nlinks: [web]\nwait: false",
+            fresh="image: busybox:stable\ncommand: [sleep, '60']\nscope: class",
         ),
         "def test_never_run(): assert False",
     )
@@ -141,7 +142,7 @@ def test_list_prints_the_servers_and_exits_without_the_engine(
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
-            "testserver: 2 server(s) from testservers.yaml",
+            "testserver: 3 server(s) from testservers.yaml",
             "web",
             "    image:   from busybox:stable; 1 run step(s)",
             "    command: ['httpd', '-f', '-p', '8080', '-h', '/www']",
@@ -153,6 +154,11 @@ def test_list_prints_the_servers_and_exits_without_the_engine(
             "    image:   image busybox:stable",
             "    links:   web",
             "    ready:   running (timeout 120s; image 900s)",
+            "    share:   run",
+            "    scope:   session",
+            "fresh",
+            "    share:   worker",
+            "    scope:   class",
         ]
     )
     assert "test_never_run" not in result.stdout.str()

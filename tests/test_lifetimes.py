@@ -65,6 +65,36 @@ def test_reset_runs_before_each_test_that_uses_the_server_except_the_first(
     pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=5)
 
 
+def test_reset_under_xdist_runs_before_every_test_but_the_first_of_the_run(
+    pytester: pytest.Pytester, suite: Any
+) -> None:
+    suite(
+        servers_yaml(box=RESETTABLE),
+        """
+        import os
+        import pytest
+
+        @pytest.mark.parametrize("i", range(12))
+        @pytest.mark.testserver("box")
+        def test_it(testserver, i):
+            code, out = testserver.exec(["cat", "/resets"])
+            with open(f"seen-{os.environ['PYTEST_XDIST_WORKER']}.txt", "a") as seen:
+                seen.write(f"{out.count('reset') if code == 0 else 0}\\n")
+        """,
+    )
+    pytester.runpytest("-n", "4").assert_outcomes(passed=12)
+    counts = {
+        path.name: [int(n) for n in path.read_text().split()]
+        for path in pytester.path.glob("seen-*.txt")
+    }
+    assert len(counts) > 1, counts  # the server was shared by workers
+    seen = [n for values in counts.values() for n in values]
+    assert seen.count(0) <= 1, counts  # only the run's first test finds it unreset
+    for values in counts.values():  # each test of a worker resets: a worker sees more each time
+        assert values == sorted(set(values)), counts
+    assert max(seen) >= 11 - len(counts), counts
+
+
 def test_a_failing_reset_fails_that_test_in_setup_with_its_output_masked(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
@@ -182,6 +212,35 @@ def test_e(request, testservers):
     assert len(set(ids_of(records, "mod"))) == 2  # one per module
     assert len(set(ids_of(records, "ses"))) == 1
     # the autouse leak check of tests/conftest.py then finds no container of this run left
+
+
+def test_reset_runs_between_the_tests_of_one_container_not_before_a_fresh_one(
+    pytester: pytest.Pytester, suite: Any
+) -> None:
+    suite(
+        servers_yaml(box=RESETTABLE + "scope: class\n"),
+        """
+        import pytest
+
+        def resets(server):
+            code, out = server.exec(["cat", "/resets"])
+            return out.count("reset") if code == 0 else 0
+
+        @pytest.mark.testserver("box")
+        class TestOne:
+            def test_a(self, testserver):
+                assert resets(testserver) == 0
+
+            def test_b(self, testserver):
+                assert resets(testserver) == 1
+
+        @pytest.mark.testserver("box")
+        class TestTwo:
+            def test_c(self, testserver):
+                assert resets(testserver) == 0  # a fresh container: nothing to reset
+        """,
+    )
+    pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
 
 
 @pytest.mark.parametrize("spares", ["1", "0"])
@@ -408,7 +467,7 @@ def test_spares_are_planned_for_the_scopes_to_come_but_not_the_current_one() -> 
     assert web.acquire("t3").container_id == "id-web.3"
     web.prepare(["t3"])  # nothing to come but the current scope: no spare
     assert web.acquire("t4").container_id == "id-web.4"  # started when asked
-    started = [i for event, i in fake.events if event == "start"]
+    started = sorted(i for event, i in fake.events if event == "start")  # spares start at once
     assert started == ["web.1", "web.2", "web.3", "web.4"]
 
 
