@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="rounds for workload 7, whose differences are milliseconds (default: 5 x --repeat)",
     )
     parser.add_argument(
-        "--workloads", default="1,2,3,4,5,6,7,8,10,11", help="comma-separated, e.g. 1,2,3"
+        "--workloads", default="1,2,3,4,5,6,7,8,9,10,11", help="comma-separated, e.g. 1,2,3"
     )
     parser.add_argument(
         "--contenders",

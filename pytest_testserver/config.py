@@ -41,6 +41,7 @@ SERVER_KEYS = (
     "scope",
     "wait",
     "reset",
+    "init",
 )
 WAIT_KEYS = ("tcp", "http", "log", "healthcheck")
 HTTP_KEYS = ("port", "path", "status")
@@ -152,6 +153,8 @@ class ServerSpec:
     reset: tuple[str, ...] | None = None
     # a fresh container per pytest scope; anything but session is per xdist worker
     scope: str = "session"
+    # the engine's init (tini, catatonit) as PID 1: it reaps zombies and forwards signals
+    init: bool = False
 
     @property
     def sharing(self) -> str:
@@ -327,6 +330,7 @@ def parse_server(
         wait=parse_wait(*fields["wait"]) if "wait" in fields else None,
         reset=v.argv(*entry) if (entry := get("reset")) else None,
         scope=v.choice(*entry, SCOPES) if (entry := get("scope")) else "session",
+        init=v.boolean(*entry) if (entry := get("init")) else False,
     )
 
 

@@ -452,6 +452,15 @@ class Engine:
                 raise self.translate(exc, what, waited) from None
 
     # images
+    def image_id(self, ref: str) -> str | None:
+        """The id of the image ``ref`` names here, or None when there is none."""
+        try:
+            return str(self._call(self.api.inspect_image, ref)["Id"])
+        except EngineError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def image_exists(self, ref: str) -> bool:
         try:
             self._call(self.api.inspect_image, ref)
@@ -513,10 +522,11 @@ class Engine:
         labels: Mapping[str, str],
         network: str | None,
         aliases: Sequence[str],
+        init: bool = False,
     ) -> str:
         bindings: dict[int | str, Any] = {key: value for key, value in port_bindings.items()}
         host_config = self.api.create_host_config(
-            port_bindings=bindings, network_mode=network or "default"
+            port_bindings=bindings, network_mode=network or "default", init=init or None
         )
         # The API's own shape (types-docker mistypes create_networking_config).
         networking: Any = (

@@ -58,6 +58,7 @@ def describe(config: ServerConfig) -> str:
             f"image {spec.image_timeout:g}s)",
             f"    share:   {spec.share}" if spec.scope == "session" else "    share:   worker",
             f"    scope:   {spec.scope}",
+            f"    init:    {'yes' if spec.init else 'no'}",
             f"    reset:   {list(spec.reset) if spec.reset else '-'}",
         ]
     return "\n".join(lines) + "\n"

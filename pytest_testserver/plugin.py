@@ -86,6 +86,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         f"(also ${BIND_LOCAL_ENV} or ini testserver_bind_local)",
     )
     group.addoption(
+        "--testserver-reuse",
+        action="store_true",
+        dest="testserver_reuse",
+        help="keep session servers running after the run and adopt them in the next run of "
+        "this project when their definition is unchanged (off in CI; ini testserver_reuse)",
+    )
+    group.addoption(
+        "--testserver-reuse-clean",
+        action="store_true",
+        dest="testserver_reuse_clean",
+        help="remove this project's kept containers (see --testserver-reuse) and exit",
+    )
+    group.addoption(
         "--testserver-list",
         action="store_true",
         dest="testserver_list",
@@ -117,6 +130,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="1",
         help="fresh containers started ahead for each module-, class- or function-scoped "
         "server (default 1; 0 starts each when asked)",
+    )
+    parser.addini(
+        "testserver_reuse",
+        type="bool",
+        default=False,
+        help="as --testserver-reuse",
+    )
+    parser.addini(
+        "testserver_reuse_idle",
+        type="string",
+        default="1800",
+        help="seconds a kept container may go unused before it is removed (default 1800)",
     )
     parser.addini(
         "testserver_unavailable",
@@ -278,6 +303,11 @@ def read_settings(config: pytest.Config) -> RunSettings:
             config.getini("testserver_unavailable"), "ini testserver_unavailable"
         ),
         spares=run_settings.spares(config.getini("testserver_spares"), "ini testserver_spares"),
+        reuse=bool(config.getoption("testserver_reuse") or config.getini("testserver_reuse")),
+        reuse_idle=run_settings.idle_time(
+            config.getini("testserver_reuse_idle"), "ini testserver_reuse_idle"
+        ),
+        project=str(config.rootpath),
     )
 
 
@@ -482,6 +512,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.getoption("testserver_reuse_clean"):
+        return clean_kept(config)
     if not config.getoption("testserver_list"):
         return None
     try:
@@ -499,8 +531,26 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     return 0
 
 
+def clean_kept(config: pytest.Config) -> int:
+    """--testserver-reuse-clean: this project's kept containers go; nothing else is touched."""
+    from .reuse import clean
+    from .run import UnsafeFolder
+
+    try:
+        sys.stdout.write(clean(str(config.rootpath)) + "\n")
+    except (TestserverError, OSError, UnsafeFolder) as exc:
+        sys.stderr.write(f"testserver: --testserver-reuse-clean: {exc}\n")
+        return 1
+    return 0
+
+
+def redacted(config: pytest.Config, text: str) -> str:
+    """Secrets masked, once servers are declared (without any, there are none to mask)."""
+    return get_pool(config).redact(text) if run_key in config.stash else text
+
+
 def fail(config: pytest.Config, exc: TestserverError) -> NoReturn:
-    message = get_pool(config).redact(str(exc))
+    message = redacted(config, str(exc))
     if isinstance(exc, EngineUnavailable) and config.stash[settings_key].unavailable == "skip":
         pytest.skip(message)
     pytest.fail(message, pytrace=False)
@@ -532,7 +582,7 @@ def start_servers(
     # Outside the except blocks: no "during handling of the above exception" in the report.
     if isinstance(error, TestserverError):
         fail(config, error)
-    pytest.fail(get_pool(config).redact(error), pytrace=False)
+    pytest.fail(redacted(config, error), pytrace=False)
 
 
 def marker_names(item: pytest.Item) -> list[str]:

@@ -18,10 +18,11 @@ from __future__ import annotations
 import contextlib
 import http.client
 import re
+import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -89,7 +90,42 @@ def exited_error(
     if state is None:
         return ServerExited.vanished(spec.name)
     code = int(state.get("ExitCode", -1))
-    return ServerExited(spec.name, code, log_tail(engine, container, redact))
+    tail = log_tail(engine, container, redact)
+    return ServerExited(spec.name, code, tail, why=describe_exit(spec, state, redact, tail))
+
+
+def describe_exit(
+    spec: ServerSpec, state: Mapping[str, Any], redact: Callable[[str], str], tail: str
+) -> str:
+    """Why the container stopped, as far as the engine can tell: the signal's name, the OOM
+    killer, the engine's own error, an empty log; and a hint where one fits."""
+    code = int(state.get("ExitCode", -1))
+    text = f"the container exited with code {code}"
+    signal_name = signal_of(code)
+    if state.get("OOMKilled"):
+        text += " (killed for lack of memory: OOMKilled)"
+    elif signal_name:
+        text += f" (killed by {signal_name})"
+    text += " before it was ready"
+    error = str(state.get("Error") or "").strip()
+    if error:
+        text += f"; the engine says: {redact(error)}"
+    if not tail.strip():
+        text += "; the server printed nothing"
+    if signal_name and signal_name != "SIGKILL" and not spec.init:
+        # A process not written to be PID 1 gets no default signal handling and no reaper there.
+        text += "; a server that is not made to run as PID 1 can die so: try init: true"
+    return text
+
+
+def signal_of(code: int) -> str | None:
+    """``SIGSEGV`` for 139: a shell's (and the engine's) 128 + signal number."""
+    if not 128 < code < 128 + 65:
+        return None
+    try:
+        return signal.Signals(code - 128).name
+    except ValueError:
+        return None
 
 
 def engine_failure(

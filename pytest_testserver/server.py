@@ -13,6 +13,7 @@ import functools
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,16 @@ from .errors import (
 from .handle import ServerHandle
 from .lifetimes import Instances, ScopeKeys
 from .redact import Redactor, looks_secret
+from .reuse import (
+    FOLDER,
+    LABEL_REUSE,
+    Hold,
+    Keeper,
+    definition_digest,
+    forget,
+    remember_use,
+    start_idle_watch,
+)
 from .run import (
     LABEL_PREFIX,
     LABEL_RUN,
@@ -106,6 +117,9 @@ class ServerPool:
         # the containers this process must remove
         self._containers: dict[str, str] = {}
         self._releasing: set[str] = set()  # instances being removed in the background
+        # --testserver-reuse: server -> the kept container it uses (left running at the end)
+        self._keeper = Keeper.for_project(settings.project) if settings.reuse else None
+        self._kept: dict[str, tuple[str, str, Hold]] = {}  # server -> name, container, hold
         self._scoped = {
             name: Instances(
                 name,
@@ -364,7 +378,17 @@ class ServerPool:
                     raise ServerExited.vanished(spec.name) from None
                 raise
         labels = (info.get("Config") or {}).get("Labels") or {}
-        if labels.get(LABEL_RUN) != self.run_id or labels.get(LABEL_SERVER) != spec.name:
+        kept = self._kept_here(labels, spec)
+        if kept:  # another worker adopted (or started) a kept container: this one uses it too
+            folder = self.state_dir().child(FOLDER)
+            try:
+                hold = Hold.take(folder, kept, exclusive=False)
+            finally:
+                folder.close()
+            if hold is not None:
+                with self._lock:
+                    self._kept[spec.name] = (kept, container, hold)
+        elif labels.get(LABEL_RUN) != self.run_id or labels.get(LABEL_SERVER) != spec.name:
             raise StartError(
                 spec.name,
                 f"the run's state names container {container[:12]!r}, which is not this run's "
@@ -576,6 +600,11 @@ class ServerPool:
         with engine.deadline(image_deadline):
             if self.settings.rebuild:
                 ensure()
+        if self._reusable(spec):
+            kept = self._start_kept(engine, spec, wanted.ref, env, ensure, started)
+            if kept is not None:
+                return kept
+        with engine.deadline(image_deadline):
             try:
                 network = self._network_for(engine, spec)
                 try:
@@ -610,6 +639,187 @@ class ServerPool:
             self._event("instance", f"{spec.name} ready in {took} (fresh container {instance})")
         return handle
 
+    def _reusable(self, spec: ServerSpec) -> bool:
+        """--testserver-reuse keeps session servers of the whole run that join no network
+        (a network's names and members would have to be kept alike)."""
+        return (
+            self._keeper is not None
+            and not self.settings.keep
+            and spec.scope == "session"
+            and spec.sharing == "run"
+            and spec.name not in self.config.networked
+        )
+
+    def _start_kept(
+        self,
+        engine: Engine,
+        spec: ServerSpec,
+        ref: str,
+        env: dict[str, str],
+        ensure: Callable[[], None],
+        started: float,
+    ) -> ServerHandle | None:
+        """Adopt the kept container of this definition, or start one to keep; None when the
+        name is held by a kept container of another definition that a run uses right now."""
+        assert self._keeper is not None
+        with engine.deadline(started + spec.image_timeout):
+            image_id = engine.image_id(ref)
+            if image_id is None:
+                ensure()
+                image_id = engine.image_id(ref)
+        digest = definition_digest(
+            {
+                "server": spec.name,
+                "image": image_id,
+                "command": spec.command,
+                "env": sorted(env.items()),
+                "ports": [str(p) for p in spec.ports],
+                "bindings": ports.port_bindings(spec.ports, self.settings),
+                "hostname": spec.hostname,
+                "domain": spec.domain,
+                "init": spec.init,
+            }
+        )
+        folder = self.state_dir().child(FOLDER)
+        try:
+            return self._keep(engine, spec, ref, env, digest, folder, started)
+        finally:
+            folder.close()
+
+    def _keep(
+        self,
+        engine: Engine,
+        spec: ServerSpec,
+        ref: str,
+        env: dict[str, str],
+        digest: str,
+        folder: StateDir,
+        started: float,
+    ) -> ServerHandle | None:
+        assert self._keeper is not None
+        name = self._keeper.name(spec.name)
+        deadline = time.monotonic() + spec.timeout
+        with engine.deadline(deadline):
+            for found in engine.objects(self._keeper.selector(spec.name)):
+                if found.kind != "container":
+                    continue
+                if found.labels.get(LABEL_REUSE) != digest:
+                    self._remove_kept(engine, found.id, name, folder)  # stale: another definition
+                    continue
+                handle = self._adopt_kept(engine, spec, found.id, name, folder, deadline, started)
+                if handle is not None:
+                    return handle
+            hold = Hold.take(folder, name, exclusive=False)
+            if hold is None:
+                return None
+            try:
+                container = self._create(
+                    engine,
+                    spec,
+                    spec.name,
+                    ref,
+                    env,
+                    None,
+                    name=name,
+                    labels=self._keeper.labels(spec.name, digest),
+                )
+            except EngineError as exc:
+                hold.release()
+                if exc.status == 409:
+                    return None
+                raise
+            except BaseException:
+                hold.release()
+                raise
+            try:
+                handle = self._run(engine, spec, container, deadline, started, "")
+            except BaseException:
+                hold.release()
+                self._remove_quietly(spec.name)
+                raise
+        with self._lock:
+            self._containers.pop(spec.name, None)  # kept: the end of the run leaves it running
+            self._kept[spec.name] = (name, container, hold)
+        took = time.monotonic() - started
+        self._event("ready", f"{spec.name} ready in {took:.2f}s (kept for reuse by later runs)")
+        return handle
+
+    def _adopt_kept(
+        self,
+        engine: Engine,
+        spec: ServerSpec,
+        container: str,
+        name: str,
+        folder: StateDir,
+        deadline: float,
+        started: float,
+    ) -> ServerHandle | None:
+        hold = Hold.take(folder, name, exclusive=False)
+        if hold is None:
+            return None  # being removed (idle, stale or cleaned) right now
+        try:
+            handle = self._ready(engine, spec, container, deadline, started, "")
+        except (TestserverError, EngineError):
+            hold.release()  # not running or not ready any more: replaced
+            self._remove_kept(engine, container, name, folder)
+            return None
+        except BaseException:
+            hold.release()
+            raise
+        with self._lock:
+            self._kept[spec.name] = (name, container, hold)
+            self._last_test[container] = "(an earlier run)"  # reset before this run's first test
+        took = time.monotonic() - started
+        self._event("ready", f"{spec.name} reused in {took:.2f}s (kept from an earlier run)")
+        return handle
+
+    def _kept_here(self, labels: Mapping[str, str], spec: ServerSpec) -> str | None:
+        """The kept name when ``labels`` are those of this user's and project's kept ``spec``."""
+        keeper = self._keeper
+        if keeper is None or not self._reusable(spec):
+            return None
+        mine = all(labels.get(k) == v for k, v in keeper.selector(spec.name).items())
+        return keeper.name(spec.name) if mine and LABEL_REUSE in labels else None
+
+    def _release_kept(self, engine: Engine) -> list[str]:
+        """The end of a run that used kept containers: each is left running, with the time of
+        its last use and a detached watch that removes it once it has been idle long enough."""
+        with self._lock:
+            kept, self._kept = dict(self._kept), {}
+        if not kept:
+            return []
+        problems: list[str] = []
+        try:
+            folder = self.state_dir().child(FOLDER)
+        except (OSError, UnsafeFolder) as exc:
+            folder = None
+            problems.append(f"kept containers get no idle watch: {reason(exc)}")
+        environ = engine.location.environ()
+        for server, (name, container, hold) in kept.items():
+            try:
+                if folder is not None:
+                    token = uuid.uuid4().hex
+                    remember_use(folder, name, container, self.settings.reuse_idle, token)
+                    start_idle_watch(folder, name, token, environ)
+            except OSError as exc:
+                problems.append(f"no idle watch for the kept container of {server!r}: {exc}")
+            finally:
+                hold.release()
+        if folder is not None:
+            folder.close()
+        return problems
+
+    def _remove_kept(self, engine: Engine, container: str, name: str, folder: StateDir) -> None:
+        """Remove a kept container under its exclusive lock; left alone while a run uses it."""
+        hold = Hold.take(folder, name, exclusive=True)
+        if hold is None:
+            return
+        try:
+            engine.remove_container(container)
+            forget(folder, name)
+        finally:
+            hold.release()
+
     def _create(
         self,
         engine: Engine,
@@ -618,8 +828,12 @@ class ServerPool:
         ref: str,
         env: dict[str, str],
         network: str | None,
+        *,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> str:
-        name = f"{self.context.scoped(spec.sharing)}-{instance}"
+        kept = name is not None
+        name = name or f"{self.context.scoped(spec.sharing)}-{instance}"
 
         def create() -> str:
             return engine.create_container(
@@ -631,15 +845,16 @@ class ServerPool:
                 port_bindings=ports.port_bindings(spec.ports, self.settings),
                 hostname=spec.hostname,
                 domain=self._domainname(engine, spec),
-                labels=self.context.labels(spec.name),
+                labels=labels if labels is not None else self.context.labels(spec.name),
                 network=network,
                 aliases=self._aliases(spec) if network else (),
+                init=spec.init,
             )
 
         try:
             container = create()
         except EngineError as exc:
-            if exc.status != 409:
+            if exc.status != 409 or kept:  # a kept name is another run's: never replaced here
                 raise
             # The name is taken by this run's own leftover: a worker that died while starting
             # this server (we hold the server's lock now). Replace it.
@@ -815,6 +1030,7 @@ class ServerPool:
             lease.stop()
         if self._watchdog_started is not None:
             self._watchdog_started.join()
+        kept_problems = self._release_kept(engine)
         if self.settings.keep:
             engine.close()  # the containers stay; our connections to the engine do not
             self._close_state()
@@ -836,6 +1052,7 @@ class ServerPool:
                 self._watchdog.abandon()
         elif self._watchdog is not None:
             self._watchdog.done()
+        problems += kept_problems
         engine.close()
         self._close_state()
         with self._lock:

@@ -20,6 +20,10 @@ class RunSettings:
     unavailable: str = "error"
     # fresh containers of each module-, class- or function-scoped server started ahead
     spares: int = 1
+    # --testserver-reuse: session servers kept across runs, removed after reuse_idle seconds
+    reuse: bool = False
+    reuse_idle: float = 1800.0
+    project: str = ""  # the project's root folder: kept containers are never shared across
 
 
 def bind_address(value: object, where: str) -> str:
@@ -55,6 +59,22 @@ def spares(value: object, where: str) -> int:
 
     validate.Where(where).fail(
         f"{validate.show(value)} is not a number of spares (0 to {MAX_SPARES})"
+    )
+
+
+def idle_time(value: object, where: str) -> float:
+    """The idle time of kept containers, in seconds (at most a week)."""
+    text = str(value).strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if 0 < seconds <= 7 * 86400:
+        return seconds
+    from . import validate
+
+    validate.Where(where).fail(
+        f"{validate.show(value)} is not an idle time in seconds (more than 0, at most a week)"
     )
 
 

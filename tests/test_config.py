@@ -33,7 +33,7 @@ from pytest_testserver.settings import bind_address
 SOURCE = "testservers.yaml"
 SERVER_KEYS_TEXT = (
     "build, image, from, install, copy, run, command, env, secret_env, ports, hostname, "
-    "domain, aliases, links, post_startup, timeout, image_timeout, share, scope, wait, reset"
+    "domain, aliases, links, post_startup, timeout, image_timeout, share, scope, wait, reset, init"
 )
 
 
@@ -466,6 +466,11 @@ def test_errors_about_keys_with_newlines_are_one_line(data: dict[str, Any]) -> N
             "function",
             id="scope-unknown",
         ),
+        pytest.param(
+            servers(db={"image": "busybox:stable", "init": "yes"}),
+            "testservers.yaml: servers.db.init: must be true or false, not 'yes'",
+            id="init-not-a-bool",
+        ),
     ],
 )
 def test_bad_values_name_their_key_path(data: object, expected: str) -> None:
@@ -556,6 +561,11 @@ def test_a_bad_spares_ini_names_it(value: str) -> None:
         ConfigError, match=r"^ini testserver_spares: .* is not a number of spares \(0 to 4\)$"
     ):
         spares(value, "ini testserver_spares")
+
+
+def test_init_is_off_unless_asked_for() -> None:
+    assert parse(servers(db={"image": "busybox"})).servers["db"].init is False
+    assert parse(servers(db={"image": "busybox", "init": True})).servers["db"].init is True
 
 
 def test_reset_is_an_argument_list() -> None:

@@ -301,6 +301,7 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "share": st.one_of(st.sampled_from(["run", "worker"]), texts, yamlish),
     "scope": st.one_of(st.sampled_from(["session", "module", "class", "function"]), texts, yamlish),
     "reset": argvs,
+    "init": st.one_of(st.booleans(), texts, yamlish),
     "wait": st.one_of(
         st.sampled_from([False, None, True]),
         mapping_of(

@@ -292,3 +292,27 @@ def test_share_worker_with_bind_local_is_a_usage_error(pytester: pytest.Pytester
             "use share: run (the default)"
         ]
     )
+
+
+def test_a_marker_naming_a_server_without_any_declared_is_one_line(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        test_suite="""
+        import pytest
+
+        @pytest.mark.testserver("web")
+        def test_it():
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*testserver: @pytest.mark.testserver on test_suite.py::test_it names 'web', which is "
+            "not declared in testservers.yaml (not found: *testservers.yaml); declared servers: "
+            "none"
+        ]
+    )
+    assert "KeyError" not in result.stdout.str()

@@ -284,8 +284,8 @@ def test_a_container_removed_while_getting_ready_reads_as_removed(
     output = process.communicate(timeout=60)[0].decode()
     # Removal kills first: depending on when the checks look, it exited (137) or is gone.
     assert re.search(
-        r"testserver: server 'slow': the container (was removed|exited with code 137) "
-        "before it was ready",
+        r"testserver: server 'slow': the container (was removed|exited with code 137 \(killed "
+        r"by SIGKILL\)) before it was ready",
         output,
     ), output
     assert "No such exec instance" not in output

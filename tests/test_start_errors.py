@@ -13,7 +13,7 @@ import pytest
 
 from pytest_testserver.config import ImageSource, PostStartup, ServerSpec
 from pytest_testserver.errors import EngineError, ServerExited, StartError
-from pytest_testserver.readiness import engine_failure, wait_post_startup
+from pytest_testserver.readiness import describe_exit, engine_failure, wait_post_startup
 
 SPEC = ServerSpec(name="web", image=ImageSource("busybox:stable"))
 
@@ -66,7 +66,8 @@ def test_an_exec_refused_because_the_container_is_gone_reads_as_removed() -> Non
         pytest.param(
             EngineError("Container abc is not running: Removal In Progress", 409),
             {"State": {"Running": False, "ExitCode": 137}},
-            "testserver: server 'web': the container exited with code 137 before it was ready",
+            "testserver: server 'web': the container exited with code 137 (killed by SIGKILL) "
+            "before it was ready",
             id="removal-in-progress",
         ),
         pytest.param(
@@ -85,3 +86,67 @@ def test_raw_engine_errors_become_the_servers_own(
     assert isinstance(error, (ServerExited, StartError))
     assert str(error).startswith(expected)
     assert "\n" not in str(error).split("--- ")[0].rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    ("state", "tail", "init", "expected"),
+    [
+        pytest.param(
+            {"ExitCode": 3},
+            "boom",
+            False,
+            "the container exited with code 3 before it was ready",
+            id="plain",
+        ),
+        pytest.param(
+            {"ExitCode": 139},
+            "x",
+            False,
+            "the container exited with code 139 (killed by SIGSEGV) before it was ready; a "
+            "server that is not made to run as PID 1 can die so: try init: true",
+            id="signal-hint",
+        ),
+        pytest.param(
+            {"ExitCode": 139},
+            "x",
+            True,
+            "the container exited with code 139 (killed by SIGSEGV) before it was ready",
+            id="signal-under-init",
+        ),
+        pytest.param(
+            {"ExitCode": 137, "OOMKilled": True},
+            "x",
+            False,
+            "the container exited with code 137 (killed for lack of memory: OOMKilled) before "
+            "it was ready",
+            id="oom",
+        ),
+        pytest.param(
+            {"ExitCode": 78},
+            "",
+            False,
+            "the container exited with code 78 before it was ready; the server printed nothing",
+            id="silent",
+        ),
+        pytest.param(
+            {"ExitCode": 127, "Error": 'exec: "nope": executable file not found in $PATH'},
+            "",
+            False,
+            "the container exited with code 127 before it was ready; the engine says: exec: "
+            '"nope": executable file not found in $PATH; the server printed nothing',
+            id="engine-error",
+        ),
+        pytest.param(
+            {"ExitCode": 255},
+            "x",
+            False,
+            "the container exited with code 255 before it was ready",
+            id="not-a-signal",
+        ),
+    ],
+)
+def test_an_exit_says_what_the_engine_knows_of_it(
+    state: dict[str, Any], tail: str, init: bool, expected: str
+) -> None:
+    spec = ServerSpec(name="web", image=ImageSource("busybox:stable"), init=init)
+    assert describe_exit(spec, state, lambda s: s, tail) == expected

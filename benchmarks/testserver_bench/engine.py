@@ -15,6 +15,7 @@ import socket
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,20 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 # own server label: every benchmark server is named bench*); compose networks by project name.
 BENCH_LABEL = "testserver-bench.contender"
 OURS_SERVER_LABEL = "pytest-testserver.server"
+# A server --testserver-reuse keeps for the next run of the same user and project: it carries the
+# project, not the run (it outlives the run on purpose).
+OURS_RUN_LABEL = "pytest-testserver.run"
+OURS_REUSE_LABEL = "pytest-testserver.reuse-project"
 COMPOSE_PROJECT = re.compile(r"^pytest\d+$")
 
 
 def is_bench_container(labels: dict[str, str]) -> bool:
     return BENCH_LABEL in labels or labels.get(OURS_SERVER_LABEL, "").startswith("bench")
+
+
+def is_kept_for_reuse(labels: dict[str, str]) -> bool:
+    """A server of ours that --testserver-reuse keeps for the next run: not a leftover."""
+    return OURS_REUSE_LABEL in labels and OURS_RUN_LABEL not in labels
 
 
 def is_bench_network(labels: dict[str, str]) -> bool:
@@ -47,6 +57,9 @@ class RunEngineReport:
     leaked_containers: list[str] = field(default_factory=list)
     leaked_networks: list[str] = field(default_factory=list)
     die_events: list[dict[str, Any]] = field(default_factory=list)
+    # Containers the run made and left on purpose (``keep``): id -> labels. Not removed.
+    kept: dict[str, dict[str, str]] = field(default_factory=dict)
+    containers_removed: int = 0  # the benchmark's containers the run destroyed
 
 
 def _event_time(event: dict[str, Any]) -> float:
@@ -115,8 +128,15 @@ class EngineWatch:
         ]
         return sorted(kept + live, key=_event_time)
 
-    def observe(self, since: float, until: float, log: EventLog | None = None) -> RunEngineReport:
-        """Count what the window created, then remove whatever of it still exists (a leak)."""
+    def observe(
+        self,
+        since: float,
+        until: float,
+        log: EventLog | None = None,
+        keep: Callable[[dict[str, str]], bool] | None = None,
+    ) -> RunEngineReport:
+        """Count what the window created, then remove whatever of it still exists (a leak),
+        except the containers whose labels ``keep`` accepts: those are meant to outlive it."""
         report = RunEngineReport()
         created = [
             e
@@ -130,10 +150,17 @@ class EngineWatch:
             for e in self.events(since, until, "container", "die", log)
             if is_bench_container(e.get("Actor", {}).get("Attributes", {}))
         ]
+        report.containers_removed = sum(
+            is_bench_container(e.get("Actor", {}).get("Attributes", {}))
+            for e in self.events(since, until, "container", "destroy", log)
+        )
         existing = {c["Id"]: c for c in self.api.containers(all=True)}
         for event in created:
             cid = event.get("id") or event.get("Actor", {}).get("ID", "")
-            if cid in existing:
+            labels = (existing.get(cid) or {}).get("Labels") or {}
+            if cid in existing and keep is not None and keep(labels):
+                report.kept[cid] = labels
+            elif cid in existing:
                 names = existing[cid].get("Names") or [cid[:12]]
                 report.leaked_containers.append(names[0].lstrip("/"))
                 self.api.remove_container(cid, force=True, v=True)
@@ -145,6 +172,26 @@ class EngineWatch:
                 report.leaked_networks.append(str(network.get("Name", nid[:12])))
                 self._remove_network(nid)
         return report
+
+    def labelled(self, labels: dict[str, str], running: bool = False) -> list[dict[str, Any]]:
+        """The containers carrying every one of ``labels`` (all states, or running only)."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        return list(self.api.containers(all=not running, filters=filters))
+
+    def name_of(self, cid: str) -> str | None:
+        """The container's name, or None when it no longer exists."""
+        import docker.errors
+
+        try:
+            return str(self.api.inspect_container(cid).get("Name", cid[:12])).lstrip("/")
+        except docker.errors.NotFound:
+            return None
+
+    def remove(self, cid: str) -> None:
+        import docker.errors
+
+        with contextlib.suppress(docker.errors.NotFound):
+            self.api.remove_container(cid, force=True, v=True)
 
     def _remove_network(self, nid: str) -> None:
         import docker.errors

@@ -34,8 +34,8 @@ def leak_summary(cells: Sequence[Cell]) -> str:
     networks: Counter[str] = Counter()
     runs: Counter[str] = Counter()
     for cell in cells:
-        for run in (cell.warmup, *cell.runs, cell.observed):
-            if run is None or run.engine is None:
+        for run in cell.all_runs():
+            if run.engine is None:
                 continue
             name = cell.contender.name
             runs[name] += 1

@@ -45,6 +45,7 @@ class Run:
     engine: RunEngineReport | None = None
     api: dict[str, int] | None = None
     ok: bool = True  # the outcome expected (pass, or fail for a dying server); else excluded
+    args: tuple[str, ...] = ()  # pytest's arguments, after the common ones
 
     @property
     def timed_out(self) -> bool:
@@ -61,6 +62,8 @@ class Run:
             data["containers_created"] = self.engine.containers_created
             data["leaked_containers"] = self.engine.leaked_containers
             data["leaked_networks"] = self.engine.leaked_networks
+            if self.engine.kept:
+                data["kept_containers"] = [cid[:12] for cid in self.engine.kept]
         if self.api is not None:
             data["api"] = self.api
         return data
@@ -88,7 +91,7 @@ def run_pytest(
         out, _ = proc.communicate()
         code = None
     wall = time.perf_counter() - t0
-    return Run(wall, code, out.decode("utf-8", "replace"), started, time.time())
+    return Run(wall, code, out.decode("utf-8", "replace"), started, time.time(), args=tuple(args))
 
 
 @dataclass
@@ -108,11 +111,20 @@ class Cell:
     write: Callable[[Path], None] | None = None
     # An untimed warm-up run first (every run is checked: a cell with a wrong outcome is broken).
     warm: bool = True
+    # Untimed, before each timed run: puts the engine in the state the run is meant to find
+    # (workload 9: a warm container kept by an earlier run, or none). Returns a problem, or None
+    # (then the timed run goes ahead). Its runs go through ``Runner.untimed``.
+    before_run: Callable[[Runner, Cell], str | None] | None = None
+    # Containers the project's runs leave on purpose, by their labels: not leftovers (kept in
+    # ``RunEngineReport.kept``; whoever sets this checks they are gone in the end).
+    keep: Callable[[dict[str, str]], bool] | None = None
     runs: list[Run] = field(default_factory=list)
     warmup: Run | None = None
     observed: Run | None = None
+    side_runs: list[Run] = field(default_factory=list)  # untimed, from ``before_run`` and after
     broken: str | None = None  # the warm-up run went wrong: not measured
     failures: list[str] = field(default_factory=list)  # timed runs that went wrong
+    side_failures: list[str] = field(default_factory=list)  # rounds ``before_run`` stopped
     stopped_early: bool = False
 
     @property
@@ -126,8 +138,17 @@ class Cell:
         elif self.scenario is not None:
             self.contender.render(self.scenario, self.project)
 
+    def plugin_args(self) -> list[str]:
+        """``-p no:NAME`` for every installed plugin this cell does not load."""
+        return disable_flags(self.contender.plugins + self.extra_plugins)
+
     def full_args(self) -> list[str]:
-        return [*disable_flags(self.contender.plugins + self.extra_plugins), *self.args]
+        return [*self.plugin_args(), *self.args]
+
+    def all_runs(self) -> list[Run]:
+        """Every run made in this cell's project, timed or not."""
+        runs = [self.warmup, *self.runs, self.observed, *self.side_runs]
+        return [r for r in runs if r is not None]
 
     def good_runs(self) -> list[Run]:
         return [r for r in self.runs if r.ok]
@@ -151,6 +172,8 @@ class Cell:
             "args": self.full_args(),
             "median": self.median(),
             "runs": [r.as_json() for r in self.runs],
+            "side_runs": [r.as_json() for r in self.side_runs],
+            "side_failures": self.side_failures,
             "observed_api": self.observed.api if self.observed else None,
             "broken": self.broken,
             "failures": self.failures,
@@ -168,11 +191,14 @@ class Runner:
         self.cap = cap
         self.log = log
 
-    def _once(self, cell: Cell, env: dict[str, str] | None = None) -> Run:
+    def _once(
+        self, cell: Cell, env: dict[str, str] | None = None, args: Sequence[str] | None = None
+    ) -> Run:
+        args = cell.full_args() if args is None else args
         log = self.watch.listen(time.time())
         try:
-            run = run_pytest(cell.project, cell.full_args(), self.cap, env)
-            run.engine = self.watch.observe(run.started, run.ended, log)
+            run = run_pytest(cell.project, args, self.cap, env)
+            run.engine = self.watch.observe(run.started, run.ended, log, keep=cell.keep)
         finally:
             log.close()
         if run.engine.leaked_containers or run.engine.leaked_networks:
@@ -191,6 +217,19 @@ class Runner:
         self.log(f"  ! {cell.key}: {problem}")
         return problem
 
+    def untimed(self, cell: Cell, args: Sequence[str], what: str) -> tuple[Run, str | None]:
+        """A run in ``cell``'s project with these arguments (all of them), outside the figures:
+        kept in ``cell.side_runs`` (its leftovers counted), and the problem if it did not pass."""
+        run = self._once(cell, args=args)
+        cell.side_runs.append(run)
+        run.ok = run.returncode == 0
+        if run.ok:
+            return run, None
+        outcome = "timed out" if run.timed_out else f"exit {run.returncode}"
+        problem = f"{what} {outcome}:\n{_tail(run.output)}"
+        self.log(f"  ! {cell.key}: {problem}")
+        return run, problem
+
     def measure(self, cells: list[Cell], repeat: int, observe_api: bool = False) -> None:
         """Warm up each cell once, then ``repeat`` rounds, rotating the order every round."""
         for cell in cells:
@@ -202,7 +241,14 @@ class Runner:
         for rnd in range(repeat):
             shift = rnd % len(live) if live else 0
             order = [c for c in live[shift:] + live[:shift] if not c.stopped_early]
+            ran = []
             for cell in order:
+                if cell.before_run is not None:
+                    problem = cell.before_run(self, cell)
+                    if problem:
+                        cell.side_failures.append(f"round {rnd + 1}: {problem}")
+                        continue
+                ran.append(cell)
                 run = self._once(cell)
                 cell.runs.append(run)
                 problem = self._check(cell, run, f"timed run {len(cell.runs)}")
@@ -212,7 +258,7 @@ class Runner:
                     cell.stopped_early = True
             self.log(
                 f"  round {rnd + 1}/{repeat}: "
-                + ", ".join(f"{c.key} {c.runs[-1].wall:.2f}s" for c in order if c.runs)
+                + ", ".join(f"{c.key} {c.runs[-1].wall:.2f}s" for c in ran)
             )
         if observe_api:
             counter = ApiCounter()

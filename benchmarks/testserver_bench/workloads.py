@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import re
@@ -14,6 +15,7 @@ from typing import Any
 
 from . import images
 from .contenders import PYTEST_INI, Contender, DockerTools, Floor, Ours, PytestDocker, Scenario
+from .engine import OURS_REUSE_LABEL, OURS_RUN_LABEL, OURS_SERVER_LABEL, is_kept_for_reuse
 from .runner import Cell, Run, Runner, child_env, run_pytest
 
 SINGLE = ("bench",)
@@ -98,13 +100,10 @@ def ratio(a: Cell, floor: Cell | None) -> float | None:
 
 
 def leaks(cells: Sequence[Cell]) -> str:
-    containers = sum(len(r.engine.leaked_containers) for c in cells for r in _all(c) if r.engine)
-    networks = sum(len(r.engine.leaked_networks) for c in cells for r in _all(c) if r.engine)
+    runs = [r for c in cells for r in c.all_runs() if r.engine]
+    containers = sum(len(r.engine.leaked_containers) for r in runs if r.engine)
+    networks = sum(len(r.engine.leaked_networks) for r in runs if r.engine)
     return f"{containers} / {networks}"
-
-
-def _all(cell: Cell) -> list[Run]:
-    return [r for r in (cell.warmup, *cell.runs, cell.observed) if r is not None]
 
 
 def created(cell: Cell) -> float | None:
@@ -904,6 +903,208 @@ class FreshPerTest(Workload):
         return Outcome([table], [target])
 
 
+@dataclass
+class Cleanup:
+    """The end of a cell whose runs keep containers on purpose: its clean, and what was left."""
+
+    problem: str | None  # the clean run did not pass
+    kept: int  # containers the cell's runs kept over the workload
+    removed: int  # the benchmark's containers the clean run destroyed (engine events)
+    left: list[str]  # still on the engine after it: counted as leftovers, then removed
+
+
+def reuse_projects(cell: Cell) -> set[str]:
+    """The reuse-project labels of the containers ``cell``'s runs kept."""
+    return {
+        labels[OURS_REUSE_LABEL]
+        for run in cell.all_runs()
+        if run.engine
+        for labels in run.engine.kept.values()
+    }
+
+
+class WarmReuse(Workload):
+    number = 9
+    title = "W9: warm reuse across runs (`--testserver-reuse`), the second run vs a cold one"
+    flag = "--testserver-reuse"
+    clean_flag = "--testserver-reuse-clean"
+    warm = "warm, second run"
+    cold = "cold, reuse on"
+    target = 0.4
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        scenario = Scenario(SINGLE, images.image_ref("ready"), budget=ctx.budget)
+        cells = []
+        for c in ctx.contenders:
+            if isinstance(c, Floor):
+                cells.append(Cell(c, "cold", scenario, self.folder(ctx, c.slug)))
+            elif isinstance(c, Ours):
+                before = {self.warm: self.keep_warm, self.cold: self.clean_first}
+                cells += [
+                    Cell(
+                        c,
+                        variant,
+                        scenario,
+                        self.folder(ctx, c.slug, variant.split(",")[0]),
+                        args=[self.flag],
+                        before_run=step,
+                        keep=is_kept_for_reuse,
+                    )
+                    for variant, step in before.items()
+                ]
+        return cells
+
+    def clean_args(self, cell: Cell) -> list[str]:
+        return [*cell.plugin_args(), self.clean_flag]
+
+    def running(self, runner: Runner, cell: Cell) -> bool:
+        """Whether a server this project kept is running (one of its runs can adopt it)."""
+        return any(
+            runner.watch.labelled({OURS_REUSE_LABEL: p, OURS_SERVER_LABEL: SINGLE[0]}, True)
+            for p in reuse_projects(cell)
+        )
+
+    def keep_warm(self, runner: Runner, cell: Cell) -> str | None:
+        """Before a timed warm run: an untimed first run, unless the project's server runs."""
+        if self.running(runner, cell):
+            return None
+        _, problem = runner.untimed(cell, cell.full_args(), "untimed first run")
+        if problem is None and not self.running(runner, cell):
+            problem = "untimed first run passed but left no running server to reuse"
+        return problem
+
+    def clean_first(self, runner: Runner, cell: Cell) -> str | None:
+        """Before a timed cold run: an untimed clean, so the run finds nothing to reuse."""
+        run, problem = runner.untimed(cell, self.clean_args(cell), f"untimed {self.clean_flag}")
+        left = self.take_left(runner, cell, run)
+        if problem is None and left:
+            problem = f"{self.clean_flag} left {', '.join(left)} (removed by the benchmark)"
+        return problem
+
+    def take_left(self, runner: Runner, cell: Cell, run: Run) -> list[str]:
+        """Remove what ``cell``'s runs kept that is still there, as ``run``'s leftovers."""
+        found: dict[str, str] = {}
+        for past in cell.all_runs():
+            for cid in past.engine.kept if past.engine else {}:
+                name = runner.watch.name_of(cid)
+                if name is not None:
+                    found[cid] = name
+        for project in reuse_projects(cell):
+            for container in runner.watch.labelled({OURS_REUSE_LABEL: project}):
+                names = container.get("Names") or [container["Id"][:12]]
+                found[container["Id"]] = names[0].lstrip("/")
+        for cid in found:
+            runner.watch.remove(cid)
+        left = sorted(found.values())
+        if left and run.engine is not None:
+            run.engine.leaked_containers += left
+            runner.log(f"    leak: {cell.key}: still there after the clean: {left} (removed)")
+        return left
+
+    def clean(self, runner: Runner, cell: Cell) -> Cleanup:
+        kept = {cid for run in cell.all_runs() if run.engine for cid in run.engine.kept}
+        what = f"{self.clean_flag} after the workload"
+        run, problem = runner.untimed(cell, self.clean_args(cell), what)
+        removed = run.engine.containers_removed if run.engine else 0
+        return Cleanup(problem, len(kept), removed, self.take_left(runner, cell, run))
+
+    def run(self, ctx: Context, repeat: int) -> tuple[list[Cell], Outcome]:
+        cells = self.cells(ctx)
+        cleanups: dict[str, Cleanup] = {}
+        try:
+            ctx.runner.measure(cells, repeat)
+        finally:  # on any failure too: nothing of ours may outlive the workload
+            for cell in cells:
+                if cell.keep is not None and cell.project.exists():
+                    cleanups[cell.key] = self.clean(ctx.runner, cell)
+        outcome = self.report(cells, ctx, cleanups)
+        outcome.data["cells"] = [c.as_json() for c in cells]
+        outcome.data["repeat"] = repeat
+        outcome.data["cleanups"] = {k: dataclasses.asdict(v) for k, v in cleanups.items()}
+        return cells, outcome
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        return self.report(cells, ctx, {})
+
+    def report(self, cells: list[Cell], ctx: Context, cleanups: dict[str, Cleanup]) -> Outcome:
+        floor = find(cells, Floor.name, "cold")
+        columns = [
+            "contender",
+            "variant",
+            "median s",
+            "min-max s",
+            "x floor",
+            "vs floor (ms)",
+            "containers/run",
+            "untimed first runs / cleans",
+            "leaks c/n",
+        ]
+        table = Table(self.title, columns)
+        for cell in cells:
+            walls = cell.walls()
+            count = created(cell)
+            cleans = sum(self.clean_flag in r.args for r in cell.side_runs)
+            firsts = len(cell.side_runs) - cleans + (cell.warmup is not None)
+            table.rows.append(
+                [
+                    cell.contender.name,
+                    cell.variant,
+                    fmt_s(cell.median()) if not cell.broken else status(cell),
+                    f"{min(walls):.3f}-{max(walls):.3f}" if walls else "-",
+                    fmt_x(ratio(cell, floor)),
+                    "-"
+                    if floor is None or cell is floor
+                    else fmt_ms(paired(cell, floor, lambda x, y: x - y), signed=True),
+                    "-" if count is None else f"{count:g}",
+                    "-" if cell.keep is None else f"{firsts} / {cleans}",
+                    leaks([cell]),
+                ]
+            )
+        table.notes += broken_notes(cells)
+        table.notes += [
+            f"{cell.key}: {len(cell.side_failures)} round(s) not timed, the untimed step before "
+            f"went wrong: {cell.side_failures[0].splitlines()[0]}"
+            for cell in cells
+            if cell.side_failures
+        ]
+        table.notes.append(
+            f"Ours runs its project with `{self.flag}`. `{self.warm}`: before each timed run the "
+            f"engine is asked whether the server the project kept (`{OURS_SERVER_LABEL}="
+            f"{SINGLE[0]}` with the project's `{OURS_REUSE_LABEL}` label) is running; if not, an "
+            "untimed first run starts it (in the first round the warm-up run has). The timed run "
+            "is the second one and should adopt it: containers/run (the engine's create events) "
+            f"0. `{self.cold}`: an untimed `pytest {self.clean_flag}` before each timed run, "
+            "which so finds nothing to adopt and starts (and keeps) a fresh container: the cost "
+            "of the definition check on a cold start (compare ours in W1, without the flag). The "
+            "floor is W1's session docker-py fixture, one server, one test, cold every run."
+        )
+        gone = "; ".join(
+            f"{key}: {c.kept} kept over the workload, the clean removed {c.removed}, "
+            + (f"{len(c.left)} left (counted as leaks, removed)" if c.left else "none left")
+            + (f" (the clean went wrong: {c.problem.splitlines()[0]})" if c.problem else "")
+            for key, c in cleanups.items()
+        )
+        table.notes.append(
+            f"Leftovers: a container ours keeps for reuse (a `{OURS_REUSE_LABEL}` label, no "
+            f"`{OURS_RUN_LABEL}` label) is not counted as left behind by the run that made it: "
+            f"it is meant to outlive each run. After the workload (and when it fails) `pytest "
+            f"{self.clean_flag}` runs in each of ours' projects, and every container those "
+            "projects kept is then checked gone (whatever is still there counts as a leak and is "
+            "removed)" + (f": {gone}." if gone else ".")
+        )
+        ours = find(cells, Ours.name, self.warm)
+        value = ratio(ours, floor) if ours else None
+        count = created(ours) if ours else None
+        target = Target(
+            9,
+            f"second run with {self.flag} (adopts the warm server) vs the floor's cold run",
+            f"<= {self.target}x floor, 0 containers started",
+            f"{fmt_x(value)}, {'-' if count is None else f'{count:g}'} container(s)/run",
+            None if value is None or count is None else value <= self.target and count == 0,
+        )
+        return Outcome([table], [target])
+
+
 LEAD_FILE = "test_lead.py"
 
 
@@ -1100,7 +1301,7 @@ WORKLOADS: dict[int, Workload] = {
         Many(),
         Idle(),
         FreshPerTest(),
-        # 9 is reserved
+        WarmReuse(),
         StartBeforeAsked(),
         ResetCost(),
     )

@@ -1,0 +1,65 @@
+"""The idle watch of a kept container: ``python -m pytest_testserver.idle FOLDER NAME``.
+
+Started detached at the end of each run that used the container. It sleeps until the container
+has gone unused for its idle time, then removes it under the exclusive lock (never while a run
+holds it, never a container without this user's and project's labels). A later run's watch
+takes over: the record names the watch that answers for it, and any other one exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+
+CHECK_EVERY = 5.0  # seconds between looks: a cleaned or superseded watch ends soon after
+
+
+def main(argv: list[str]) -> int:
+    from .reuse import Hold, forget, idle_left
+    from .run import StateDir, UnsafeFolder
+
+    folder_path, name, token = argv
+    try:
+        folder = StateDir.open(folder_path)
+    except (OSError, UnsafeFolder):
+        return 1
+    while True:
+        record = folder.read_json(f"{name}.json")
+        left = idle_left(record, time.time())
+        if left is None or not isinstance(record, dict) or record.get("watcher") != token:
+            return 0  # gone, or another watch answers for it now
+        if left > 0:
+            time.sleep(min(left, CHECK_EVERY))
+            continue
+        hold = Hold.take(folder, name, exclusive=True)
+        if hold is None:  # a run uses it: that run's end starts a new watch
+            time.sleep(CHECK_EVERY)
+            continue
+        try:
+            remove(str(record.get("container", "")), name)
+            forget(folder, name)
+        finally:
+            hold.release()
+        return 0
+
+
+def remove(container: str, name: str) -> None:
+    from .engine import Engine
+    from .errors import TestserverError
+    from .reuse import LABEL_REUSE_OWNER, owner_here
+
+    with contextlib.suppress(TestserverError):
+        engine = Engine.connect()
+        try:
+            info = engine.inspect(container)
+            labels = (info.get("Config") or {}).get("Labels") or {}
+            ours = labels.get(LABEL_REUSE_OWNER) == owner_here()
+            if ours and info.get("Name", "").lstrip("/") == name:
+                engine.remove_container(container)
+        finally:
+            engine.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,159 @@
+"""Warm reuse across runs (--testserver-reuse) on the real engine, through pytester: adopted only
+on an exact match of user, project and definition, reset before a run's first test, removed
+after its idle time or by --testserver-reuse-clean, never counted as a run's leftover."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import servers_yaml, wait_for
+
+BOX = """
+    image: busybox:stable
+    command: ["sleep", "600"]
+    post_startup: ["true"]
+    reset: ["sh", "-c", "echo reset >> /resets"]
+    """
+
+RECORDING = """
+import pytest
+
+@pytest.mark.testserver("box")
+def test_it(testserver):
+    code, out = testserver.exec(["cat", "/resets"])
+    with open("seen.txt", "a") as seen:
+        seen.write(f"{testserver.container_id} {out.count('reset') if code == 0 else 0}\\n")
+"""
+
+
+def seen(pytester: pytest.Pytester) -> list[tuple[str, int]]:
+    lines = (pytester.path / "seen.txt").read_text().split("\n")
+    return [(line.split()[0], int(line.split()[1])) for line in lines if line]
+
+
+@pytest.fixture
+def kept(pytester: pytest.Pytester, docker_api: Any) -> Iterator[list[str]]:
+    """The containers a test's runs kept: whatever the test left is removed by id afterwards."""
+    ids: list[str] = []
+    yield ids
+    pytester.runpytest("--testserver-reuse-clean")  # and the records, so idle watches end
+    if (pytester.path / "seen.txt").exists():
+        ids += [container for container, _ in seen(pytester)]
+    for container in set(ids):
+        with contextlib.suppress(Exception):  # gone already: what the test wanted
+            docker_api.remove_container(container, force=True)
+
+
+def exists(api: Any, container: str) -> bool:
+    return bool(api.containers(all=True, filters={"id": container}))
+
+
+def labels_of(api: Any, container: str) -> dict[str, str]:
+    return dict(api.inspect_container(container)["Config"]["Labels"])
+
+
+def test_a_kept_server_is_adopted_by_the_next_run_reset_and_cleaned(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, kept: list[str]
+) -> None:
+    suite(servers_yaml(box=BOX), RECORDING)
+    first = pytester.runpytest("--testserver-reuse")
+    first.assert_outcomes(passed=1)
+    first.stdout.fnmatch_lines(["testserver: box ready in *s (kept for reuse by later runs)"])
+    second = pytester.runpytest("--testserver-reuse")
+    second.assert_outcomes(passed=1)
+    second.stdout.fnmatch_lines(["testserver: box reused in *s (kept from an earlier run)"])
+    (one, resets_one), (two, resets_two) = seen(pytester)
+    assert one == two
+    assert (resets_one, resets_two) == (0, 1)  # reset before the second run's first test
+    labels = labels_of(docker_api, one)
+    assert "pytest-testserver.run" not in labels  # no run's sweep or leak check counts it
+    assert "pytest-testserver.pid" not in labels
+    clean = pytester.runpytest("--testserver-reuse-clean")
+    assert clean.ret == 0
+    clean.stdout.fnmatch_lines(["testserver: removed 1 kept container(s): testserver-kept-*-box"])
+    assert not exists(docker_api, one)
+
+
+def test_a_changed_definition_gets_a_fresh_container_and_the_stale_one_goes(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, kept: list[str]
+) -> None:
+    suite(servers_yaml(box=BOX), RECORDING)
+    pytester.runpytest("--testserver-reuse").assert_outcomes(passed=1)
+    suite(servers_yaml(box=BOX + "env: {MODE: other}\n"), RECORDING)
+    pytester.runpytest("--testserver-reuse").assert_outcomes(passed=1)
+    (one, _), (two, resets) = seen(pytester)
+    assert one != two
+    assert resets == 0
+    assert not exists(docker_api, one)
+    assert pytester.runpytest("--testserver-reuse-clean").ret == 0
+    assert not exists(docker_api, two)
+
+
+def test_not_adopted_without_the_flag_nor_by_another_project(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, kept: list[str]
+) -> None:
+    suite(servers_yaml(box=BOX), RECORDING)
+    pytester.runpytest("--testserver-reuse").assert_outcomes(passed=1)
+    pytester.runpytest().assert_outcomes(passed=1)  # without the flag: a container of the run
+    other = pytester.path / "elsewhere"  # another project: the same files in another folder
+    other.mkdir()
+    for name in ("testservers.yaml", "test_suite.py"):
+        (other / name).write_text((pytester.path / name).read_text())
+    pytester.runpytest("--testserver-reuse", f"--rootdir={other}", str(other)).assert_outcomes(
+        passed=1
+    )
+    (mine, _), (plain, _), (theirs, resets) = seen(pytester)
+    assert len({mine, plain, theirs}) == 3
+    assert resets == 0
+    assert exists(docker_api, mine)
+    assert not exists(docker_api, plain)
+    kept.append(theirs)
+    result = pytester.runpytest("--testserver-reuse-clean", f"--rootdir={other}", str(other))
+    result.stdout.fnmatch_lines(["testserver: removed 1 kept container(s): *"])
+    assert exists(docker_api, mine)  # another project's clean leaves this one's alone
+    assert not exists(docker_api, theirs)
+    assert pytester.runpytest("--testserver-reuse-clean").ret == 0
+    assert not exists(docker_api, mine)
+
+
+def test_a_kept_container_goes_after_its_idle_time(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, kept: list[str]
+) -> None:
+    suite(servers_yaml(box=BOX), RECORDING)
+    pytester.runpytest("--testserver-reuse", "-o", "testserver_reuse_idle=1").assert_outcomes(
+        passed=1
+    )
+    ((container, _),) = seen(pytester)
+    wait_for(lambda: not exists(docker_api, container), 30, "the idle watch to remove it")
+
+
+def test_the_idle_time_is_validated(pytester: pytest.Pytester, suite: Any) -> None:
+    suite(servers_yaml(box=BOX), RECORDING)
+    result = pytester.runpytest("--testserver-reuse", "-o", "testserver_reuse_idle=soon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: ini testserver_reuse_idle: 'soon' is not an idle time in seconds (more than "
+            "0, at most a week)"
+        ]
+    )
+
+
+def test_under_xdist_one_kept_container_serves_the_workers_and_the_next_run(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, kept: list[str]
+) -> None:
+    suite(
+        servers_yaml(box=BOX),
+        RECORDING.replace(
+            "def test_it(testserver):",
+            '@pytest.mark.parametrize("i", range(4))\ndef test_it(testserver, i):',
+        ),
+    )
+    pytester.runpytest("-n", "2", "--testserver-reuse").assert_outcomes(passed=4)
+    pytester.runpytest("-n", "2", "--testserver-reuse").assert_outcomes(passed=4)
+    assert len({container for container, _ in seen(pytester)}) == 1
+    assert pytester.runpytest("--testserver-reuse-clean").ret == 0
