@@ -24,16 +24,21 @@ def main(argv: list[str]) -> int:
         folder = StateDir.open(folder_path)
     except (OSError, UnsafeFolder):
         return 1
+    in_use = time.time()  # the run that started this watch holds it
     while True:
         record = folder.read_json(f"{name}.json")
         left = idle_left(record, time.time())
         if left is None or not isinstance(record, dict) or record.get("watcher") != token:
             return 0  # gone, or another watch answers for it now
+        # Idle since its last use: the last run's end, or the last moment a run (perhaps one
+        # killed since, which never said when it ended) was seen holding it.
+        left = max(left, in_use + float(record["idle"]) - time.time())
         if left > 0:
             time.sleep(min(left, CHECK_EVERY))
             continue
         hold = Hold.take(folder, name, exclusive=True)
-        if hold is None:  # a run uses it: that run's end starts a new watch
+        if hold is None:  # a run uses it now
+            in_use = time.time()
             time.sleep(CHECK_EVERY)
             continue
         try:

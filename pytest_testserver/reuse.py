@@ -20,6 +20,7 @@ import os
 import socket
 import sys
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -98,12 +99,30 @@ class Hold:
             os.close(self._fd)
 
 
-def remember_use(folder: StateDir, name: str, container: str, idle: float, watcher: str) -> None:
-    """When the kept container was last used, and which idle watch answers for it."""
+def remember_use(
+    folder: StateDir, name: str, container: str, idle: float, watcher: str | None = None
+) -> None:
+    """When the kept container was last used, and which idle watch answers for it (``None``:
+    the one that does already)."""
+    if watcher is None:
+        record = folder.read_json(f"{name}.json")
+        watcher = record.get("watcher") if isinstance(record, dict) else None
+        if not isinstance(watcher, str):
+            return  # no watch answers for it (cleaned meanwhile): nothing to tell
     folder.write_json(
         f"{name}.json",
         {"container": container, "last_used": time.time(), "idle": idle, "watcher": watcher},
     )
+
+
+def watch_idle(
+    folder: StateDir, name: str, container: str, idle: float, environ: Mapping[str, str] | None
+) -> None:
+    """Start the idle watch of a kept container a run has just taken (its lock held): the
+    watch waits while any run holds it, so a run killed outright still gets its idle end."""
+    token = uuid.uuid4().hex
+    remember_use(folder, name, container, idle, token)
+    start_idle_watch(folder, name, token, environ)
 
 
 def forget(folder: StateDir, name: str) -> None:

@@ -13,7 +13,6 @@ import functools
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +40,7 @@ from .reuse import (
     definition_digest,
     forget,
     remember_use,
-    start_idle_watch,
+    watch_idle,
 )
 from .run import (
     LABEL_PREFIX,
@@ -711,7 +710,7 @@ class ServerPool:
                     return handle
             hold = Hold.take(folder, name, exclusive=False)
             if hold is None:
-                return None
+                return None  # being removed right now (idle, stale or cleaned)
             try:
                 container = self._create(
                     engine,
@@ -732,10 +731,12 @@ class ServerPool:
                 hold.release()
                 raise
             try:
+                watch_idle(folder, name, container, self.settings.reuse_idle, self._environ(engine))
                 handle = self._run(engine, spec, container, deadline, started, "")
             except BaseException:
                 hold.release()
                 self._remove_quietly(spec.name)
+                forget(folder, name)
                 raise
         with self._lock:
             self._containers.pop(spec.name, None)  # kept: the end of the run leaves it running
@@ -758,6 +759,7 @@ class ServerPool:
         if hold is None:
             return None  # being removed (idle, stale or cleaned) right now
         try:
+            watch_idle(folder, name, container, self.settings.reuse_idle, self._environ(engine))
             handle = self._ready(engine, spec, container, deadline, started, "")
         except (TestserverError, EngineError):
             hold.release()  # not running or not ready any more: replaced
@@ -781,9 +783,13 @@ class ServerPool:
         mine = all(labels.get(k) == v for k, v in keeper.selector(spec.name).items())
         return keeper.name(spec.name) if mine and LABEL_REUSE in labels else None
 
-    def _release_kept(self, engine: Engine) -> list[str]:
-        """The end of a run that used kept containers: each is left running, with the time of
-        its last use and a detached watch that removes it once it has been idle long enough."""
+    @staticmethod
+    def _environ(engine: Engine) -> dict[str, str]:
+        return dict(engine.location.environ())
+
+    def _release_kept(self) -> list[str]:
+        """The end of a run that used kept containers: each is left running, marked used now;
+        the idle watch started when the run took it removes it once it has been idle enough."""
         with self._lock:
             kept, self._kept = dict(self._kept), {}
         if not kept:
@@ -793,16 +799,13 @@ class ServerPool:
             folder = self.state_dir().child(FOLDER)
         except (OSError, UnsafeFolder) as exc:
             folder = None
-            problems.append(f"kept containers get no idle watch: {reason(exc)}")
-        environ = engine.location.environ()
+            problems.append(f"the kept containers' last use is not recorded: {reason(exc)}")
         for server, (name, container, hold) in kept.items():
             try:
                 if folder is not None:
-                    token = uuid.uuid4().hex
-                    remember_use(folder, name, container, self.settings.reuse_idle, token)
-                    start_idle_watch(folder, name, token, environ)
+                    remember_use(folder, name, container, self.settings.reuse_idle)
             except OSError as exc:
-                problems.append(f"no idle watch for the kept container of {server!r}: {exc}")
+                problems.append(f"the last use of the kept {server!r} is not recorded: {exc}")
             finally:
                 hold.release()
         if folder is not None:
@@ -1030,7 +1033,7 @@ class ServerPool:
             lease.stop()
         if self._watchdog_started is not None:
             self._watchdog_started.join()
-        kept_problems = self._release_kept(engine)
+        kept_problems = self._release_kept()
         if self.settings.keep:
             engine.close()  # the containers stay; our connections to the engine do not
             self._close_state()

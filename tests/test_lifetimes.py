@@ -4,6 +4,7 @@ pytester (its parsing is in test_config.py)."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -303,6 +304,28 @@ def test_it(request, testserver, i):
     assert len({r["id"] for r in seen(pytester)}) == 6
 
 
+def test_spares_are_removed_after_a_failing_test_and_a_failing_run(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any
+) -> None:
+    suite(
+        servers_yaml(fn=SLEEPER.format(scope="function")),
+        """
+import pytest
+
+@pytest.mark.parametrize("i", range(4))
+@pytest.mark.testserver("fn")
+def test_it(testserver, i):
+    assert i != 1  # a failure in the middle: the next container is already warm
+""",
+    )
+    created = container_creations(docker_api, "fn")
+    pytester.runpytest("-p", "no:randomly", "-x").assert_outcomes(passed=1, failed=1)
+    made = created.stop()
+    assert len(made) >= 2  # -x stopped the run with a spare warm for the third test
+    mine = {"label": f"pytest-testserver.pid={os.getpid()}"}
+    assert docker_api.containers(all=True, filters=mine) == []
+
+
 @pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
 def test_spares_are_removed_when_the_run_is_interrupted_or_killed(
     pytester: pytest.Pytester, suite: Any, docker_api: Any, how: str
@@ -321,11 +344,15 @@ def test_hold(testserver, i):
     time.sleep(120)
 """,
     )
+    log = (pytester.path / "run.log").open("wb")  # a file: a full pipe would stall the run
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"],
         cwd=pytester.path,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
+        # A job started in the background by a shell without job control (as a CI runner may
+        # start this suite) ignores SIGINT, and so would this pytest: Ctrl-C must reach it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the first test")
@@ -334,10 +361,16 @@ def test_hold(testserver, i):
         wait_for(lambda: len(docker_api.containers(filters=mine)) == 2, 60, "the spare")
         process.send_signal(getattr(signal, how))
         bound = REAP_WITHIN if how == "SIGKILL" else 60
-        wait_for(nothing_left(docker_api, run), bound, f"the run's containers after {how}")
+        try:
+            wait_for(nothing_left(docker_api, run), bound, f"the run's containers after {how}")
+        except AssertionError:
+            left = docker_api.containers(all=True, filters=mine)
+            output = (pytester.path / "run.log").read_text()
+            raise AssertionError(f"left: {left}\n--- the run's output ---\n{output}") from None
     finally:
         process.kill()
-        process.communicate()
+        process.wait(30)
+        log.close()
 
 
 def test_a_session_server_starts_when_collection_ends_if_a_selected_test_that_runs_needs_it(

@@ -5,6 +5,9 @@ after its idle time or by --testserver-reuse-clean, never counted as a run's lef
 from __future__ import annotations
 
 import contextlib
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -129,6 +132,50 @@ def test_a_kept_container_goes_after_its_idle_time(
     )
     ((container, _),) = seen(pytester)
     wait_for(lambda: not exists(docker_api, container), 30, "the idle watch to remove it")
+
+
+def test_a_kept_container_of_a_killed_run_still_goes_after_its_idle_time(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, kept: list[str]
+) -> None:
+    suite(
+        servers_yaml(box=BOX),
+        RECORDING
+        + """
+import time
+
+def test_hold(testservers):
+    testservers["box"]
+    open("holding", "w").close()
+    time.sleep(120)
+""",
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:randomly",
+            "--testserver-reuse",
+            "-o",
+            "testserver_reuse_idle=2",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: (pytester.path / "holding").exists(), 60, "the run to hold the server")
+        ((container, _),) = seen(pytester)
+        process.send_signal(signal.SIGKILL)  # no teardown: its end is never recorded
+        process.wait(30)
+        assert exists(docker_api, container)  # kept: not a dead run's leftover
+        wait_for(lambda: not exists(docker_api, container), 60, "the idle watch to remove it")
+    finally:
+        process.kill()
+        process.wait(30)
 
 
 def test_the_idle_time_is_validated(pytester: pytest.Pytester, suite: Any) -> None:
