@@ -143,8 +143,13 @@ def start_idle_watch(
         env.pop("DOCKER_CONTEXT", None)
         env.update(engine_env)
     quiet = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
-    argv = [sys.executable, "-m", "pytest_testserver.idle", str(folder.path), name, token]
-    return os.posix_spawn(sys.executable, argv, env, file_actions=quiet, setsid=True)
+    return os.posix_spawn(
+        sys.executable,
+        [sys.executable, "-m", "pytest_testserver.idle", str(folder.path), name, token],
+        env,
+        file_actions=quiet,
+        setsid=True,
+    )
 
 
 def idle_left(record: object, now: float) -> float | None:

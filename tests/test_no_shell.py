@@ -159,6 +159,10 @@ class Checker(ast.NodeVisitor):
             command = next((k.value for k in node.keywords if k.arg == "args"), command)
             if not isinstance(command, (ast.List, ast.Tuple)):
                 self.report(node, f"{name}() must be given a literal argument list")
+        if name in ("os.posix_spawn", "os.posix_spawnp"):
+            argv = node.args[1] if len(node.args) > 1 else None
+            if not isinstance(argv, (ast.List, ast.Tuple)):
+                self.report(node, f"{name}() must be given a literal argument list")
         if name in UNSAFE_YAML_CALLS:
             self.report(node, f"{name}() constructs arbitrary Python objects")
         if name in YAML_LOAD_CALLS:
@@ -234,9 +238,25 @@ def test_only_the_engine_module_imports_the_docker_sdk() -> None:
     assert importers == ["engine.py"]
 
 
-def test_only_the_watchdog_starts_a_process() -> None:
-    importers = sorted(module_id(p) for p in MODULES if "subprocess" in imports_of(p))
-    assert importers == ["reaper.py"]
+def starts_processes(path: Path) -> bool:
+    """Imports subprocess, or calls os.spawn*, os.posix_spawn*, os.exec* or os.fork."""
+    if "subprocess" in imports_of(path):
+        return True
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+            and node.attr.startswith(("spawn", "posix_spawn", "exec", "fork"))
+        ):
+            return True
+    return False
+
+
+def test_only_the_watchdogs_start_processes() -> None:
+    """The run's watchdog (reaper.py) and a kept container's idle watch (reuse.py)."""
+    starters = sorted(module_id(p) for p in MODULES if starts_processes(p))
+    assert starters == ["reaper.py", "reuse.py"]
 
 
 def test_no_server_key_can_loosen_the_container() -> None:
@@ -263,6 +283,7 @@ def test_no_server_key_can_loosen_the_container() -> None:
         pytest.param("import subprocess\nsubprocess.run(['ls'], shell=flag)", id="shell-variable"),
         pytest.param('import subprocess as sp\nsp.Popen("ls -l")', id="popen-string"),
         pytest.param("import subprocess\nsubprocess.check_call(argv)", id="call-variable"),
+        pytest.param("import os\nos.posix_spawn(exe, argv, env)", id="posix-spawn-variable"),
         pytest.param("import subprocess\nsubprocess.run(args=cmd)", id="args-keyword"),
         pytest.param(
             'from subprocess import check_output\ncheck_output(f"docker ps {x}")',
