@@ -253,14 +253,12 @@ def test_a_warm_spare_is_started_before_its_test_begins(
         RECORD
         + """
 import time
-from datetime import datetime
 import pytest
+from pytest_testserver.engine import engine_time
 from tests.conftest import inspect
 
 def started_at(container):
-    text = inspect(container)["State"]["StartedAt"]  # 2026-12-03T07:40:12.123456789Z
-    seconds, _, fraction = text.rstrip("Z").partition(".")
-    return datetime.fromisoformat(f"{seconds}.{fraction[:6] or 0}+00:00").timestamp()
+    return engine_time(inspect(container)["State"]["StartedAt"])
 
 @pytest.mark.parametrize("i", range(3))
 @pytest.mark.testserver("fn")
@@ -382,14 +380,12 @@ def test_a_session_server_starts_when_collection_ends_if_a_selected_test_that_ru
         RECORD
         + """
 import time
-from datetime import datetime
 import pytest
+from pytest_testserver.engine import engine_time
 from tests.conftest import inspect
 
 def started_at(container):
-    text = inspect(container)["State"]["StartedAt"]
-    seconds, _, fraction = text.rstrip("Z").partition(".")
-    return datetime.fromisoformat(f"{seconds}.{fraction[:6] or 0}+00:00").timestamp()
+    return engine_time(inspect(container)["State"]["StartedAt"])
 
 @pytest.mark.parametrize("i", range(4))
 def test_other(i):
