@@ -279,7 +279,7 @@ def banner_ready(
     window = max(min(BANNER_READ_TIMEOUT, deadline - time.monotonic()), HANGUP_WINDOW)
     try:
         with socket.create_connection(address, timeout=CONNECT_TIMEOUT) as sock:
-            data = read_banner(sock, expect, time.monotonic() + window)
+            data, closed = read_banner(sock, expect, time.monotonic() + window)
     except OSError as exc:
         if target.direct and target.ip and _unroutable(exc):
             target.direct = False
@@ -288,32 +288,37 @@ def banner_ready(
         target.proven = True
     if data.startswith(expect):
         return True, ""
+    if not data and closed:
+        return False, "the connection was closed before anything was sent"
     if not data:
-        return False, "connected, but nothing was sent"
+        return False, f"connected, but nothing was sent within {window:.2g}s"
     return False, f"it answered {show_bytes(data, redact)}"
 
 
-def read_banner(sock: socket.socket, expect: bytes, until: float) -> bytes:
-    """The first bytes ``sock`` receives: as soon as they start with ``expect``; else until the
-    server hangs up, the window closes or, once they cannot match, the rest of their line."""
+def read_banner(sock: socket.socket, expect: bytes, until: float) -> tuple[bytes, bool]:
+    """The first bytes ``sock`` receives, and whether the peer closed: as soon as they start
+    with ``expect``; else until the peer hangs up, the window closes or, once they cannot
+    match, the rest of their line (to show)."""
     data = b""
     while True:
         left = until - time.monotonic()
         if left <= 0:
-            return data
+            return data, False
         sock.settimeout(left)
         try:
             chunk = sock.recv(4096)
-        except OSError:  # timed out, or reset by the peer: what arrived is the answer
-            return data
+        except TimeoutError:
+            return data, False
+        except OSError:  # reset by the peer: what arrived is the answer
+            return data, True
         if not chunk:
-            return data
+            return data, True
         data += chunk
         if data.startswith(expect):
-            return data
+            return data, False
         if not expect.startswith(data):  # a wrong answer: read a little more of it, to show
             if len(data) >= BANNER_SHOWN or b"\n" in data:
-                return data
+                return data, False
             until = min(until, time.monotonic() + HANGUP_WINDOW)
 
 
