@@ -29,7 +29,7 @@ from pytest_testserver.variables import (
     references,
     resolve_env,
 )
-from tests.conftest import servers_yaml
+from tests.conftest import HTTPD, servers_yaml
 
 SOURCE = "testservers.yaml"
 TOKEN = "vartok-5b8e1f3a"  # secret_env TOKEN, from the environment of the test run
@@ -398,3 +398,56 @@ def test_testserver_list_shows_the_unexpanded_form(pytester: pytest.Pytester, su
         in output_of(result)
     )
     assert TOKEN not in output_of(result)
+
+
+@pytest.mark.usefixtures("engine")
+def test_a_log_pattern_matches_a_value_literally(pytester: pytest.Pytester, suite: Any) -> None:
+    """Unescaped, "v1.2+$" would need the line to end in a run of 2s: it ends in "+"."""
+    server = """
+image: busybox:stable
+command: [sh, -c, 'echo "READY $TAG"; exec sleep 60']
+env: {TAG: "v1.2+"}
+timeout: 10
+wait: {log: "^READY ${TAG}$"}
+"""
+    suite(
+        servers_yaml(tagged=server),
+        """
+        import pytest
+
+        @pytest.mark.testserver("tagged")
+        def test_it(testserver):
+            pass
+        """,
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
+@pytest.mark.usefixtures("engine")
+@pytest.mark.parametrize(
+    ("page", "outcome"),
+    [pytest.param("index.html", "passed", id="found"), pytest.param("missing", "errors")],
+)
+def test_an_http_path_takes_a_variable(
+    pytester: pytest.Pytester, suite: Any, page: str, outcome: str
+) -> None:
+    server = HTTPD + (
+        f"    env: {{PAGE: {page}}}\n    timeout: 4\n"
+        "    wait: {http: {port: 8080, path: '/${PAGE}'}}\n"
+    )
+    suite(
+        servers_yaml(web=server),
+        """
+        import pytest
+
+        @pytest.mark.testserver("web")
+        def test_it(testserver):
+            pass
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(**{outcome: 1})
+    if outcome == "errors":  # named as written
+        result.stdout.fnmatch_lines(
+            ["*wait.http 8080/${PAGE} (expecting 200) was still unmet (status 404)"]
+        )
