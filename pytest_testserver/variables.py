@@ -99,7 +99,14 @@ def check_env(env: Mapping[str, tuple[str, Where]], secret_names: Collection[str
     for start in env:
         cycle = _cycle_from(start, uses, done)
         if cycle:
-            env[cycle[0]][1].fail(f"variables refer to each other in a cycle: {' -> '.join(cycle)}")
+            env[cycle[0]][1].fail(f"variables refer to each other in a cycle: {show_cycle(cycle)}")
+
+
+def show_cycle(cycle: Sequence[str], limit: int = 10) -> str:
+    """``A -> B -> A``; a long cycle cut in the middle, so that the message stays short."""
+    if len(cycle) <= limit + 2:
+        return " -> ".join(cycle)
+    return f"{' -> '.join(cycle[:limit])} -> ... ({len(cycle) - 1} variables) -> {cycle[-1]}"
 
 
 def _cycle_from(start: str, uses: Mapping[str, list[str]], done: set[str]) -> list[str]:
@@ -107,18 +114,22 @@ def _cycle_from(start: str, uses: Mapping[str, list[str]], done: set[str]) -> li
     if start in done:
         return []
     path = [start]
+    on_path = {start}  # a set beside the list: linear in the references, however long the chain
     stack = [iter(uses[start])]
     while stack:
         name = next(stack[-1], None)
         if name is None:
             stack.pop()
-            done.add(path.pop())
+            finished = path.pop()
+            on_path.discard(finished)
+            done.add(finished)
             continue
-        if name in path:
+        if name in on_path:
             return [*path[path.index(name) :], name]
         if name in done or name not in uses:  # not in uses: a secret, which refers to nothing
             continue
         path.append(name)
+        on_path.add(name)
         stack.append(iter(uses[name]))
     return []
 
@@ -130,13 +141,16 @@ def resolve_env(env: Mapping[str, str], secrets: Mapping[str, str]) -> dict[str,
     uses = {key: references(value) for key, value in env.items()}
     for start in env:  # depth first, iteratively: a long chain must not exhaust the stack
         stack = [(start, iter(uses[start]))]
+        on_stack = {start}
         while stack:
             key, names = stack[-1]
             name = next(names, None)
             if name is None:
                 stack.pop()
+                on_stack.discard(key)
                 if key not in resolved:
                     resolved[key] = expand(env[key], resolved)
-            elif name not in resolved and name in uses and all(k != name for k, _ in stack):
+            elif name not in resolved and name in uses and name not in on_stack:
                 stack.append((name, iter(uses[name])))
+                on_stack.add(name)
     return {**{key: resolved[key] for key in env}, **secrets}

@@ -202,6 +202,16 @@ def test_env_cycles_are_refused(env: dict[str, str], message: str) -> None:
     assert error_of({"env": env}) == f"{SOURCE}: servers.web.{message}"
 
 
+def test_a_long_chain_and_a_long_cycle_of_env_references_load_at_once() -> None:
+    chain = {f"V{i}": f"${{V{i + 1}}}" for i in range(20000)} | {"V20000": "end"}
+    assert dict(parse({"env": chain}).servers["web"].env)["V0"] == "${V1}"
+    cycle = {f"V{i}": f"${{V{(i + 1) % 20000}}}" for i in range(20000)}
+    assert error_of({"env": cycle}) == (
+        f"{SOURCE}: servers.web.env.V0: variables refer to each other in a cycle: "
+        "V0 -> V1 -> V2 -> V3 -> V4 -> V5 -> V6 -> V7 -> V8 -> V9 -> ... (20000 variables) -> V0"
+    )
+
+
 def test_an_env_cycle_across_defaults_points_at_where_it_was_set() -> None:
     message = error_of({"env": {"B": "${A}"}}, defaults={"env": {"A": "${B}"}})
     assert (
