@@ -35,7 +35,7 @@ import yaml
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from pytest_testserver import image
+from pytest_testserver import image, variables
 from pytest_testserver.config import (
     SERVER_KEYS,
     SOURCE_KEYS,
@@ -130,6 +130,19 @@ NAUGHTY = [
     "[a]",
     "${HOME}",
     "$HOME",
+    # ${NAME} variables: the names the fuzzed env and secret_env may define, and broken forms
+    "${API_TOKEN}",
+    "${DB_PASSWORD}",
+    "$${HOME}",
+    "$$",
+    "$",
+    "${",
+    "${}",
+    "${A:-x}",
+    "${1}",
+    "${API_TOKEN",
+    "${\x00}",
+    "${\u0435}",
     "'",
     '"',
     "\\",
@@ -253,6 +266,7 @@ env_mappings = st.one_of(
 )
 ports = st.one_of(ints, texts, st.sampled_from(["53/udp", "80/tcp", "80/sctp", "0", "65536"]))
 names = st.one_of(st.sampled_from(["web", "db", "cache", "nope"]), texts)
+banner_checks = mapping_of({"port": ports, "expect": st.one_of(texts, yamlish)})
 numbers = st.one_of(ints, floats, yamlish)
 
 FIELDS: dict[str, st.SearchStrategy[Any]] = {
@@ -306,7 +320,12 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
         st.sampled_from([False, None, True]),
         mapping_of(
             {
-                "tcp": st.one_of(ports, list_of(ports)),
+                "tcp": st.one_of(
+                    ports,
+                    list_of(ports),
+                    banner_checks,
+                    list_of(st.one_of(ports, banner_checks)),
+                ),
                 "http": st.one_of(
                     ports,
                     list_of(
@@ -316,7 +335,7 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
                                 {
                                     "port": ports,
                                     "path": st.one_of(texts, st.just("/health")),
-                                    "status": numbers,
+                                    "status": st.one_of(numbers, list_of(numbers)),
                                 }
                             ),
                         )
@@ -519,16 +538,32 @@ def assert_safe(spec: ServerSpec, base: Path) -> None:
             assert parts
             assert all(isinstance(p, str) and "\x00" not in p for p in parts)
         dockerfile_is_exec_form(source)
+    names = {*(key for key, _ in spec.env), *spec.secret_env}
+    texts_ = [value for _, value in spec.env]
+    texts_ += [*(spec.command or ()), *(spec.reset or ())]
+    texts_ += list(spec.post_startup.command) if spec.post_startup else []
     if spec.wait is not None:
         assert all(1 <= p <= 65535 for p in spec.wait.tcp)
+        for banner in spec.wait.banners:
+            assert 1 <= banner.port <= 65535
+            assert banner.expect
+            assert "\x00" not in banner.expect
+            texts_.append(banner.expect)
+        texts_ += [http.path for http in spec.wait.http]
+        texts_ += [spec.wait.log] if spec.wait.log is not None else []
         for http in spec.wait.http:
             assert 1 <= http.port <= 65535
-            assert 100 <= http.status <= 599
+            assert http.status
+            assert all(100 <= s <= 599 for s in http.status)
             assert http.path.startswith("/")
             assert http.path.isascii(), http.path
             assert not any(c.isspace() or not c.isprintable() for c in http.path)
         if spec.wait.log is not None:
-            re.compile(spec.wait.log)
+            re.compile(variables.expand(spec.wait.log, dict.fromkeys(names, "?"), re.escape))
+    # every reference names a variable of the server, so expansion at start cannot fail
+    for text in texts_:
+        assert set(variables.references(text)) <= names, text
+    variables.resolve_env(dict(spec.env), dict.fromkeys(spec.secret_env, "secret"))
 
 
 def outcome(data: object, base: Path, where: re.Pattern[str] | None = None) -> str:
@@ -1096,6 +1131,40 @@ CASES = [
         f"{IMAGE}\nwait: {{http: {{port: 80, status: {10**30}}}}}",
         f"servers.web.wait.http.status: {10**30} is not an HTTP status (100-599)",
         id="http-status-10e30",
+    ),
+    # ${NAME} variables come from the server's env and secret_env only, never from the host
+    pytest.param(
+        f'{IMAGE}\ncommand: [sh, -c, "echo ${{HOME}}; reboot"]',
+        "servers.web.command[2]: ${HOME} is not set in this server's env or secret_env; write "
+        "$${HOME} for a literal ${HOME}",
+        id="command-host-variable",
+    ),
+    pytest.param(
+        f'{IMAGE}\ncommand: ["${{A:-$(reboot)}}"]\nenv: {{A: x}}',
+        "servers.web.command[0]: '${A:-$(reboot)}' is not a variable reference: write ${NAME} "
+        "(letters, digits, underscore), or $$ for a literal $",
+        id="command-default-subshell",
+    ),
+    pytest.param(
+        f'{IMAGE}\nenv: {{A: "${{B}}", B: "${{A}}"}}',
+        "servers.web.env.A: variables refer to each other in a cycle: A -> B -> A",
+        id="env-cycle",
+    ),
+    pytest.param(
+        f'{IMAGE}\nwait: {{tcp: {{port: 21, expect: "220 ${{\\u0435}}"}}}}',
+        "servers.web.wait.tcp.expect: '${\\u0435}' is not a variable reference: write ${NAME} "
+        "(letters, digits, underscore), or $$ for a literal $",
+        id="expect-cyrillic-name",
+    ),
+    pytest.param(
+        f"{IMAGE}\nwait: {{tcp: {{port: 21, expect: 220}}}}",
+        "servers.web.wait.tcp.expect: must be a string, not int 220",
+        id="expect-int",
+    ),
+    pytest.param(
+        f"{IMAGE}\nwait: {{http: {{port: 80, status: [200, {10**30}]}}}}",
+        f"servers.web.wait.http.status[1]: {10**30} is not an HTTP status (100-599)",
+        id="http-status-list-10e30",
     ),
     # a command is an argument list, never a shell line
     pytest.param(
