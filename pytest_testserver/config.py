@@ -14,6 +14,7 @@ from typing import Any
 
 from . import validate as v
 from .errors import ConfigError
+from .options import OPTION_KEYS, ContainerOptions, parse_options
 from .settings import RunSettings
 from .validate import Where
 
@@ -42,6 +43,7 @@ SERVER_KEYS = (
     "wait",
     "reset",
     "init",
+    *OPTION_KEYS,
 )
 WAIT_KEYS = ("tcp", "http", "log", "healthcheck")
 HTTP_KEYS = ("port", "path", "status")
@@ -155,6 +157,8 @@ class ServerSpec:
     scope: str = "session"
     # the engine's init (tini, catatonit) as PID 1: it reaps zombies and forwards signals
     init: bool = False
+    # user, working_dir, entrypoint, tmpfs, capabilities, shm_size, ulimits, sysctls, healthcheck
+    options: ContainerOptions = field(default_factory=ContainerOptions)
 
     @property
     def sharing(self) -> str:
@@ -331,6 +335,7 @@ def parse_server(
         reset=v.argv(*entry) if (entry := get("reset")) else None,
         scope=v.choice(*entry, SCOPES) if (entry := get("scope")) else "session",
         init=v.boolean(*entry) if (entry := get("init")) else False,
+        options=parse_options(get, has_command=get("command") is not None),
     )
 
 

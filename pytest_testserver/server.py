@@ -677,6 +677,7 @@ class ServerPool:
                 "hostname": spec.hostname,
                 "domain": spec.domain,
                 "init": spec.init,
+                "options": spec.options.digest_parts(),
             }
         )
         folder = self.state_dir().child(FOLDER)
@@ -852,6 +853,7 @@ class ServerPool:
                 network=network,
                 aliases=self._aliases(spec) if network else (),
                 init=spec.init,
+                options=spec.options,
             )
 
         try:
