@@ -363,6 +363,9 @@ def parse_tmpfs(value: object, where: Where) -> Tmpfs:
         where.fail("needs path: where the tmpfs is mounted in the container")
     pw = where if isinstance(value, str) else where.key("path")
     path = v.container_path(raw["path"], pw)
+    if any(c in path for c in ",:="):
+        # Docker's mount syntaxes separate options with these: none may pass for one.
+        pw.fail(f"{v.show(path)}: a tmpfs path must not hold , : or = (mount option separators)")
     normal = "/" + "/".join(p for p in path.split("/") if p)
     if normal == "/" or normal.split("/")[1] in ("proc", "sys", "dev"):
         pw.fail(f"{v.show(path)}: a tmpfs over / or the kernel's /proc, /sys or /dev is refused")
