@@ -149,6 +149,11 @@ class Tmpfs:
     size: int | None = None  # bytes
     mode: int | None = None
 
+    def describe(self) -> str:
+        shown = [f"size {size_text(self.size)}"] if self.size is not None else []
+        shown += [f"mode {self.mode:04o}"] if self.mode is not None else []
+        return f"{self.path} ({', '.join(shown)})" if shown else self.path
+
     def options(self) -> str:
         """The engine's tmpfs data: size and mode only (it adds noexec, nosuid, nodev)."""
         parts = []
@@ -251,14 +256,13 @@ class ContainerOptions:
             parts.append(f"working_dir {self.working_dir}")
         if self.entrypoint is not None:
             parts.append(f"entrypoint {list(self.entrypoint) or 'none'}")
-        for t in self.tmpfs:
-            parts.append(f"tmpfs {t.path}" + (f" ({t.options()})" if t.options() else ""))
+        parts += [f"tmpfs {t.describe()}" for t in self.tmpfs]
         if self.cap_add:
             parts.append(f"cap_add {' '.join(self.cap_add)}")
         if self.cap_drop:
             parts.append(f"cap_drop {' '.join(self.cap_drop)}")
         if self.shm_size is not None:
-            parts.append(f"shm_size {self.shm_size}")
+            parts.append(f"shm_size {size_text(self.shm_size)}")
         for u in self.ulimits:
             parts.append(f"ulimit {u.name} {limit_text(u.soft)}:{limit_text(u.hard)}")
         for name, value in self.sysctls:
@@ -266,6 +270,14 @@ class ContainerOptions:
         if self.healthcheck is not None:
             parts.append(f"healthcheck {list(self.healthcheck.test)}")
         return parts
+
+
+def size_text(size: int) -> str:
+    """Bytes in the largest unit that divides them: 67108864 -> 64m."""
+    for unit in ("g", "m", "k"):
+        if size % SIZE_UNITS[unit] == 0:
+            return f"{size // SIZE_UNITS[unit]}{unit}"
+    return str(size)
 
 
 def engine_cap(name: str) -> str:

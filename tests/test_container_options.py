@@ -196,9 +196,18 @@ def test_a_servers_own_healthcheck_makes_wait_healthcheck_work_with_any_image(
             """,
         ),
         """
+from pytest_testserver.readiness import healthcheck_argv
+from tests.conftest import inspect
+
 def test_healthy(testservers):
+    healthy = testservers["healthy"]
     # ready means healthy, and healthy means the file its test looks for was there
-    assert testservers["healthy"].exec(["test", "-e", "/ready"])[0] == 0
+    assert healthy.exec(["test", "-e", "/ready"])[0] == 0
+    # the container's own check is the server's: what the engine runs, and what the plugin
+    # execs itself under Podman
+    test = inspect(healthy.container_id)["Config"]["Healthcheck"]["Test"]
+    assert test == ["CMD", "test", "-e", "/ready"]
+    assert healthcheck_argv(test) == ["test", "-e", "/ready"]
 
 def test_sick(testservers):
     testservers["sick"]
@@ -267,8 +276,8 @@ def test_the_listing_shows_the_options_that_are_set(pytester: pytest.Pytester) -
         [
             "box",
             "    options: user 1000:1000; working_dir /srv; entrypoint ['sleep']; tmpfs /run; "
-            "tmpfs /cache (size=1048576,mode=700); cap_add CHOWN; cap_drop ALL; "
-            "shm_size 1073741824; ulimit nofile 1024:1024; ulimit core 0:unlimited; "
+            "tmpfs /cache (size 1m, mode 0700); cap_add CHOWN; cap_drop ALL; "
+            "shm_size 1g; ulimit nofile 1024:1024; ulimit core 0:unlimited; "
             "sysctl net.core.somaxconn=1024; healthcheck ['true']",
             "plain",
         ]
