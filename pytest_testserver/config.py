@@ -16,6 +16,7 @@ from typing import Any
 from . import validate as v
 from . import variables
 from .errors import ConfigError
+from .options import OPTION_KEYS, ContainerOptions, parse_options
 from .settings import RunSettings
 from .validate import Where
 
@@ -44,6 +45,7 @@ SERVER_KEYS = (
     "wait",
     "reset",
     "init",
+    *OPTION_KEYS,
 )
 WAIT_KEYS = ("tcp", "http", "log", "healthcheck")
 HTTP_KEYS = ("port", "path", "status")
@@ -172,6 +174,8 @@ class ServerSpec:
     scope: str = "session"
     # the engine's init (tini, catatonit) as PID 1: it reaps zombies and forwards signals
     init: bool = False
+    # user, working_dir, entrypoint, tmpfs, capabilities, shm_size, ulimits, sysctls, healthcheck
+    options: ContainerOptions = field(default_factory=ContainerOptions)
 
     @property
     def sharing(self) -> str:
@@ -355,6 +359,7 @@ def parse_server(
         reset=argv(*entry) if (entry := get("reset")) else None,
         scope=v.choice(*entry, SCOPES) if (entry := get("scope")) else "session",
         init=v.boolean(*entry) if (entry := get("init")) else False,
+        options=parse_options(get, has_command=get("command") is not None),
     )
 
 

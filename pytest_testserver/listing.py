@@ -66,4 +66,6 @@ def describe(config: ServerConfig) -> str:
             f"    init:    {'yes' if spec.init else 'no'}",
             f"    reset:   {list(spec.reset) if spec.reset else '-'}",
         ]
+        if options := spec.options.describe():
+            lines.append(f"    options: {'; '.join(options)}")
     return "\n".join(lines) + "\n"

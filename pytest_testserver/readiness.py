@@ -547,12 +547,17 @@ def health(engine: Engine, container: str) -> tuple[bool, str]:
     status = ((info.get("State") or {}).get("Health") or {}).get("Status")
     argv = healthcheck_argv(((info.get("Config") or {}).get("Healthcheck") or {}).get("Test"))
     if status is None and argv is None:
-        raise TestserverError("wait.healthcheck: the image defines no HEALTHCHECK")
+        raise TestserverError(
+            "wait.healthcheck: neither the image (HEALTHCHECK) nor the server (healthcheck:) "
+            "defines a health check"
+        )
     if status == "healthy":
         return True, ""
     if engine.kind == "podman" and argv is not None:
         # Podman runs healthchecks from systemd timers: without systemd (CI containers) none
         # ever runs and health stays "starting". The same test, exec'd, gives the same answer.
+        # The container's Config.Healthcheck is the server's healthcheck: when one is set (the
+        # engine keeps it in place of the image's), so that is what runs here.
         code, output = engine.exec(container, argv)
         if code == 0:
             return True, ""
@@ -560,7 +565,17 @@ def health(engine: Engine, container: str) -> tuple[bool, str]:
         return False, f"health: {status}; its test exited {code}" + (
             f": {last[0][:200]}" if last else ""
         )
-    return False, f"health: {status}"
+    return False, f"health: {status}" + last_check(info)
+
+
+def last_check(info: Mapping[str, Any]) -> str:
+    """What the engine's last health check said: its exit code and last line of output."""
+    log = ((info.get("State") or {}).get("Health") or {}).get("Log") or []
+    last = log[-1] if isinstance(log, list) and log and isinstance(log[-1], dict) else None
+    if last is None:
+        return ""
+    lines = str(last.get("Output") or "").strip().splitlines()[-1:]
+    return f"; its test exited {last.get('ExitCode')}" + (f": {lines[0][:200]}" if lines else "")
 
 
 def healthcheck_argv(test: object) -> list[str] | None:

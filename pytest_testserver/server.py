@@ -697,6 +697,7 @@ class ServerPool:
                 "hostname": spec.hostname,
                 "domain": spec.domain,
                 "init": spec.init,
+                "options": spec.options.digest_parts(),
             }
         )
         folder = self.state_dir().child(FOLDER)
@@ -875,6 +876,7 @@ class ServerPool:
                 network=network,
                 aliases=self._aliases(spec) if network else (),
                 init=spec.init,
+                options=spec.options,
             )
 
         try:
