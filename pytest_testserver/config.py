@@ -359,8 +359,19 @@ def parse_server(
         reset=argv(*entry) if (entry := get("reset")) else None,
         scope=v.choice(*entry, SCOPES) if (entry := get("scope")) else "session",
         init=v.boolean(*entry) if (entry := get("init")) else False,
-        options=parse_options(get, has_command=get("command") is not None),
+        options=parse_entrypoint_variables(
+            parse_options(get, has_command=get("command") is not None), get("entrypoint"), names
+        ),
     )
+
+
+def parse_entrypoint_variables(
+    options: ContainerOptions, entry: tuple[Any, Where] | None, names: frozenset[str]
+) -> ContainerOptions:
+    """The entrypoint takes ${NAME} like command: checked here, expanded at start."""
+    if options.entrypoint and entry is not None:
+        variables.check_argv(options.entrypoint, names, entry[1])
+    return options
 
 
 def parse_names(entry: tuple[Any, Where] | None, check: Any) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ start before it. Under xdist, a ``share: run`` server is started by the first wo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import threading
@@ -861,6 +862,10 @@ class ServerPool:
 
         # Expanded here, at start, and never shown: it may hold a secret.
         command = variables.expand_argv(spec.command, env) if spec.command is not None else None
+        options = spec.options
+        if options.entrypoint:
+            entrypoint = variables.expand_argv(options.entrypoint, env)
+            options = dataclasses.replace(options, entrypoint=entrypoint)
 
         def create() -> str:
             return engine.create_container(
@@ -876,7 +881,7 @@ class ServerPool:
                 network=network,
                 aliases=self._aliases(spec) if network else (),
                 init=spec.init,
-                options=spec.options,
+                options=options,
             )
 
         try:

@@ -145,6 +145,7 @@ def test_the_hosts_environment_is_not_a_source(monkeypatch: pytest.MonkeyPatch) 
             id="post-mapping",
         ),
         pytest.param({"reset": ["a", "b", "${NOPE}"]}, "reset[2]", id="reset"),
+        pytest.param({"entrypoint": ["a", "${NOPE}"]}, "entrypoint[1]", id="entrypoint"),
         pytest.param({"env": {"A": "x${NOPE}"}}, "env.A", id="env"),
         pytest.param({"wait": {"log": "ready ${NOPE}"}}, "wait.log", id="log"),
         pytest.param(
@@ -461,3 +462,29 @@ def test_an_http_path_takes_a_variable(
         result.stdout.fnmatch_lines(
             ["*wait.http 8080/${PAGE} (expecting 200) was still unmet (status 404)"]
         )
+
+
+@pytest.mark.usefixtures("engine", "token")
+def test_an_entrypoint_takes_variables(pytester: pytest.Pytester, suite: Any) -> None:
+    """The entrypoint expands like the command: the secret reaches the server, never the output."""
+    greeter = """
+image: busybox:stable
+entrypoint: [nc, -ll, -p, "${PORT}", -e, echo, "${TOKEN}"]
+command: [ignored]
+env: {PORT: "2100"}
+secret_env: [TOKEN]
+ports: [2100]
+timeout: 30
+"""
+    suite(
+        servers_yaml(greeter=greeter),
+        READ_GREETING
+        + """
+@pytest.mark.testserver("greeter")
+def test_it(testserver):
+    assert greeting(testserver).startswith(os.environ['TOKEN'].encode())
+""",
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert TOKEN not in output_of(result)
