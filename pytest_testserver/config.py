@@ -13,7 +13,10 @@ from types import MappingProxyType
 from typing import Any
 
 from . import validate as v
+from .envfile import EnvFile, read_env_file
 from .errors import ConfigError
+from .mounts import Volume, named, parse_volumes
+from .redact import looks_secret
 from .settings import RunSettings
 from .validate import Where
 
@@ -28,6 +31,7 @@ SERVER_KEYS = (
     *GENERATED_KEYS,
     "command",
     "env",
+    "env_file",
     "secret_env",
     "ports",
     "hostname",
@@ -42,6 +46,7 @@ SERVER_KEYS = (
     "wait",
     "reset",
     "init",
+    "volumes",
 )
 WAIT_KEYS = ("tcp", "http", "log", "healthcheck")
 HTTP_KEYS = ("port", "path", "status")
@@ -155,6 +160,10 @@ class ServerSpec:
     scope: str = "session"
     # the engine's init (tini, catatonit) as PID 1: it reaps zombies and forwards signals
     init: bool = False
+    # anonymous and named volumes, read-only bind mounts (mounts.py)
+    volumes: tuple[Volume, ...] = ()
+    # the dotenv file whose variables are in env (under env's own): for --testserver-list
+    env_file: EnvFile | None = None
 
     @property
     def sharing(self) -> str:
@@ -255,6 +264,7 @@ def parse_config(
         fields, env = merge_defaults(defaults, v.mapping(raw, where), root.key("defaults"), where)
         servers[name] = parse_server(name, fields, env, where, base, declared)
     check_links(servers, root.key("servers"))
+    check_volumes(servers, root.key("servers"))
     return ServerConfig(source, MappingProxyType(servers))
 
 
@@ -294,7 +304,8 @@ def parse_server(
         return None if entry is None or entry[0] is None else entry
 
     image = parse_image(fields, where, base)
-    env = parse_env(env_layers)
+    env_file = parse_env_file(*entry, base) if (entry := get("env_file")) else None
+    env = parse_env(env_layers, env_file[1] if env_file else {})
     secret_env: tuple[str, ...] = ()
     if entry := get("secret_env"):
         value, w = entry
@@ -331,7 +342,18 @@ def parse_server(
         reset=v.argv(*entry) if (entry := get("reset")) else None,
         scope=v.choice(*entry, SCOPES) if (entry := get("scope")) else "session",
         init=v.boolean(*entry) if (entry := get("init")) else False,
+        volumes=parse_volumes(*entry, base) if (entry := get("volumes")) else (),
+        env_file=env_file[0] if env_file else None,
     )
+
+
+def parse_env_file(value: object, where: Where, base: Path) -> tuple[EnvFile, dict[str, str]]:
+    """A dotenv file inside the config folder (confined like copy.src), read now."""
+    path = v.relative_path(value, where, base)
+    if not path.is_file():
+        where.fail(f"{v.show(value)} is not a file")
+    values = read_env_file(path, str(value), where)
+    return EnvFile(path, tuple(values)), values
 
 
 def parse_names(entry: tuple[Any, Where] | None, check: Any) -> tuple[str, ...]:
@@ -347,8 +369,9 @@ def parse_names(entry: tuple[Any, Where] | None, check: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def parse_env(layers: EnvLayers) -> tuple[tuple[str, str], ...]:
-    env: dict[str, str] = {}
+def parse_env(layers: EnvLayers, below: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """``env`` of defaults then the server, over ``below`` (an env_file's variables)."""
+    env: dict[str, str] = dict(below)
     for layer, where in layers:
         for key, item in v.mapping(layer, where).items():
             env[v.env_key(key, where.key(key))] = v.env_value(item, where.key(key))
@@ -529,6 +552,34 @@ def check_links(servers: Mapping[str, ServerSpec], where: Where) -> None:
             where.key(path[0]).key("links").fail(f"links form a cycle: {' -> '.join(path)}")
 
 
+def check_volumes(servers: Mapping[str, ServerSpec], where: Where) -> None:
+    """Servers naming one volume share it, so they must share alike: one volume per run, or one
+    per xdist worker (two workers' databases must not write into one data folder)."""
+    first: dict[str, ServerSpec] = {}
+    for spec in servers.values():
+        for name in named(spec.volumes):
+            other = first.setdefault(name, spec)
+            if other.sharing != spec.sharing:
+                shared = other.name if other.sharing == "run" else spec.name
+                where.key(spec.name).key("volumes").fail(
+                    f"volume {name!r} is also mounted by {other.name!r}, which "
+                    f"{sharing_text(other)}, but {spec.name!r} {sharing_text(spec)}; servers "
+                    f"sharing a volume must share alike (one volume per run, or per xdist "
+                    f"worker): give {shared!r} share: worker"
+                )
+
+
+def declared_secrets(config: ServerConfig) -> list[str]:
+    """The configuration's own secret values: those of env keys (env_file's included) and
+    build args whose names look secret. secret_env values come from the host, at start."""
+    values: list[str] = []
+    for spec in config.servers.values():
+        values += [value for key, value in spec.env if looks_secret(key)]
+        if isinstance(spec.image, BuildSource):
+            values += [value for key, value in spec.image.args if looks_secret(key)]
+    return values
+
+
 def sharing_text(spec: ServerSpec) -> str:
     if spec.scope != "session":
         return f"is per xdist worker (scope: {spec.scope})"
@@ -583,6 +634,7 @@ def combine(configs: list[ServerConfig]) -> ServerConfig:
             origin[name] = config.source
     source = " + ".join(c.source for c in configs)
     check_links(servers, Where(source).key("servers"))
+    check_volumes(servers, Where(source).key("servers"))
     return ServerConfig(source, MappingProxyType(servers))
 
 
