@@ -701,3 +701,12 @@ def test_load_config_reads_the_env_file_beside_the_yaml(tmp_path: Path) -> None:
     (tmp_path / "a.env").write_text("A=1\n")
     spec = load_config(tmp_path / "testservers.yaml").servers["a"]
     assert dict(spec.env) == {"A": "1"}
+
+
+def test_the_keep_message_says_how_to_remove_kept_volumes() -> None:
+    from pytest_testserver.reaper import keep_message
+
+    text = keep_message("0123456789", 1, ["testserver-0123456789"], ["testserver-0123456789-vol-v"])
+    assert text.endswith(
+        "&& docker network rm testserver-0123456789 && docker volume rm testserver-0123456789-vol-v"
+    )
