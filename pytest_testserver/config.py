@@ -15,8 +15,11 @@ from typing import Any
 
 from . import validate as v
 from . import variables
+from .envfile import EnvFile, read_env_file
 from .errors import ConfigError
+from .mounts import Volume, named, parse_volumes
 from .options import OPTION_KEYS, ContainerOptions, parse_options
+from .redact import looks_secret
 from .settings import RunSettings
 from .validate import Where
 
@@ -31,6 +34,7 @@ SERVER_KEYS = (
     *GENERATED_KEYS,
     "command",
     "env",
+    "env_file",
     "secret_env",
     "ports",
     "hostname",
@@ -46,6 +50,7 @@ SERVER_KEYS = (
     "reset",
     "init",
     *OPTION_KEYS,
+    "volumes",
 )
 WAIT_KEYS = ("tcp", "http", "log", "healthcheck")
 HTTP_KEYS = ("port", "path", "status")
@@ -176,6 +181,10 @@ class ServerSpec:
     init: bool = False
     # user, working_dir, entrypoint, tmpfs, capabilities, shm_size, ulimits, sysctls, healthcheck
     options: ContainerOptions = field(default_factory=ContainerOptions)
+    # anonymous and named volumes, read-only bind mounts (mounts.py)
+    volumes: tuple[Volume, ...] = ()
+    # the dotenv file whose variables are in env (under env's own): for --testserver-list
+    env_file: EnvFile | None = None
 
     @property
     def sharing(self) -> str:
@@ -276,6 +285,7 @@ def parse_config(
         fields, env = merge_defaults(defaults, v.mapping(raw, where), root.key("defaults"), where)
         servers[name] = parse_server(name, fields, env, where, base, declared)
     check_links(servers, root.key("servers"))
+    check_volumes(servers, root.key("servers"))
     return ServerConfig(source, MappingProxyType(servers))
 
 
@@ -315,7 +325,8 @@ def parse_server(
         return None if entry is None or entry[0] is None else entry
 
     image = parse_image(fields, where, base)
-    env_where = parse_env(env_layers)
+    env_file = parse_env_file(*entry, base) if (entry := get("env_file")) else None
+    env_where = parse_env(env_layers, env_file[1] if env_file else {})
     env = tuple((key, value) for key, (value, _) in env_where.items())
     secret_env: tuple[str, ...] = ()
     if entry := get("secret_env"):
@@ -362,6 +373,8 @@ def parse_server(
         options=parse_entrypoint_variables(
             parse_options(get, has_command=get("command") is not None), get("entrypoint"), names
         ),
+        volumes=parse_volumes(*entry, base) if (entry := get("volumes")) else (),
+        env_file=env_file[0] if env_file else None,
     )
 
 
@@ -372,6 +385,19 @@ def parse_entrypoint_variables(
     if options.entrypoint and entry is not None:
         variables.check_argv(options.entrypoint, names, entry[1])
     return options
+
+
+def parse_env_file(
+    value: object, where: Where, base: Path
+) -> tuple[EnvFile, dict[str, tuple[str, Where]]]:
+    """A dotenv file inside the config folder (confined like copy.src), read now. Its values
+    are literal: a $ is kept as written, never the start of a ${NAME} variable."""
+    path = v.relative_path(value, where, base)
+    if not path.is_file():
+        where.fail(f"{v.show(value)} is not a file")
+    values = read_env_file(path, str(value), where)
+    literal = {key: (variables.literal(text), where) for key, text in values.items()}
+    return EnvFile(path, tuple(values)), literal
 
 
 def parse_names(entry: tuple[Any, Where] | None, check: Any) -> tuple[str, ...]:
@@ -387,9 +413,12 @@ def parse_names(entry: tuple[Any, Where] | None, check: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def parse_env(layers: EnvLayers) -> dict[str, tuple[str, Where]]:
-    """Each variable's value (as written: ${NAME} expands at start) and where it was set."""
-    env: dict[str, tuple[str, Where]] = {}
+def parse_env(
+    layers: EnvLayers, below: Mapping[str, tuple[str, Where]]
+) -> dict[str, tuple[str, Where]]:
+    """Each variable's value (as written: ${NAME} expands at start) and where it was set:
+    ``env`` of defaults then the server, over ``below`` (an env_file's variables)."""
+    env: dict[str, tuple[str, Where]] = dict(below)
     for layer, where in layers:
         for key, item in v.mapping(layer, where).items():
             env[v.env_key(key, where.key(key))] = (
@@ -616,6 +645,34 @@ def check_links(servers: Mapping[str, ServerSpec], where: Where) -> None:
             where.key(path[0]).key("links").fail(f"links form a cycle: {' -> '.join(path)}")
 
 
+def check_volumes(servers: Mapping[str, ServerSpec], where: Where) -> None:
+    """Servers naming one volume share it, so they must share alike: one volume per run, or one
+    per xdist worker (two workers' databases must not write into one data folder)."""
+    first: dict[str, ServerSpec] = {}
+    for spec in servers.values():
+        for name in named(spec.volumes):
+            other = first.setdefault(name, spec)
+            if other.sharing != spec.sharing:
+                shared = other.name if other.sharing == "run" else spec.name
+                where.key(spec.name).key("volumes").fail(
+                    f"volume {name!r} is also mounted by {other.name!r}, which "
+                    f"{sharing_text(other)}, but {spec.name!r} {sharing_text(spec)}; servers "
+                    f"sharing a volume must share alike (one volume per run, or per xdist "
+                    f"worker): give {shared!r} share: worker"
+                )
+
+
+def declared_secrets(config: ServerConfig) -> list[str]:
+    """The configuration's own secret values: those of env keys (env_file's included) and
+    build args whose names look secret. secret_env values come from the host, at start."""
+    values: list[str] = []
+    for spec in config.servers.values():
+        values += [value for key, value in spec.env if looks_secret(key)]
+        if isinstance(spec.image, BuildSource):
+            values += [value for key, value in spec.image.args if looks_secret(key)]
+    return values
+
+
 def sharing_text(spec: ServerSpec) -> str:
     if spec.scope != "session":
         return f"is per xdist worker (scope: {spec.scope})"
@@ -670,6 +727,7 @@ def combine(configs: list[ServerConfig]) -> ServerConfig:
             origin[name] = config.source
     source = " + ".join(c.source for c in configs)
     check_links(servers, Where(source).key("servers"))
+    check_volumes(servers, Where(source).key("servers"))
     return ServerConfig(source, MappingProxyType(servers))
 
 

@@ -56,6 +56,7 @@ class RunOwner:
         self._lock = threading.Lock()
         self._lease: reaper.Lease | None = None
         self._lease_engine: Engine | None = None
+        self._finished = False  # a lease still connecting when the run ends must not start
         try:
             self.state, self.warning = user_state_dir()
             make_run_folder(self.state, context.run_id, context.owner)
@@ -87,7 +88,12 @@ class RunOwner:
             return
         with self._lock:
             self.used = True
-            start = self._lease is None and not self.context.kept and self.context.lease_ttl
+            start = (
+                self._lease is None
+                and not self._finished
+                and not self.context.kept
+                and self.context.lease_ttl
+            )
         if start:
             threading.Thread(target=self._hold_lease, daemon=True).start()
 
@@ -98,6 +104,12 @@ class RunOwner:
         except TestserverError:
             return
         with self._lock:
+            if self._finished or self._lease is not None:
+                # The run ended (or another lease began) while this one connected: starting
+                # now would renew a lease after the final sweep, for as long as the process
+                # lives (found by the engine fixture's volume check, an in-process -n 2 run).
+                engine.close()
+                return
             self._lease_engine = engine
             self._lease = reaper.Lease(engine, self.context, "controller").start()
 
@@ -126,6 +138,7 @@ class RunOwner:
         it, and sweeps once more on its own.
         """
         with self._lock:
+            self._finished = True
             lease, engine = self._lease, self._lease_engine
         if lease is not None:
             lease.stop()

@@ -20,6 +20,7 @@ from typing import IO, Any, Protocol
 import docker
 import docker.errors
 import docker.tls
+import docker.types
 import docker.utils
 import requests.exceptions
 import urllib3.exceptions
@@ -27,6 +28,7 @@ import urllib3.exceptions
 from .errors import EngineError, EngineStalled, EngineUnavailable
 from .liveness import Found
 from .locate import Location, locate
+from .mounts import EngineMount
 from .options import ContainerOptions
 from .run import LABEL_RUN
 
@@ -247,6 +249,20 @@ def probe_unix_socket(address: str) -> None:
             sock.connect(address[len("unix://") :])
         except OSError as exc:
             raise EngineUnavailable(address, exc.strerror or str(exc)) from None
+
+
+def docker_mounts(mounts: Sequence[EngineMount]) -> list[docker.types.Mount]:
+    """The SDK's mounts, from mounts.py's alone (a bind is read-only whatever it says)."""
+    return [
+        docker.types.Mount(
+            m.target,
+            m.source,
+            type=m.kind,
+            read_only=m.read_only or m.kind == "bind",
+            labels=dict(m.labels) or None,
+        )
+        for m in mounts
+    ]
 
 
 def _filters(labels: Mapping[str, str]) -> list[str]:
@@ -525,6 +541,7 @@ class Engine:
         aliases: Sequence[str],
         init: bool = False,
         options: ContainerOptions | None = None,
+        mounted: Sequence[EngineMount] = (),  # from mounts.py only (tests/test_no_shell.py)
     ) -> str:
         options = options or ContainerOptions()
         bindings: dict[int | str, Any] = {key: value for key, value in port_bindings.items()}
@@ -534,6 +551,7 @@ class Engine:
             network_mode=network or "default",
             init=init or None,
             **options.host_config_kwargs(),
+            mounts=docker_mounts(mounted) or None,
         )
         # The API's own shape (types-docker mistypes create_networking_config).
         networking: Any = (
@@ -649,6 +667,14 @@ class Engine:
         """Make a volume; returns its creation time by the engine's clock."""
         result = self._call(self.api.create_volume, name, driver="local", labels=dict(labels))
         return engine_time(result.get("CreatedAt", "")) or self.now()
+
+    def make_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        """Make the run's volume ``name``, or find it made by this run already (the engine's
+        create is idempotent); a volume of that name that is not the run's is refused."""
+        result = self._call(self.api.create_volume, name, driver="local", labels=dict(labels))
+        found = result.get("Labels") or {}
+        if found.get(LABEL_RUN) != labels.get(LABEL_RUN):
+            raise EngineError(f"a volume named {name} exists and is not this run's: not used")
 
     def remove_volume(self, name: str) -> None:
         try:

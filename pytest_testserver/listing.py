@@ -6,13 +6,17 @@ and a secret_env value is not read before the server starts).
 
 from __future__ import annotations
 
+from . import mounts
 from .config import (
     BuildSource,
     GeneratedSource,
     ImageSource,
     ServerConfig,
     ServerSpec,
+    declared_secrets,
+    display_path,
 )
+from .redact import MASK, Redactor, looks_secret
 
 
 def describe_image(spec: ServerSpec) -> str:
@@ -48,6 +52,26 @@ def describe_readiness(spec: ServerSpec) -> str:
     return ", ".join(parts) or "running"
 
 
+def describe_env_file(spec: ServerSpec) -> str:
+    """The file and what it sets (env may override a value): secret-looking values masked."""
+    assert spec.env_file is not None
+    env = dict(spec.env)
+    shown = [
+        f"{key}={MASK if looks_secret(key) else env.get(key, '')}" for key in spec.env_file.keys
+    ]
+    return f"{display_path(spec.env_file.path)} ({', '.join(shown) or 'no variables'})"
+
+
+def optional_lines(spec: ServerSpec) -> list[str]:
+    """Lines for keys shown only when set."""
+    lines = []
+    if spec.volumes:
+        lines.append(f"    volumes: {', '.join(mounts.describe(m) for m in spec.volumes)}")
+    if spec.env_file is not None:
+        lines.append(f"    env_file: {describe_env_file(spec)}")
+    return lines
+
+
 def describe(config: ServerConfig) -> str:
     if not config.servers:
         return f"testserver: no servers declared ({config.source})\n"
@@ -65,7 +89,9 @@ def describe(config: ServerConfig) -> str:
             f"    scope:   {spec.scope}",
             f"    init:    {'yes' if spec.init else 'no'}",
             f"    reset:   {list(spec.reset) if spec.reset else '-'}",
+            *optional_lines(spec),
         ]
         if options := spec.options.describe():
             lines.append(f"    options: {'; '.join(options)}")
-    return "\n".join(lines) + "\n"
+    # A secret value may show up elsewhere too (in a command, under another key).
+    return Redactor(declared_secrets(config))("\n".join(lines) + "\n")

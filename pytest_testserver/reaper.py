@@ -212,7 +212,9 @@ def sweep_abandoned_run(run_id: str) -> None:
         engine.close()
 
 
-def keep_message(run_id: str, count: int | None, networks: list[str]) -> str:
+def keep_message(
+    run_id: str, count: int | None, networks: list[str], volumes: list[str] | None = None
+) -> str:
     label = f"label={LABEL_RUN}={run_id}"
     what = f"{count} container(s)" if count is not None else "the containers"
     text = (
@@ -221,6 +223,8 @@ def keep_message(run_id: str, count: int | None, networks: list[str]) -> str:
     )
     if networks:
         text += f" && docker network rm {' '.join(networks)}"
+    if volumes:
+        text += f" && docker volume rm {' '.join(volumes)}"
     return text
 
 

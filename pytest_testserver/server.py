@@ -14,7 +14,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import image, ports, readiness, reaper, variables
@@ -32,6 +32,7 @@ from .errors import (
 )
 from .handle import ServerHandle
 from .lifetimes import Instances, ScopeKeys
+from .mounts import BindMount, EngineMount, engine_mounts, named
 from .redact import Redactor, looks_secret
 from .reuse import (
     FOLDER,
@@ -139,6 +140,10 @@ class ServerPool:
         # server -> its container's environment (secrets included), read once per run: the
         # values of its ${NAME} variables for the command, checks and reset
         self._envs: dict[str, MaskedEnv] = {}
+        # the engine names of the named volumes this process made and must remove
+        self._volumes: set[str] = set()
+        self._volumes_made: set[str] = set()  # made or found: not asked for again
+        self._volume_lock = threading.Lock()
         self._rebuilt: set[str] = set()
         self._watchdog: reaper.Watchdog | None = None
         self._watchdog_started: threading.Thread | None = None
@@ -526,6 +531,42 @@ class ServerPool:
         # Not ours to remove: the controller sweeps the run's network when every worker is done.
         return network
 
+    def _check_binds(self, engine: Engine, spec: ServerSpec) -> None:
+        """A bind mount names a path on the engine's host: only this machine's engine has ours."""
+        if engine.location.is_local_socket:
+            return
+        for i, volume in enumerate(spec.volumes):
+            if isinstance(volume, BindMount):
+                raise StartError(
+                    spec.name,
+                    f"volumes[{i}]: a bind mount needs an engine on this machine's own socket, "
+                    f"but the engine is at {engine.address}, where {volume.src} would name a "
+                    "path on the engine's host: use copy: to put the files into the image",
+                )
+
+    def _mounts_for(self, engine: Engine, spec: ServerSpec) -> list[EngineMount]:
+        """The container's mounts, making the run's named volumes it needs first.
+
+        A volume of the whole run under xdist is made by whichever worker needs it first (the
+        engine's create returns the one that exists) and removed by the controller's sweep;
+        otherwise this process made it and removes it at the end, after the containers.
+        """
+        prefix = self.context.scoped(spec.sharing)
+        per_run = self.shared and spec.sharing == "run"
+        for name in named(spec.volumes):
+            volume = f"{prefix}-vol-{name}"
+            with self._volume_lock:
+                if volume in self._volumes_made:
+                    continue
+                engine.make_volume(volume, self.context.labels())
+                self._volumes_made.add(volume)
+                if not per_run:
+                    with self._lock:  # registered before anything mounts it
+                        self._volumes.add(volume)
+        return engine_mounts(
+            spec.volumes, lambda name: f"{prefix}-vol-{name}", self.context.labels(spec.name)
+        )
+
     def _environment(self, spec: ServerSpec) -> MaskedEnv:
         """The container's environment: ``env`` with its ${NAME} expanded, and the secrets,
         read from the test run's environment the first time the server needs them."""
@@ -587,6 +628,7 @@ class ServerPool:
         problem = ports.remote_loopback_problem(engine.address, self.settings.bind_address)
         if problem and spec.ports:
             raise StartError(spec.name, problem)
+        self._check_binds(engine, spec)
         wanted = image.resolve(spec)
         # Two budgets: the image (pull, build, waiting for another run's build) has its own,
         # so a cold CI build neither eats the server's readiness time nor is blamed on it.
@@ -624,14 +666,19 @@ class ServerPool:
         with engine.deadline(image_deadline):
             try:
                 network = self._network_for(engine, spec)
+                mounts = self._mounts_for(engine, spec)
                 try:
                     # Optimistic: an image that is here (the usual case) costs no lookup at all.
-                    container = self._create(engine, spec, instance, wanted.ref, env, network)
+                    container = self._create(
+                        engine, spec, instance, wanted.ref, env, network, mounted=mounts
+                    )
                 except EngineError as exc:
                     if not image.is_missing_image(exc):
                         raise
                     ensure()
-                    container = self._create(engine, spec, instance, wanted.ref, env, network)
+                    container = self._create(
+                        engine, spec, instance, wanted.ref, env, network, mounted=mounts
+                    )
             except EngineError as exc:
                 why = self.redact(str(exc))
                 raise StartError(spec.name, f"the container could not be created: {why}") from None
@@ -659,13 +706,16 @@ class ServerPool:
 
     def _reusable(self, spec: ServerSpec) -> bool:
         """--testserver-reuse keeps session servers of the whole run that join no network
-        (a network's names and members would have to be kept alike)."""
+        (a network's names and members would have to be kept alike) and mount no volume (a
+        named one is the run's, removed at its end; an anonymous one is labelled with the run,
+        so its sweep would try to remove it under the kept container)."""
         return (
             self._keeper is not None
             and not self.settings.keep
             and spec.scope == "session"
             and spec.sharing == "run"
             and spec.name not in self.config.networked
+            and not spec.volumes
         )
 
     def _start_kept(
@@ -854,6 +904,7 @@ class ServerPool:
         env: dict[str, str],
         network: str | None,
         *,
+        mounted: Sequence[EngineMount] = (),
         name: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> str:
@@ -882,6 +933,7 @@ class ServerPool:
                 aliases=self._aliases(spec) if network else (),
                 init=spec.init,
                 options=options,
+                mounted=mounted,
             )
 
         try:
@@ -1021,17 +1073,19 @@ class ServerPool:
             containers = {i: c for i, c in self._containers.items() if i not in self._releasing}
             networks = sorted(self._networks)
             self._networks_made = dict(self._networks)
+            volumes = sorted(self._volumes)
             engine = self._engine
             if not self.settings.keep:
                 for instance in containers:
                     del self._containers[instance]
                 self._networks.clear()
+                self._volumes.clear()
             if engine is not None:
                 # Not a daemon: even if waiting for it is interrupted, the interpreter waits at
                 # exit (every engine call in it is bounded by TEARDOWN_BOUND).
                 self._closing = threading.Thread(
                     target=self._remove_all,
-                    args=(engine, containers, networks),
+                    args=(engine, containers, networks, volumes),
                     name="testserver-teardown",
                 )
                 self._closing.start()
@@ -1054,8 +1108,14 @@ class ServerPool:
             ]
         return problems
 
-    def _remove_all(self, engine: Engine, containers: dict[str, str], networks: list[str]) -> None:
-        """Remove each container and network on its own; report what could not be removed.
+    def _remove_all(
+        self,
+        engine: Engine,
+        containers: dict[str, str],
+        networks: list[str],
+        volumes: list[str],
+    ) -> None:
+        """Remove each container, network and volume on its own; report what could not be.
 
         The watchdog is told ``done`` only when nothing is left: otherwise it sweeps the run
         itself once this process is gone.
@@ -1079,7 +1139,7 @@ class ServerPool:
             self._containers.clear()
         with engine.deadline(deadline):
             try:
-                problems = self._remove_each(engine, containers, networks)
+                problems = self._remove_each(engine, containers, networks, volumes)
             except Exception as exc:  # never a thread that dies and leaves things silently
                 problems = [f"teardown failed: {type(exc).__name__}: {exc}"]
         if problems:
@@ -1095,7 +1155,11 @@ class ServerPool:
             self._close_problems += problems
 
     def _remove_each(
-        self, engine: Engine, containers: dict[str, str], networks: list[str]
+        self,
+        engine: Engine,
+        containers: dict[str, str],
+        networks: list[str],
+        volumes: list[str],
     ) -> list[str]:
         problems: list[str] = []
 
@@ -1130,6 +1194,11 @@ class ServerPool:
                 engine.remove_network(self._networks_made[name])
             except Exception as exc:
                 problems.append(f"could not remove the network {name}: {exc}")
+        for name in volumes:  # after the containers that mount them
+            try:
+                engine.remove_volume(name)
+            except Exception as exc:
+                problems.append(f"could not remove the volume {name}: {exc}")
         return problems
 
     def _close_state(self) -> None:
@@ -1145,9 +1214,10 @@ class ServerPool:
         with self._lock:
             count = len(self._containers)
             networks = sorted(self._networks)
-        if not self.settings.keep or not (count or networks):
+            volumes = sorted(self._volumes)
+        if not self.settings.keep or not (count or networks or volumes):
             return None
-        return reaper.keep_message(self.run_id, count, networks)
+        return reaper.keep_message(self.run_id, count, networks, volumes)
 
 
 def container_network(info: Mapping[str, Any]) -> tuple[str, str]:

@@ -67,6 +67,11 @@ def expand(text: str, values: Mapping[str, str], quote: Callable[[str], str] | N
     return _TOKEN.sub(replace, text)
 
 
+def literal(text: str) -> str:
+    """``text`` written so that it expands to itself (an env_file's value: plain data)."""
+    return text.replace("$", "$$")
+
+
 def expand_argv(argv: Sequence[str], values: Mapping[str, str]) -> tuple[str, ...]:
     """Each argument expanded on its own: a value never splits into several arguments."""
     return tuple(expand(arg, values) for arg in argv)

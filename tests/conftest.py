@@ -42,6 +42,11 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
+        "engine_on_local_socket: needs the engine on this machine's own socket (a bind mount "
+        "names a path on the engine's host); deselected for a remote engine",
+    )
+    config.addinivalue_line(
+        "markers",
         "publishes_on_this_machine: needs the engine to publish ports on this machine (it "
         "holds a local port); deselected for a remote engine",
     )
@@ -53,6 +58,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     unmet = {
         "needs_root_and_local_engine": _root_and_local_engine,
         "publishes_on_this_machine": _publishes_on_this_machine,
+        "engine_on_local_socket": _engine_on_local_socket,
     }
     wanted = [
         item
@@ -84,6 +90,16 @@ def _publishes_on_this_machine() -> bool:
         return ipaddress.ip_address(expected_host()).is_loopback
     except ValueError:
         return expected_host() == "localhost"
+
+
+def _engine_on_local_socket() -> bool:
+    from pytest_testserver.errors import EngineUnavailable
+    from pytest_testserver.locate import locate
+
+    try:
+        return locate().is_local_socket
+    except EngineUnavailable:
+        return False
 
 
 def _root_and_local_engine() -> bool:
@@ -149,21 +165,32 @@ def labelled(api: Any, label: str = LABEL) -> tuple[list[dict[str, Any]], list[d
     return containers, networks
 
 
+def labelled_volumes(api: Any, label: str = LABEL) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = api.volumes(filters={"label": label}).get("Volumes") or []
+    return volumes
+
+
 @pytest.fixture
 def engine(docker_api: Any) -> Iterator[Any]:
-    """The engine for an integration test, which must leave no labelled container or network.
+    """The engine for an integration test, which must leave no labelled container, network or
+    volume (named and anonymous volumes, and leases, carry the run's labels too).
 
     In-process pytester runs label what they make with this process's pid; other runs sharing
     the engine (a developer's own) are not this test's business.
     """
     yield docker_api
-    containers, networks = labelled(docker_api, f"pytest-testserver.pid={os.getpid()}")
+    mine = f"pytest-testserver.pid={os.getpid()}"
+    containers, networks = labelled(docker_api, mine)
     for c in containers:
         docker_api.remove_container(c["Id"], force=True, v=True)
     for n in networks:
         docker_api.remove_network(n["Id"])
+    volumes = labelled_volumes(docker_api, mine)  # after the containers that mount them
+    for v in volumes:
+        docker_api.remove_volume(v["Name"], force=True)
     assert not containers, f"leaked containers: {[c['Names'] for c in containers]}"
     assert not networks, f"leaked networks: {[n['Name'] for n in networks]}"
+    assert not volumes, f"leaked volumes: {[v['Name'] for v in volumes]}"
 
 
 def servers_yaml(**servers: str) -> str:

@@ -33,10 +33,10 @@ from pytest_testserver.settings import bind_address
 
 SOURCE = "testservers.yaml"
 SERVER_KEYS_TEXT = (
-    "build, image, from, install, copy, run, command, env, secret_env, ports, hostname, "
-    "domain, aliases, links, post_startup, timeout, image_timeout, share, scope, wait, reset, "
-    "init, user, working_dir, entrypoint, tmpfs, cap_add, cap_drop, shm_size, ulimits, sysctls, "
-    "healthcheck"
+    "build, image, from, install, copy, run, command, env, env_file, secret_env, ports, "
+    "hostname, domain, aliases, links, post_startup, timeout, image_timeout, share, scope, wait, "
+    "reset, init, user, working_dir, entrypoint, tmpfs, cap_add, cap_drop, shm_size, ulimits, "
+    "sysctls, healthcheck, volumes"
 )
 
 

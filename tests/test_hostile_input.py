@@ -47,6 +47,7 @@ from pytest_testserver.config import (
     parse_config,
 )
 from pytest_testserver.errors import ConfigError
+from pytest_testserver.mounts import AnonymousVolume, BindMount, NamedVolume
 from pytest_testserver.options import (
     CAP_ADD_ALLOWED,
     CAPABILITIES,
@@ -339,6 +340,47 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     ),
     "timeout": numbers,
     "image_timeout": numbers,
+    "env_file": st.one_of(
+        st.sampled_from(["files/app.env", "files/bad.env", "files/binary.env", "escape"]),
+        paths,
+        yamlish,
+    ),
+    "volumes": st.one_of(
+        list_of(
+            st.one_of(
+                texts,
+                st.sampled_from(
+                    [
+                        "/data",
+                        "v:/data",
+                        "v:/data:ro",
+                        "./files:/www:ro",
+                        "./files:/www",
+                        "../files:/x:ro",
+                        "escape_dir:/x:ro",
+                        "./escape_dir:/x:ro",
+                        "/etc:/x:ro",
+                        "v:/data:rx",
+                        "v::ro",
+                        ":/x",
+                        "v:/",
+                        "a b:/x",
+                    ]
+                ),
+                st.builds(lambda a, b: f"{a}:{b}", texts, texts),
+                st.builds(lambda a, b: f"./{a}:{b}:ro", paths, texts),
+                mapping_of(
+                    {
+                        "name": st.one_of(texts, st.just("pgdata")),
+                        "src": paths,
+                        "path": st.one_of(texts, st.sampled_from(["/data", "/a/../b", "/"])),
+                        "read_only": st.one_of(st.booleans(), yamlish),
+                    }
+                ),
+            )
+        ),
+        yamlish,
+    ),
     "share": st.one_of(st.sampled_from(["run", "worker"]), texts, yamlish),
     "scope": st.one_of(st.sampled_from(["session", "module", "class", "function"]), texts, yamlish),
     "reset": argvs,
@@ -591,6 +633,22 @@ def assert_safe(spec: ServerSpec, base: Path) -> None:
             math.isfinite(check.interval) and 0 < check.interval <= 86400
         )
     assert spec.share in ("run", "worker")
+    targets = [volume.path for volume in spec.volumes]
+    assert len(targets) == len(set(targets))
+    for volume in spec.volumes:
+        assert CONTAINER_PATH.fullmatch(volume.path), volume.path
+        assert ".." not in volume.path.split("/")
+        assert volume.path not in ("", "/")
+        if isinstance(volume, BindMount):
+            assert inside(volume.src, base), volume.src
+            assert volume.src.is_dir() or volume.src.is_file()
+        elif isinstance(volume, NamedVolume):
+            assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", volume.name), volume.name
+        else:
+            assert isinstance(volume, AnonymousVolume)
+    if spec.env_file is not None:
+        assert inside(spec.env_file.path, base), spec.env_file.path
+        assert set(spec.env_file.keys) <= dict(spec.env).keys()
     source = spec.image
     if isinstance(source, ImageSource):
         assert SAFE_REF.fullmatch(source.ref), source.ref
@@ -740,6 +798,9 @@ def make_project(folder: Path) -> Path:
     (folder / "files" / "sub").mkdir(parents=True)
     (folder / "files" / "index.html").write_text("ok\n")
     (folder / "files" / "sub" / "a.txt").write_text("a\n")
+    (folder / "files" / "app.env").write_text("A=1\nexport B='two'\nDB_PASSWORD=\"x y\"\n")
+    (folder / "files" / "bad.env").write_text("A=1\nnot a line\nB='open\n")
+    (folder / "files" / "binary.env").write_bytes(b"A=\xff\x00\n")
     (folder / "escape").symlink_to("/etc/passwd")
     (folder / "escape_dir").symlink_to("/etc")
     (folder / "loop").symlink_to("loop")
@@ -1451,6 +1512,55 @@ CASES = [
             ("bad-bool", "!!bool maybe", f"{BAD_TIMEOUT}'maybe'"),
             ("map-of-a-list", "!!map [1, 2]", "a !!map tag on something that is not a mapping"),
         ]
+    ),
+    pytest.param(
+        f'{IMAGE}\nvolumes: ["./etc:/x:ro"]',
+        "servers.web.volumes[0]: './etc' leads outside *",
+        id="volumes-bind-through-symlinked-folder",
+    ),
+    pytest.param(
+        f'{IMAGE}\nvolumes: ["../files:/x:ro"]',
+        "servers.web.volumes[0]: '../files' leads outside *",
+        id="volumes-bind-dotdot",
+    ),
+    pytest.param(
+        f'{IMAGE}\nvolumes: ["/etc:/x:ro"]',
+        "servers.web.volumes[0]: '/etc': an absolute host path is never mounted; name a folder "
+        "inside the config file's folder, such as ./data",
+        id="volumes-absolute-host-path",
+    ),
+    pytest.param(
+        f"{IMAGE}\nvolumes: [{{src: files, path: /x, read_only: false}}]",
+        "servers.web.volumes[0].read_only: a bind mount needs read_only: true (the engine is "
+        "root, and would write into your project as root)",
+        id="volumes-writable-bind",
+    ),
+    pytest.param(
+        f'{IMAGE}\nvolumes: ["v;rm -rf ~:/x"]',
+        "servers.web.volumes[0]: 'v;rm -rf ~' is not a volume name (letters, digits, _ . -, "
+        "starting with a letter or digit, at most 64 characters)",
+        id="volumes-shell-in-a-name",
+    ),
+    pytest.param(
+        f'{IMAGE}\nvolumes: ["v:/\\u0430pp"]',
+        "servers.web.volumes[0]: '/\\u0430pp' is not an absolute path of plain characters "
+        "(letters, digits, and . _ / @ + = : , -)",
+        id="volumes-look-alike-path",
+    ),
+    pytest.param(
+        f"{IMAGE}\nenv_file: passwd",
+        "servers.web.env_file: 'passwd' leads outside *",
+        id="env-file-symlink-to-etc-passwd",
+    ),
+    pytest.param(
+        f"{IMAGE}\nenv_file: loop",
+        "servers.web.env_file: 'loop' cannot be resolved (a symlink loop)",
+        id="env-file-symlink-loop",
+    ),
+    pytest.param(
+        f"{IMAGE}\nenv_file: ../outside.txt",
+        "servers.web.env_file: '../outside.txt' leads outside *",
+        id="env-file-dotdot",
     ),
     pytest.param(
         "<<: {image: busybox, image: evil}",

@@ -11,12 +11,16 @@ Every module of ``pytest_testserver`` is parsed with ``ast`` and searched for:
 - ``yaml.load`` without a SafeLoader (or a subclass of one), ``yaml.unsafe_load``,
   ``yaml.full_load`` and the unsafe loader classes;
 - container options that would loosen isolation (privileged, host mounts, host namespaces,
-  capabilities, devices, sysctls, tmpfs), and ``network_mode="host"``, as keywords, as keys of a
-  dict or an item assigned, or hidden behind a ``**`` splat into the engine's create calls; nor
-  may a server key ask for one. The one exception is deliberate: ``cap_add``, ``sysctls`` and
-  ``tmpfs`` are built in ``options.py`` alone, from values checked there against fixed lists
-  (capabilities confined to the container, namespaced sysctls, a tmpfs's size and mode), and
-  reach the engine only through the options' own ``create_kwargs`` / ``host_config_kwargs``.
+  capabilities, devices, sysctls, tmpfs, mounts), and ``network_mode="host"``, as keywords, as
+  keys of a dict or an item assigned, or hidden behind a ``**`` splat into the engine's create
+  calls; nor may a server key ask for one. Two exceptions are deliberate: ``cap_add``,
+  ``sysctls`` and ``tmpfs`` are built in ``options.py`` alone, from values checked there against
+  fixed lists (capabilities confined to the container, namespaced sysctls, a tmpfs's size and
+  mode), and reach the engine only through the options' own ``create_kwargs`` /
+  ``host_config_kwargs``; and the one way to mount anything is ``mounts=docker_mounts(...)`` in
+  ``engine.py``, from ``EngineMount`` values that only ``mounts.py`` makes (a bind's is
+  read-only by construction, and ``docker_mounts`` makes it so again); the SDK's ``Mount`` is
+  built nowhere else.
 
 The checker itself is tested on snippets that must be caught and snippets that must pass.
 """
@@ -110,13 +114,24 @@ ENGINE_CREATE_CALLS = ("create_host_config", "create_container", "create_contain
 OPTION_ARGUMENTS = ("host_config_kwargs", "create_kwargs")
 
 
+# The single sanctioned path for mounts (volumes, read-only binds): module, function, keyword.
+MOUNTS_MODULE = "mounts.py"  # the only module that makes EngineMount values
+ENGINE_MODULE = "engine.py"  # the only one that passes mounts= to the SDK ...
+MOUNTS_BUILDER = "docker_mounts"  # ... built by this function of it, the only SDK Mount maker
+SDK_MOUNTS = {"docker.types.Mount", "docker.types.services.Mount", "Mount"}
+# Constructors of configuration data, whose fields may share an option's name (ServerSpec's
+# volumes: parsed and confined by mounts.py); never a container option.
+CONFIGURATION_DATA = {"ServerSpec"}
+
+
 @dataclass
 class Checker(ast.NodeVisitor):
-    """Collects findings as ``"line N: what"`` for one module."""
+    """Collects findings as ``"line N: what"`` for one module (``name``: its file name)."""
 
     module: ast.Module
-    confined_allowed: bool = False  # options.py: may build cap_add, sysctls and tmpfs
+    name: str = ""  # the module's path in the package: options.py, engine.py and mounts.py may more
     findings: list[str] = field(default_factory=list)
+    functions: list[str] = field(default_factory=list)  # the enclosing function definitions
     aliases: dict[str, str] = field(default_factory=dict)  # local name -> dotted origin
     safe_classes: set[str] = field(default_factory=set)  # loaders defined here on SafeLoader
 
@@ -154,15 +169,44 @@ class Checker(ast.NodeVisitor):
     def report(self, node: ast.AST, what: str) -> None:
         self.findings.append(f"line {getattr(node, 'lineno', '?')}: {what}")
 
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> None:
+        self.functions.append(node.name)
+        self.generic_visit(node)
+        self.functions.pop()
+
+    def is_sanctioned_mounts(self, value: ast.AST) -> bool:
+        """``mounts=docker_mounts(...)`` (or ``... or None``) in engine.py."""
+        if isinstance(value, ast.BoolOp) and isinstance(value.op, ast.Or):
+            rest = value.values[1:]
+            if all(isinstance(v, ast.Constant) and v.value is None for v in rest):
+                value = value.values[0]
+        return (
+            self.name == ENGINE_MODULE
+            and isinstance(value, ast.Call)
+            and isinstance(value.func, ast.Name)
+            and value.func.id == MOUNTS_BUILDER
+        )
+
+    def check_mount_makers(self, node: ast.Call, name: str) -> None:
+        if name in SDK_MOUNTS and not (
+            self.name == ENGINE_MODULE and self.functions[-1:] == [MOUNTS_BUILDER]
+        ):
+            self.report(node, f"{name}(): mounts are made by {ENGINE_MODULE} {MOUNTS_BUILDER}()")
+        if name.split(".")[-1] == "EngineMount" and self.name != MOUNTS_MODULE:
+            self.report(node, f"EngineMount(): mounts come from {MOUNTS_MODULE} only")
+
     def visit_Call(self, node: ast.Call) -> None:
         name = self.dotted(node.func)
+        self.check_mount_makers(node, name)
         for keyword in node.keywords:
             if keyword.arg == "shell" and not (
                 isinstance(keyword.value, ast.Constant) and keyword.value.value is False
             ):
                 self.report(node, f"{name or 'a call'}(shell=...): a shell is never involved")
             if keyword.arg is not None:
-                self.check_option(node, keyword.arg, f"{keyword.arg}=")
+                sanctioned = keyword.arg == "mounts" and self.is_sanctioned_mounts(keyword.value)
+                if name not in CONFIGURATION_DATA and not sanctioned:
+                    self.check_option(node, keyword.arg, f"{keyword.arg}=")
             elif self.attr_name(node.func) in ENGINE_CREATE_CALLS and not self.options_splat(
                 keyword.value
             ):
@@ -214,7 +258,7 @@ class Checker(ast.NodeVisitor):
     def check_option(self, node: ast.AST, name: str, shown: str) -> None:
         if name not in LOOSENING_OPTIONS:
             return
-        if self.confined_allowed and name in CONFINED_OPTIONS:
+        if self.name == CONFINED_MODULE and name in CONFINED_OPTIONS:
             return
         self.report(node, f"{shown} loosens the container's isolation")
 
@@ -259,8 +303,8 @@ class Checker(ast.NodeVisitor):
             self.report(node, f"{self.aliases[node.id]} constructs arbitrary Python objects")
 
 
-def findings_in(source: str, *, confined_allowed: bool = False) -> list[str]:
-    return Checker(ast.parse(textwrap.dedent(source)), confined_allowed).run()
+def findings_in(source: str, name: str = "") -> list[str]:
+    return Checker(ast.parse(textwrap.dedent(source)), name).run()
 
 
 def module_id(path: Path) -> str:
@@ -274,8 +318,9 @@ def test_the_package_has_modules_to_check() -> None:
 
 @pytest.mark.parametrize("path", MODULES, ids=module_id)
 def test_no_shell_no_cli_no_unsafe_yaml_no_loosened_container(path: Path) -> None:
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
-    findings = Checker(tree, confined_allowed=module_id(path) == CONFINED_MODULE).run()
+    findings = Checker(
+        ast.parse(path.read_text(encoding="utf-8"), str(path)), module_id(path)
+    ).run()
     assert not findings, f"{module_id(path)}:\n" + "\n".join(findings)
 
 
@@ -318,10 +363,12 @@ def test_only_the_watchdogs_start_processes() -> None:
 def test_no_server_key_can_loosen_the_container() -> None:
     """No key for what would open the container up. (``cap_add``, ``sysctls`` and ``tmpfs``
     are keys, confined by the tests below; ``user`` picks a user inside the container, as the
-    image's USER does, and loosens nothing.)"""
+    image's USER does, and loosens nothing. ``volumes`` is allowed on purpose (SECURITY.md):
+    run-owned volumes and read-only binds inside the project, through mounts.py only
+    (test_mounts.py tests its refusals).)"""
+    assert "volumes" in SERVER_KEYS
     assert not {
         "privileged",
-        "volumes",
         "mounts",
         "binds",
         "devices",
@@ -481,6 +528,13 @@ def test_a_tmpfs_carries_only_a_size_and_a_mode() -> None:
             "api.create_host_config(port_bindings=b, **extra)", id="splat-into-host-config"
         ),
         pytest.param("api.create_container(image, **options)", id="splat-into-create"),
+        pytest.param("api.create_host_config(mounts=[m])", id="mounts-list"),
+        pytest.param("api.create_host_config(mounts=docker_mounts(m))", id="mounts-elsewhere"),
+        pytest.param(
+            "import docker.types\ndocker.types.Mount('/x', '/', type='bind')", id="sdk-mount"
+        ),
+        pytest.param("from docker.types import Mount\nMount('/x', '/')", id="sdk-mount-imported"),
+        pytest.param("EngineMount('bind', '/x', '/', False)", id="engine-mount-elsewhere"),
     ],
 )
 def test_the_checker_catches(source: str) -> None:
@@ -498,13 +552,50 @@ def test_the_checker_catches(source: str) -> None:
 def test_the_checker_catches_in_the_options_module_all_but_the_confined_options(
     source: str,
 ) -> None:
-    assert findings_in(source, confined_allowed=True)
+    assert findings_in(source, CONFINED_MODULE)
 
 
 def test_the_options_module_may_build_the_confined_options() -> None:
     source = 'kwargs["cap_add"] = caps\nContainerOptions(tmpfs=t, sysctls={"a": "b"})'
-    assert findings_in(source, confined_allowed=True) == []
+    assert findings_in(source, CONFINED_MODULE) == []
     assert len(findings_in(source)) == 3
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param("api.create_host_config(mounts=[m])", id="mounts-list"),
+        pytest.param("api.create_host_config(mounts=mine(m) or None)", id="mounts-other-function"),
+        pytest.param("api.create_host_config(binds=docker_mounts(m))", id="binds"),
+        pytest.param(
+            "import docker.types\ndef other(m):\n    return docker.types.Mount('/x', '/')",
+            id="sdk-mount-outside-the-builder",
+        ),
+        pytest.param("EngineMount('bind', '/x', '/', False)", id="engine-mount"),
+    ],
+)
+def test_the_checker_catches_in_the_engine_module(source: str) -> None:
+    assert findings_in(source, "engine.py")
+
+
+def test_the_checker_lets_the_one_mounts_path_pass() -> None:
+    engine = """
+        import docker.types
+        def docker_mounts(mounts):
+            return [docker.types.Mount(m.target, m.source, read_only=True) for m in mounts]
+        api.create_host_config(port_bindings=b, mounts=docker_mounts(mounts) or None)
+    """
+    assert findings_in(engine, "engine.py") == []
+    assert findings_in("EngineMount('bind', '/x', '/', True)", "mounts.py") == []
+    assert findings_in("ServerSpec(name, image, volumes=parse_volumes(v))", "config.py") == []
+
+
+def test_the_engine_mounts_a_bind_read_only_whatever_it_is_given() -> None:
+    from pytest_testserver.engine import docker_mounts
+    from pytest_testserver.mounts import EngineMount
+
+    given = [EngineMount("bind", "/x", "/src", False), EngineMount("volume", "/v", None, False)]
+    assert [m["ReadOnly"] for m in docker_mounts(given)] == [True, False]
 
 
 @pytest.mark.parametrize(
