@@ -561,12 +561,16 @@ def prune_images(config: pytest.Config) -> int:
         servers = read_servers(config)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+    def emit(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()  # each image as it goes: a removal can take a while
+
     try:
-        lines = prune(str(config.rootpath), servers)
+        prune(str(config.rootpath), servers, emit)
     except (TestserverError, OSError) as exc:
         sys.stderr.write(f"testserver: --testserver-prune: {exc}\n")
         return 1
-    sys.stdout.write("".join(line + "\n" for line in lines))
     return 0
 
 

@@ -11,7 +11,7 @@ without building. An image any container uses (running or not) is left alone; no
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # importing the plugin must not import docker
     from .engine import Engine
 
 TAG_PREFIX = "pytest-testserver/"  # image.image_tag's repository prefix
-BUDGET = 120.0  # seconds for the whole prune: a few engine calls per image
+BUDGET = 300.0  # seconds for the listing, then for each image (a few engine calls each)
 MAX_CHAIN = 1000  # parents followed per image (a Dockerfile step each)
 
 
@@ -44,43 +44,46 @@ def wanted_tags(config: ServerConfig | None) -> set[str]:
     return tags
 
 
-def prune(root: str, config: ServerConfig | None) -> list[str]:
-    """Remove the stale images of the project at ``root``; one line per image, then a total."""
+def prune(root: str, config: ServerConfig | None, emit: Callable[[str], None]) -> None:
+    """Remove the stale images of the project at ``root``: ``emit`` gets one line per image as
+    it goes (what was done is said even if the engine stops answering later), then a total."""
     from .engine import Engine
 
     keep = wanted_tags(config)
     engine = Engine.connect()
-    lines: list[str] = []
     removed: list[Removed] = []
     kept = 0
     try:
         with engine.deadline(time.monotonic() + BUDGET):
             used = engine.container_image_ids()
             selector = {LABEL_IMAGE: "1", LABEL_IMAGE_PROJECT: project_digest(root)}
-            for item in engine.images(selector):
-                image_id = str(item.get("Id") or "")
-                tags = [t for t in item.get("RepoTags") or [] if t != "<none>:<none>"]
-                stale = [t for t in tags if t.startswith(TAG_PREFIX) and t not in keep]
-                if tags and not stale:
-                    continue  # the configuration uses it (or only someone else's tag is left)
-                shown = ", ".join(stale) or f"{short_id(image_id)} (untagged)"
-                if image_id in used:
-                    lines.append(f"testserver: kept {shown}: a container uses it")
-                    kept += 1
-                    continue
-                try:
+            found = engine.images(selector)
+        for item in found:
+            image_id = str(item.get("Id") or "")
+            tags = [t for t in item.get("RepoTags") or [] if t != "<none>:<none>"]
+            stale = [t for t in tags if t.startswith(TAG_PREFIX) and t not in keep]
+            if tags and not stale:
+                continue  # the configuration uses it (or only someone else's tag is left)
+            shown = ", ".join(stale) or f"{short_id(image_id)} (untagged)"
+            if image_id in used:
+                emit(f"testserver: kept {shown}: a container uses it")
+                kept += 1
+                continue
+            try:
+                # Each image its own budget: removing one waits on the engine's image store,
+                # which a busy shared engine may hold for a while.
+                with engine.deadline(time.monotonic() + BUDGET):
                     removed.append(remove(engine, image_id, stale or [image_id], shown))
-                except EngineError as exc:
-                    if exc.status == 404:  # gone meanwhile (another prune)
-                        continue
-                    lines.append(f"testserver: kept {shown}: {exc}")
-                    kept += 1
+            except EngineError as exc:
+                if exc.status == 404:  # gone meanwhile (another prune)
                     continue
-                lines.append(f"testserver: removed {shown} ({removed[-1].freed} bytes freed)")
+                emit(f"testserver: kept {shown}: {exc}")
+                kept += 1
+                continue
+            emit(f"testserver: removed {shown} ({removed[-1].freed} bytes freed)")
     finally:
         engine.close()
-    lines.append(summary(removed, kept))
-    return lines
+    emit(summary(removed, kept))
 
 
 def remove(engine: Engine, image_id: str, refs: Iterable[str], shown: str) -> Removed:

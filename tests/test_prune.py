@@ -187,3 +187,27 @@ def test_a_built_image_carries_no_run_label(
     assert f"{LABEL_PREFIX}run" not in labels
     assert f"{LABEL_PREFIX}pid" not in labels
     assert str(os.getpid()) not in labels.values()
+
+
+def test_prune_with_a_bad_config_is_a_usage_error_and_removes_nothing(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")  # never reached
+    folder = write_project(pytester.path / "app", web=server("x") + "    prots: [80]\n")
+    result = pytester.runpytest(str(folder), "--testserver-prune")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: *servers.web.prots: unknown key (did you mean 'ports'?)*"])
+    assert "testserver: removed" not in result.stdout.str()
+
+
+def test_prune_without_an_engine_is_one_line_and_exit_1(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    folder = write_project(pytester.path / "app", web=server("x"))
+    result = pytester.runpytest(str(folder), "--testserver-prune")
+    assert result.ret == 1
+    errors = [line for line in result.errlines if line.strip()]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("testserver: --testserver-prune: ")
+    assert "/nonexistent/docker.sock" in errors[0]
