@@ -178,7 +178,11 @@ def generated_instructions(source: GeneratedSource) -> list[tuple[str, str]]:
 
 
 def generated_dockerfile(source: GeneratedSource) -> str:
-    return "\n".join(line for line, _ in generated_instructions(source)) + "\n"
+    return _dockerfile_text(generated_instructions(source))
+
+
+def _dockerfile_text(instructions: list[tuple[str, str]]) -> str:
+    return "".join(line + "\n" for line, _ in instructions)
 
 
 def _copy_name(i: int, copy: CopyFile) -> str:
@@ -213,8 +217,8 @@ def _tree_entries(root: Path, prefix: str, keep: Callable[[str], bool]) -> Itera
 
 def plan_generated(source: GeneratedSource) -> BuildPlan:
     instructions = generated_instructions(source)
-    dockerfile = "".join(line + "\n" for line, _ in instructions)
-    entries = [Entry(GENERATED_DOCKERFILE, "file", 0o644, data=dockerfile.encode())]
+    dockerfile = _dockerfile_text(instructions).encode()
+    entries = [Entry(GENERATED_DOCKERFILE, "file", 0o644, data=dockerfile)]
     for i, copy in enumerate(source.copy):
         name = _copy_name(i, copy).rstrip("/")
         if copy.src.is_dir():
