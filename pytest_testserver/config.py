@@ -28,7 +28,7 @@ DEFAULT_TIMEOUT = 120.0
 # must not eat the time a server gets to become ready, nor be blamed on readiness.
 DEFAULT_IMAGE_TIMEOUT = 900.0
 SOURCE_KEYS = ("build", "image", "from")
-GENERATED_KEYS = ("install", "copy", "run")
+GENERATED_KEYS = ("before_install", "install", "copy", "run")
 SERVER_KEYS = (
     *SOURCE_KEYS,
     *GENERATED_KEYS,
@@ -99,13 +99,16 @@ class CopyFile:
 
 @dataclass(frozen=True)
 class GeneratedSource:
-    """A Dockerfile generated from parts: base image, apt packages, copied files, build steps."""
+    """A Dockerfile generated from parts, in this order: base image, steps before the apt
+    packages, the packages, copied files, build steps."""
 
     base: str
     install: tuple[str, ...] = ()
     copy: tuple[CopyFile, ...] = ()
     # A step is a shell line (run by the image's /bin/sh at build time) or an argv list.
     run: tuple[str | tuple[str, ...], ...] = ()
+    # Steps of the same forms as run, before install: an apt source, debconf preseeding.
+    before_install: tuple[str | tuple[str, ...], ...] = ()
 
 
 ImageSpec = ImageSource | BuildSource | GeneratedSource
@@ -449,6 +452,7 @@ def parse_image(fields: Fields, where: Where, base: Path) -> ImageSpec:
         install=parse_names(fields.get("install"), v.apt_package),
         copy=parse_copies(fields.get("copy"), base),
         run=parse_steps(fields.get("run")),
+        before_install=parse_steps(fields.get("before_install")),
     )
 
 

@@ -524,6 +524,32 @@ class Engine:
             use_config_proxy=False,
         )
 
+    def images(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The images (tagged or dangling, not intermediate) that carry all of ``labels``."""
+        found = self._call(self.api.images, filters={"label": _filters(labels)})
+        return [dict(item) for item in found or []]
+
+    def inspect_image(self, ref: str) -> dict[str, Any] | None:
+        try:
+            result: dict[str, Any] = self._call(self.api.inspect_image, ref)
+        except EngineError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    def remove_image(self, ref: str) -> list[str]:
+        """Untag ``ref`` (a tag) or remove an image by id; the ids of the images deleted with it
+        (itself once its last tag goes, then its parents that nothing else uses). Never forced:
+        an image a container uses stays, as the engine's 409 conflict."""
+        result = self._call(self.api.remove_image, ref, force=False, noprune=False)
+        return [str(item["Deleted"]) for item in result or [] if item.get("Deleted")]
+
+    def container_image_ids(self) -> set[str]:
+        """The image ids of every container here, running or not, whoever made it."""
+        found = self._call(self.api.containers, all=True)
+        return {str(c.get("ImageID") or "") for c in found or []} - {""}
+
     # containers
     def create_container(
         self,

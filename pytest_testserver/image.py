@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .config import BuildSource, CopyFile, GeneratedSource, ImageSource, ServerSpec
 from .errors import EngineError, ImageError
+from .run import LABEL_PREFIX, project_digest
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -32,7 +33,14 @@ HASH_VERSION = b"pytest-testserver image v1\n"
 GENERATED_DOCKERFILE = "Dockerfile"
 COPY_ROOT = "_testserver_copy"
 BUILD_LOG_TAIL = 25
-_STEP = re.compile(r"^(?:Step \d+/\d+ : |STEP \d+/\d+: )")  # Docker's; Podman's (buildah)
+# Docker's classic builder ("Step 2/5 : RUN ..."); Podman's (buildah: "STEP 2/5: RUN ...").
+_STEP = re.compile(r"^(?:Step (\d+)/\d+ : |STEP (\d+)/\d+: )")
+# Labels of a built image: stable, never a run's (an image outlives the run that built it, and no
+# run's teardown or leak check may count it); what --testserver-prune selects by.
+LABEL_IMAGE = LABEL_PREFIX + "image"  # "1": built by the plugin
+LABEL_IMAGE_PROJECT = LABEL_PREFIX + "image-project"  # run.project_digest of the root folder
+LABEL_IMAGE_SERVER = LABEL_PREFIX + "image-server"
+LABEL_IMAGE_CONTENT = LABEL_PREFIX + "image-content"  # the plan's digest
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,9 @@ class BuildPlan:
     dockerfile: str
     buildargs: tuple[tuple[str, str], ...] = ()
     target: str | None = None
+    # A generated Dockerfile's instructions in the user's words ("" for the plugin's own), in
+    # order; empty for the user's own Dockerfile. Derived from ``dockerfile``: not hashed.
+    steps: tuple[str, ...] = ()
 
     def digest(self) -> str:
         h = hashlib.sha256(HASH_VERSION)
@@ -106,20 +117,72 @@ def _json(args: list[str]) -> str:
     return json.dumps(args)
 
 
-def generated_dockerfile(source: GeneratedSource) -> str:
-    lines = [f"FROM {source.base}"]
-    if packages := list(source.install):
-        lines += [
-            "ARG DEBIAN_FRONTEND=noninteractive",
-            f"RUN {_json(['apt-get', 'update'])}",
-            f"RUN {_json(['apt-get', 'install', '-y', '--no-install-recommends', *packages])}",
-        ]
+# The one shell script of a generated Dockerfile: a constant. The packages (validated Debian
+# names) reach it as positional parameters, "$@", so no value is ever part of a shell string.
+# One step: the package lists fetched, used and dropped together, so no cached `apt-get update`
+# layer outlives the mirror it indexed; the downloaded .debs go too (apt-get clean).
+# DEBIAN_FRONTEND is exported inside the script: this step only, not the image nor later steps.
+INSTALL_SCRIPT = (
+    "export DEBIAN_FRONTEND=noninteractive"
+    " && apt-get update"
+    ' && apt-get install -y --no-install-recommends "$@"'
+    " && apt-get clean"
+    " && rm -rf /var/lib/apt/lists/*"
+)
+STEP_TEXT_LIMIT = 60
+
+
+def install_argv(packages: tuple[str, ...]) -> list[str]:
+    """The exec-form argv of the install step; "sh" is the script's $0."""
+    return ["/bin/sh", "-c", INSTALL_SCRIPT, "sh", *packages]
+
+
+def step_argv(step: str | tuple[str, ...]) -> list[str]:
+    return ["/bin/sh", "-c", step] if isinstance(step, str) else list(step)
+
+
+def brief(text: str, limit: int = STEP_TEXT_LIMIT) -> str:
+    """A step's text on one short line, for progress and error messages."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def _step_text(step: str | tuple[str, ...]) -> str:
+    return step if isinstance(step, str) else json.dumps(list(step))
+
+
+def generated_instructions(source: GeneratedSource) -> list[tuple[str, str]]:
+    """Each Dockerfile instruction with the user's step it is ("" for the plugin's own FROM).
+
+    The step names are the keys as the user wrote them, indexed as configuration errors index
+    them (``run[0]`` is the first run step), so a build message points at the YAML, not at a
+    Dockerfile the user never sees.
+    """
+    user: list[tuple[str, str, str]] = []  # (instruction, key, text)
+    for i, step in enumerate(source.before_install):
+        user.append((f"RUN {_json(step_argv(step))}", f"before_install[{i}]", _step_text(step)))
+    if source.install:
+        user.append(
+            (f"RUN {_json(install_argv(source.install))}", "install", " ".join(source.install))
+        )
     for i, copy in enumerate(source.copy):
-        lines.append(f"COPY {_json([_copy_name(i, copy), copy.dst])}")
-    for step in source.run:
-        argv = ["/bin/sh", "-c", step] if isinstance(step, str) else list(step)
-        lines.append(f"RUN {_json(argv)}")
-    return "\n".join(lines) + "\n"
+        instruction = f"COPY {_json([_copy_name(i, copy), copy.dst])}"
+        user.append((instruction, f"copy[{i}]", f"{copy.src.name} -> {copy.dst}"))
+    for i, step in enumerate(source.run):
+        user.append((f"RUN {_json(step_argv(step))}", f"run[{i}]", _step_text(step)))
+    named = [
+        (line, f"{key} (step {n} of {len(user)}): {brief(text)}")
+        for n, (line, key, text) in enumerate(user, 1)
+    ]
+    return [(f"FROM {source.base}", ""), *named]
+
+
+def generated_dockerfile(source: GeneratedSource) -> str:
+    return _dockerfile_text(generated_instructions(source))
+
+
+def _dockerfile_text(instructions: list[tuple[str, str]]) -> str:
+    return "".join(line + "\n" for line, _ in instructions)
 
 
 def _copy_name(i: int, copy: CopyFile) -> str:
@@ -153,9 +216,9 @@ def _tree_entries(root: Path, prefix: str, keep: Callable[[str], bool]) -> Itera
 
 
 def plan_generated(source: GeneratedSource) -> BuildPlan:
-    entries = [
-        Entry(GENERATED_DOCKERFILE, "file", 0o644, data=generated_dockerfile(source).encode())
-    ]
+    instructions = generated_instructions(source)
+    dockerfile = _dockerfile_text(instructions).encode()
+    entries = [Entry(GENERATED_DOCKERFILE, "file", 0o644, data=dockerfile)]
     for i, copy in enumerate(source.copy):
         name = _copy_name(i, copy).rstrip("/")
         if copy.src.is_dir():
@@ -164,7 +227,8 @@ def plan_generated(source: GeneratedSource) -> BuildPlan:
         else:
             mode = copy.mode if copy.mode is not None else copy.src.stat().st_mode & 0o7777
             entries.append(Entry(name, "file", mode, source=copy.src))
-    return BuildPlan(tuple(entries), GENERATED_DOCKERFILE)
+    steps = tuple(step for _, step in instructions)
+    return BuildPlan(tuple(entries), GENERATED_DOCKERFILE, steps=steps)
 
 
 def plan_build(source: BuildSource) -> BuildPlan:
@@ -250,6 +314,33 @@ def is_step(line: str) -> bool:
     return bool(_STEP.match(line))
 
 
+def user_step(plan: BuildPlan, line: str) -> str | None:
+    """The step a build log line starts, as the user knows it; None for any other line and for
+    the plugin's own steps (a generated FROM, the LABEL step of the build's labels).
+
+    A generated Dockerfile's step is named by its key ("run[1] (step 3 of 4): make"): the
+    builder's "Step 5/7" counts instructions the user never wrote. The user's own Dockerfile
+    is theirs, so its steps are shown as the builder numbers them.
+    """
+    found = _STEP.match(line)
+    if found is None:
+        return None
+    if not plan.steps:
+        return None if f"LABEL {LABEL_PREFIX}" in line else line
+    number = int(found.group(1) or found.group(2))
+    return (plan.steps[number - 1] or None) if 0 < number <= len(plan.steps) else None
+
+
+def image_labels(spec: ServerSpec, plan: BuildPlan, project: str) -> dict[str, str]:
+    """The labels a built image carries: the plugin's mark, project, server and content."""
+    return {
+        LABEL_IMAGE: "1",
+        LABEL_IMAGE_PROJECT: project_digest(project),
+        LABEL_IMAGE_SERVER: spec.name,
+        LABEL_IMAGE_CONTENT: plan.digest(),
+    }
+
+
 def build(
     engine: Engine,
     spec: ServerSpec,
@@ -285,8 +376,9 @@ def build(
                 if not line.strip():
                     continue
                 tail.append(line)
-                if _STEP.match(line):
-                    step = line
+                if is_step(line):
+                    # A failure in a hidden step (the base image) is named by the builder's line.
+                    step = user_step(plan, line) or line
                 if on_line is not None:
                     on_line(line)
 

@@ -28,6 +28,8 @@ def describe_image(spec: ServerSpec) -> str:
         return f"build {source.context} (dockerfile {source.dockerfile}{target})"
     assert isinstance(source, GeneratedSource)
     parts = [f"from {source.base}"]
+    if source.before_install:
+        parts.append(f"{len(source.before_install)} before_install step(s)")
     if source.install:
         parts.append(f"install {' '.join(source.install)}")
     if source.copy:

@@ -99,6 +99,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="remove this project's kept containers (see --testserver-reuse) and exit",
     )
     group.addoption(
+        "--testserver-prune",
+        action="store_true",
+        dest="testserver_prune",
+        help="remove this project's built images that the current servers no longer use "
+        "(not those a container uses) and exit",
+    )
+    group.addoption(
         "--testserver-list",
         action="store_true",
         dest="testserver_list",
@@ -514,6 +521,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.getoption("testserver_reuse_clean"):
         return clean_kept(config)
+    if config.getoption("testserver_prune"):
+        return prune_images(config)
     if not config.getoption("testserver_list"):
         return None
     try:
@@ -540,6 +549,27 @@ def clean_kept(config: pytest.Config) -> int:
         sys.stdout.write(clean(str(config.rootpath)) + "\n")
     except (TestserverError, OSError, UnsafeFolder) as exc:
         sys.stderr.write(f"testserver: --testserver-reuse-clean: {exc}\n")
+        return 1
+    return 0
+
+
+def prune_images(config: pytest.Config) -> int:
+    """--testserver-prune: this project's images the current servers do not use go."""
+    from .prune import prune
+
+    try:
+        servers = read_servers(config)
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+    def emit(line: str) -> None:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()  # each image as it goes: a removal can take a while
+
+    try:
+        prune(str(config.rootpath), servers, emit)
+    except (TestserverError, OSError) as exc:
+        sys.stderr.write(f"testserver: --testserver-prune: {exc}\n")
         return 1
     return 0
 

@@ -54,6 +54,14 @@ def new_run_id() -> str:
     return os.urandom(5).hex()
 
 
+def project_digest(root: str) -> str:
+    """Names a project by its root folder, however reached (symlinks, relative paths): built
+    images carry it, so --testserver-prune touches only this project's."""
+    import hashlib  # not at start-up: see new_run_id
+
+    return hashlib.sha256(os.path.realpath(root).encode()).hexdigest()[:16]
+
+
 def lease_ttl() -> int:
     """Seconds a run's lease counts as alive: 90, or ``$TESTSERVER_LEASE_TTL`` (tests use a few)."""
     number = plain_number(os.environ.get(LEASE_TTL_ENV, ""), 86400)

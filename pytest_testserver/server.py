@@ -45,7 +45,6 @@ from .reuse import (
     watch_idle,
 )
 from .run import (
-    LABEL_PREFIX,
     LABEL_RUN,
     LABEL_SERVER,
     RunContext,
@@ -614,6 +613,13 @@ class ServerPool:
         if self._on_event is not None:
             self._on_event(kind, text)
 
+    def _build_line(self, spec: ServerSpec, wanted: image.ImageRef, line: str) -> None:
+        """A build log line: the user's steps are shown, the rest (the builder's output, the
+        plugin's own steps) with -v only."""
+        step = image.user_step(wanted.plan, line) if wanted.plan is not None else None
+        kind = "build-step" if step is not None else "build-output"
+        self._event(kind, f"building {spec.name}: {self.redact(step or line)}")
+
     def _start_instance(self, spec: ServerSpec, instance: str) -> ServerHandle:
         """One fresh container of a server whose scope is shorter than the session."""
         with self._as_server_error(spec):
@@ -642,18 +648,16 @@ class ServerPool:
                 engine,
                 spec,
                 wanted,
-                self.context.labels(spec.name),
+                # An image outlives the run: its labels name project, server and content, never
+                # the run (no teardown, sweep or leak check may count it).
+                image.image_labels(spec, wanted.plan, self.settings.project)
+                if wanted.plan is not None
+                else {},
                 rebuild=self._first_rebuild,
                 lock=lambda tag: build_lock(
                     self.state_dir(), tag, self.run_id, image_deadline - time.monotonic()
                 ),
-                on_line=lambda line: self._event(
-                    # our own LABEL steps are noise to the user: shown with -v only
-                    "build-step"
-                    if image.is_step(line) and f"LABEL {LABEL_PREFIX}" not in line
-                    else "build-output",
-                    f"building {spec.name}: {self.redact(line)}",
-                ),
+                on_line=lambda line: self._build_line(spec, wanted, line),
             )
 
         with engine.deadline(image_deadline):

@@ -33,10 +33,10 @@ from pytest_testserver.settings import bind_address
 
 SOURCE = "testservers.yaml"
 SERVER_KEYS_TEXT = (
-    "build, image, from, install, copy, run, command, env, env_file, secret_env, ports, "
-    "hostname, domain, aliases, links, post_startup, timeout, image_timeout, share, scope, wait, "
-    "reset, init, user, working_dir, entrypoint, tmpfs, cap_add, cap_drop, shm_size, ulimits, "
-    "sysctls, healthcheck, volumes"
+    "build, image, from, before_install, install, copy, run, command, env, env_file, secret_env, "
+    "ports, hostname, domain, aliases, links, post_startup, timeout, image_timeout, share, scope, "
+    "wait, reset, init, user, working_dir, entrypoint, tmpfs, cap_add, cap_drop, shm_size, "
+    "ulimits, sysctls, healthcheck, volumes"
 )
 
 
@@ -968,11 +968,16 @@ def test_sources_exclude_each_other(project: Path, own: dict[str, Any], named: s
     )
 
 
-@pytest.mark.parametrize("key", ["install", "copy", "run"])
+@pytest.mark.parametrize("key", ["before_install", "install", "copy", "run"])
 @pytest.mark.parametrize("kind", ["image", "build"])
 def test_generated_parts_only_go_with_from(project: Path, key: str, kind: str) -> None:
     source = {"image": "busybox"} if kind == "image" else {"build": "ctx"}
-    values = {"install": ["curl"], "copy": [{"src": "app.conf", "dst": "/x"}], "run": ["true"]}
+    values = {
+        "before_install": ["true"],
+        "install": ["curl"],
+        "copy": [{"src": "app.conf", "dst": "/x"}],
+        "run": ["true"],
+    }
     data = servers(web={**source, key: values[key]})
     assert error_of(data, project) == (
         f"testservers.yaml: servers.web.{key}: only goes with from (this server uses {kind})"
@@ -1010,6 +1015,41 @@ def test_run_steps_are_strings_or_argv_lists() -> None:
 )
 def test_bad_run_steps(run: object, expected: str) -> None:
     assert error_of(servers(web={"from": "debian", "run": run})) == f"testservers.yaml: {expected}"
+
+
+def test_before_install_steps_are_strings_or_argv_lists() -> None:
+    data = servers(web={"from": "debian", "before_install": ["a && b", ["c", "d"]]})
+    spec = parse(data).servers["web"]
+    assert isinstance(spec.image, GeneratedSource)
+    assert spec.image.before_install == ("a && b", ("c", "d"))
+    assert spec.image.run == ()
+
+
+def test_before_install_comes_from_defaults_like_the_other_parts() -> None:
+    data = {
+        "defaults": {"from": "debian", "before_install": ["echo from-defaults"]},
+        "servers": {"web": {"install": ["curl"]}, "own": {"image": "busybox"}},
+    }
+    config = parse(data)
+    web = config.servers["web"].image
+    assert isinstance(web, GeneratedSource)
+    assert web.before_install == ("echo from-defaults",)
+    assert isinstance(config.servers["own"].image, ImageSource)  # its own source: no parts
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        pytest.param("x", "before_install: must be a list, not str 'x'", id="string"),
+        pytest.param(["ok", ""], "before_install[1]: must not be empty", id="empty-step"),
+        pytest.param([[]], "before_install[0]: must not be empty", id="empty-argv"),
+        pytest.param([{"a": 1}], "before_install[0]: must be a list, not dict", id="mapping"),
+    ],
+)
+def test_bad_before_install_steps(steps: object, expected: str) -> None:
+    message = error_of(servers(web={"from": "debian", "before_install": steps}))
+    assert message.startswith(f"testservers.yaml: servers.web.{expected}")
+    assert len(message.splitlines()) == 1
 
 
 # --- copy ----------------------------------------------------------------------------------------

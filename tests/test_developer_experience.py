@@ -66,16 +66,25 @@ def test_a_failed_test_gets_the_log_of_each_server_it_used_with_secrets_masked(
             [],
             [
                 "testserver: engine * at *",
-                "testserver: building web: [Ss][Tt][Ee][Pp] 2/*: RUN *",  # Docker's, Podman's
+                # the user's steps as written, not the builder's count (FROM, labels);
+                # "[[]" is fnmatch's "["
+                "testserver: building web: before_install[[]0] (step 1 of 2): mkdir -p /www",
+                "testserver: building web: run[[]0] (step 2 of 2): echo * > /www/index.html",
                 "testserver: web ready in *s",
             ],
-            ["*Successfully built*", "*LABEL pytest-testserver.*"],
+            [
+                "*Successfully built*",
+                "*LABEL pytest-testserver.*",
+                "*[Ss][Tt][Ee][Pp] [0-9]*/[0-9]*",  # Docker's "Step 1/4 :", Podman's "STEP 1/4:"
+            ],
             id="default",
         ),
         pytest.param(
             ["-v"],
             [
-                "testserver: building web: [Ss][Tt][Ee][Pp] 2/*: RUN *",
+                "testserver: building web: [Ss][Tt][Ee][Pp] 1/*: FROM busybox:stable",
+                "testserver: building web: before_install[[]0] (step 1 of 2): mkdir -p /www",
+                "testserver: building web: run[[]0] (step 2 of 2): echo * > /www/index.html",
                 "testserver: building web: *Successfully *",  # built (Docker), tagged (Podman)
             ],
             [],
@@ -92,7 +101,8 @@ def test_progress_lines(
         servers_yaml(
             web=f"""
             from: busybox:stable
-            run: ["mkdir -p /www && echo {fresh} > /www/index.html"]
+            before_install: ["mkdir -p /www"]
+            run: ["echo {fresh} > /www/index.html"]
             command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
             ports: [8080]
             """
@@ -135,6 +145,8 @@ def test_list_prints_the_servers_and_exits_without_the_engine(
             web=HTTPD + "    wait: {http: {port: 8080, path: /health}}\n",
             client="image: busybox:stable\ncommand: [sleep, '60']\nlinks: [web]\nwait: false",
             fresh="image: busybox:stable\ncommand: [sleep, '60']\nscope: class",
+            apt="from: debian:bookworm-slim\nbefore_install: ['true', [touch, /x]]\n"
+            "install: [curl, ca-certificates]",
         ),
         "def test_never_run(): assert False",
     )
@@ -142,7 +154,7 @@ def test_list_prints_the_servers_and_exits_without_the_engine(
     assert result.ret == 0
     result.stdout.fnmatch_lines(
         [
-            "testserver: 3 server(s) from testservers.yaml",
+            "testserver: 4 server(s) from testservers.yaml",
             "web",
             "    image:   from busybox:stable; 1 run step(s)",
             "    command: ['httpd', '-f', '-p', '8080', '-h', '/www']",
@@ -159,6 +171,9 @@ def test_list_prints_the_servers_and_exits_without_the_engine(
             "fresh",
             "    share:   worker",
             "    scope:   class",
+            "apt",
+            "    image:   from debian:bookworm-slim; 2 before_install step(s); "
+            "install curl ca-certificates",
         ]
     )
     assert "test_never_run" not in result.stdout.str()

@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 
 from pytest_testserver import image, variables
 from pytest_testserver.config import (
+    GENERATED_KEYS,
     SERVER_KEYS,
     SOURCE_KEYS,
     BuildSource,
@@ -325,6 +326,7 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
         ),
         yamlish,
     ),
+    "before_install": st.one_of(list_of(st.one_of(texts, list_of(texts))), yamlish),
     "run": st.one_of(list_of(st.one_of(texts, list_of(texts))), yamlish),
     "command": argvs,
     "env": env_mappings,
@@ -590,16 +592,19 @@ def check_message(message: str, where: re.Pattern[str] | None = None) -> None:
 def dockerfile_is_exec_form(source: GeneratedSource) -> None:
     """Every line of the generated Dockerfile is one instruction; RUN and COPY take JSON arrays."""
     lines = image.generated_dockerfile(source).splitlines()
-    expected = 1 + (3 if source.install else 0) + len(source.copy) + len(source.run)
-    assert len(lines) == expected, lines
+    steps = len(source.before_install) + bool(source.install) + len(source.copy) + len(source.run)
+    assert len(lines) == 1 + steps, lines
     assert lines[0] == f"FROM {source.base}"
     for line in lines[1:]:
         instruction, _, rest = line.partition(" ")
-        assert instruction in ("ARG", "RUN", "COPY"), line
-        if instruction != "ARG":
-            args = json.loads(rest)
-            assert isinstance(args, list)
-            assert all(isinstance(a, str) for a in args)
+        assert instruction in ("RUN", "COPY"), line
+        args = json.loads(rest)
+        assert isinstance(args, list)
+        assert all(isinstance(a, str) for a in args)
+    if source.install:  # the packages only ever as arguments of the constant script
+        install = json.loads(lines[1 + len(source.before_install)].partition(" ")[2])
+        assert install == image.install_argv(source.install)
+        assert install[2] == image.INSTALL_SCRIPT
 
 
 def inside(path: Path, base: Path) -> bool:
@@ -670,7 +675,7 @@ def assert_safe(spec: ServerSpec, base: Path) -> None:
             assert CONTAINER_PATH.fullmatch(copy.dst), copy.dst
             assert ".." not in copy.dst.split("/")
             assert copy.mode is None or 0 <= copy.mode <= 0o7777
-        for step in source.run:
+        for step in (*source.before_install, *source.run):
             parts = [step] if isinstance(step, str) else list(step)
             assert parts
             assert all(isinstance(p, str) and "\x00" not in p for p in parts)
@@ -821,7 +826,7 @@ def test_every_server_field_is_fuzzed() -> None:
 def body_with(field: str, value: object) -> dict[str, Any]:
     if field in SOURCE_KEYS:
         return {field: value}
-    if field in ("install", "copy", "run"):
+    if field in GENERATED_KEYS:
         return {"from": "busybox:stable", field: value}
     return {"image": "busybox:stable", field: value}
 

@@ -1,6 +1,7 @@
 """Unit tests of pytest_testserver.image without an engine.
 
-Covered: the generated Dockerfile, the build-context plan (.dockerignore, symlinks, modes), the
+Covered: the generated Dockerfile (before_install, the one install step), the user's steps in
+build output, a built image's labels, the build-context plan (.dockerignore, symlinks, modes), the
 tar it writes, its content digest and the image tag. ``build`` and ``ensure_image`` need a Docker
 engine and are not tested here.
 """
@@ -19,16 +20,24 @@ import pytest
 from pytest_testserver import validate
 from pytest_testserver.config import BuildSource, CopyFile, GeneratedSource, ImageSource, ServerSpec
 from pytest_testserver.image import (
+    INSTALL_SCRIPT,
+    LABEL_IMAGE,
+    LABEL_IMAGE_CONTENT,
+    LABEL_IMAGE_PROJECT,
+    LABEL_IMAGE_SERVER,
     BuildPlan,
     Entry,
     generated_dockerfile,
+    image_labels,
     image_tag,
     plan_build,
     plan_for,
     plan_generated,
+    user_step,
 )
+from pytest_testserver.run import LABEL_PREFIX, LABEL_RUN, RunContext, project_digest
 
-INSTRUCTIONS = {"FROM", "ARG", "RUN", "COPY"}
+INSTRUCTIONS = {"FROM", "RUN", "COPY"}
 
 
 def parse_dockerfile(text: str) -> list[tuple[str, object]]:
@@ -86,9 +95,7 @@ def test_generated_dockerfile_with_every_part(tmp_path: Path) -> None:
     )
     assert generated_dockerfile(source) == (
         "FROM debian:bookworm-slim\n"
-        "ARG DEBIAN_FRONTEND=noninteractive\n"
-        'RUN ["apt-get", "update"]\n'
-        'RUN ["apt-get", "install", "-y", "--no-install-recommends", "curl", "ca-certificates"]\n'
+        f"RUN {json.dumps(['/bin/sh', '-c', INSTALL_SCRIPT, 'sh', 'curl', 'ca-certificates'])}\n"
         'COPY ["_testserver_copy/0/app.conf", "/etc/app.conf"]\n'
         'COPY ["_testserver_copy/1/site/", "/srv/www"]\n'
         'RUN ["/bin/sh", "-c", "echo ready > /ready"]\n'
@@ -139,24 +146,170 @@ def test_every_line_of_a_full_dockerfile_parses(tmp_path: Path) -> None:
         run=("a\nb", ("c", '"]')),
     )
     lines = parse_dockerfile(generated_dockerfile(source))
-    assert [instruction for instruction, _ in lines] == [
-        "FROM",
-        "ARG",
-        "RUN",
-        "RUN",
-        "COPY",
-        "RUN",
-        "RUN",
-    ]
-    assert lines[1] == ("ARG", "DEBIAN_FRONTEND=noninteractive")
-    assert lines[3] == (
-        "RUN",
-        ["apt-get", "install", "-y", "--no-install-recommends", "curl=7.88.1-10+deb12u5"],
-    )
+    assert [instruction for instruction, _ in lines] == ["FROM", "RUN", "COPY", "RUN", "RUN"]
+    assert lines[1] == ("RUN", ["/bin/sh", "-c", INSTALL_SCRIPT, "sh", "curl=7.88.1-10+deb12u5"])
     # the context name is plain whatever the host file is called: no $ or wildcard to expand
-    assert lines[4] == ("COPY", ["_testserver_copy/0/file", "/etc/x.conf"])
-    assert lines[5] == ("RUN", ["/bin/sh", "-c", "a\nb"])
-    assert lines[6] == ("RUN", ["c", '"]'])
+    assert lines[2] == ("COPY", ["_testserver_copy/0/file", "/etc/x.conf"])
+    assert lines[3] == ("RUN", ["/bin/sh", "-c", "a\nb"])
+    assert lines[4] == ("RUN", ["c", '"]'])
+
+
+def test_before_install_steps_come_first_in_the_order_written(tmp_path: Path) -> None:
+    conf = write(tmp_path / "app.conf", "x")
+    source = GeneratedSource(
+        base="debian:bookworm-slim",
+        before_install=(("install", "-d", "/etc/apt/keyrings"), "echo 'exit 101' > /p"),
+        install=("curl",),
+        copy=(CopyFile(conf, "/etc/app.conf"),),
+        run=("echo done",),
+    )
+    assert parse_dockerfile(generated_dockerfile(source)) == [
+        ("FROM", "debian:bookworm-slim"),
+        ("RUN", ["install", "-d", "/etc/apt/keyrings"]),
+        ("RUN", ["/bin/sh", "-c", "echo 'exit 101' > /p"]),
+        ("RUN", ["/bin/sh", "-c", INSTALL_SCRIPT, "sh", "curl"]),
+        ("COPY", ["_testserver_copy/0/app.conf", "/etc/app.conf"]),
+        ("RUN", ["/bin/sh", "-c", "echo done"]),
+    ]
+
+
+def test_before_install_without_install_is_just_steps() -> None:
+    source = GeneratedSource(base="busybox", before_install=("true",), run=(("false",),))
+    assert parse_dockerfile(generated_dockerfile(source)) == [
+        ("FROM", "busybox"),
+        ("RUN", ["/bin/sh", "-c", "true"]),
+        ("RUN", ["false"]),
+    ]
+
+
+def test_install_is_one_step_with_this_exact_argv() -> None:
+    source = GeneratedSource(base="debian:bookworm-slim", install=("curl", "libpq5=15.6-0+deb12u1"))
+    lines = parse_dockerfile(generated_dockerfile(source))
+    assert lines == [
+        ("FROM", "debian:bookworm-slim"),
+        (
+            "RUN",
+            [
+                "/bin/sh",
+                "-c",
+                "export DEBIAN_FRONTEND=noninteractive"
+                " && apt-get update"
+                ' && apt-get install -y --no-install-recommends "$@"'
+                " && apt-get clean"
+                " && rm -rf /var/lib/apt/lists/*",
+                "sh",
+                "curl",
+                "libpq5=15.6-0+deb12u1",
+            ],
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "packages",
+    [
+        ("curl",),
+        ("pkg-one", "pkg-two", "pkg-three"),
+        ("libfoo+bar", "pkg:amd64=1:2.3~rc1-4+b1"),
+        ("x" * 200,),
+    ],
+)
+def test_package_names_never_reach_the_shell_script(packages: tuple[str, ...]) -> None:
+    """The script is the same constant whatever the packages; each is one positional argument
+    after $0, in the order given: nothing of a name is ever parsed by the shell."""
+    text = generated_dockerfile(GeneratedSource(base="debian", install=packages))
+    [(_, argv)] = [line for line in parse_dockerfile(text) if line[0] == "RUN"]
+    assert isinstance(argv, list)
+    assert argv[:4] == ["/bin/sh", "-c", INSTALL_SCRIPT, "sh"]
+    assert tuple(argv[4:]) == packages
+    assert '"$@"' in INSTALL_SCRIPT  # quoted: each name stays one word
+
+
+def test_debian_frontend_is_set_for_the_install_step_only() -> None:
+    source = GeneratedSource(base="debian", install=("curl",), run=("env",))
+    lines = parse_dockerfile(generated_dockerfile(source))
+    # exported inside the install script: no ARG or ENV reaches the run steps or the image
+    assert [line for line in lines if "DEBIAN_FRONTEND" in json.dumps(line)] == [lines[1]]
+    assert INSTALL_SCRIPT.startswith("export DEBIAN_FRONTEND=noninteractive && ")
+
+
+# --- the user's steps in build output --------------------------------------------------------
+
+
+@pytest.fixture
+def steps_plan(tmp_path: Path) -> BuildPlan:
+    conf = write(tmp_path / "app.conf", "x")
+    return plan_generated(
+        GeneratedSource(
+            base="debian:bookworm-slim",
+            before_install=("echo   preseed\n  more",),
+            install=("curl", "ca-certificates"),
+            copy=(CopyFile(conf, "/etc/app.conf"),),
+            run=(("touch", "/done"), "x" * 200),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        (1, None),  # FROM: the plugin's
+        (2, "before_install[0] (step 1 of 5): echo preseed more"),
+        (3, "install (step 2 of 5): curl ca-certificates"),
+        (4, "copy[0] (step 3 of 5): app.conf -> /etc/app.conf"),
+        (5, 'run[0] (step 4 of 5): ["touch", "/done"]'),
+        (6, f"run[1] (step 5 of 5): {'x' * 57}..."),
+        (7, None),  # the LABEL step the build's labels add
+    ],
+)
+@pytest.mark.parametrize("form", ["Step {n}/7 : RUN whatever", "STEP {n}/7: RUN whatever"])
+def test_build_lines_name_the_users_step(
+    steps_plan: BuildPlan, number: int, expected: str | None, form: str
+) -> None:
+    assert user_step(steps_plan, form.format(n=number)) == expected
+
+
+@pytest.mark.parametrize("line", [" ---> Running in 1234", "Successfully built abc", "Step x/7 :"])
+def test_other_build_lines_are_no_step(steps_plan: BuildPlan, line: str) -> None:
+    assert user_step(steps_plan, line) is None
+
+
+def test_the_users_own_dockerfile_keeps_the_builders_numbers(tmp_path: Path) -> None:
+    write(tmp_path / "Dockerfile", "FROM busybox\nRUN true\n")
+    plan = plan_build(BuildSource(tmp_path, "Dockerfile"))
+    assert user_step(plan, "Step 2/3 : RUN true") == "Step 2/3 : RUN true"
+    assert user_step(plan, "STEP 1/2: FROM busybox") == "STEP 1/2: FROM busybox"
+    assert user_step(plan, f"Step 3/3 : LABEL {LABEL_PREFIX}image=1") is None
+    assert user_step(plan, "Removing intermediate container 1") is None
+
+
+# --- the labels of a built image ---------------------------------------------------------------
+
+
+def test_a_built_image_carries_stable_labels_and_no_run_label(
+    steps_plan: BuildPlan, tmp_path: Path
+) -> None:
+    spec = ServerSpec("web", GeneratedSource(base="busybox"))
+    labels = image_labels(spec, steps_plan, str(tmp_path))
+    assert labels == {
+        LABEL_IMAGE: "1",
+        LABEL_IMAGE_PROJECT: project_digest(str(tmp_path)),
+        LABEL_IMAGE_SERVER: "web",
+        LABEL_IMAGE_CONTENT: steps_plan.digest(),
+    }
+    run_labels = RunContext("abc").labels("web")
+    assert LABEL_RUN in run_labels
+    assert not set(labels) & set(run_labels)  # nothing of the run, nor of its owner
+
+
+def test_the_project_digest_follows_the_real_path(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    other = tmp_path / "other"
+    other.mkdir()
+    assert project_digest(str(tmp_path / "link")) == project_digest(str(tmp_path / "real"))
+    assert project_digest(str(tmp_path / "real" / ".")) == project_digest(str(tmp_path / "real"))
+    assert project_digest(str(other)) != project_digest(str(tmp_path / "real"))
 
 
 # --- plan_generated and write_tar ----------------------------------------------------------------
@@ -527,6 +680,13 @@ def test_generated_digest_changes_with_a_copied_file_mode(generated: GeneratedSo
 
 def test_generated_digest_changes_with_a_run_step(generated: GeneratedSource) -> None:
     changed = GeneratedSource(base=generated.base, copy=generated.copy, run=("false",))
+    assert plan_generated(changed).digest() != plan_generated(generated).digest()
+
+
+def test_generated_digest_changes_with_a_before_install_step(generated: GeneratedSource) -> None:
+    changed = GeneratedSource(
+        base=generated.base, copy=generated.copy, run=generated.run, before_install=("true",)
+    )
     assert plan_generated(changed).digest() != plan_generated(generated).digest()
 
 
