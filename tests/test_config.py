@@ -1455,6 +1455,10 @@ def test_port_identity_is_the_container_side() -> None:
     assert str(port) == "21/tcp"
 
 
+def test_a_range_may_hold_256_ports() -> None:
+    assert len(ports_of(["1-256"])) == 256
+
+
 @pytest.mark.parametrize(
     ("ports", "expected"),
     [
@@ -1466,8 +1470,8 @@ def test_port_identity_is_the_container_side() -> None:
         pytest.param(["0-10"], "ports[0]: 0 is not a port (1-65535)", id="zero"),
         pytest.param(["65535-65536"], "ports[0]: 65536 is not a port (1-65535)", id="above"),
         pytest.param(
-            ["1-1001"],
-            "ports[0]: 1-1001 is 1001 ports, more than 1000 in one range (the engine publishes "
+            ["1-257"],
+            "ports[0]: 1-257 is 257 ports, more than 256 in one range (the engine publishes "
             "each port on its own)",
             id="too-long",
         ),
@@ -1504,6 +1508,12 @@ def test_port_identity_is_the_container_side() -> None:
             "ports[0]: '127.0.0.1:2121:21': a port entry takes no address; every port is "
             "published on the run's bind address (ini testserver_bind_address)",
             id="with-address",
+        ),
+        pytest.param(
+            ["0.0.0.0:2121:21/tcp"],
+            "ports[0]: '0.0.0.0:2121:21/tcp': a port entry takes no address; every port is "
+            "published on the run's bind address (ini testserver_bind_address)",
+            id="with-wildcard-address",
         ),
         pytest.param(
             ["21:"],

@@ -47,6 +47,7 @@ from pytest_testserver.config import (
     parse_config,
 )
 from pytest_testserver.errors import ConfigError
+from pytest_testserver.portspec import MAX_RANGE
 from pytest_testserver.validate import MAX_COPY_BYTES
 from pytest_testserver.yamlfile import read_yaml
 
@@ -270,7 +271,16 @@ port_entries = st.one_of(
         lambda t: f"{t[0]}:{t[1]}{t[2]}"
     ),
     st.sampled_from(
-        ["1-1000", "1-1001", "30009-30000", "127.0.0.1:2121:21", "[::1]:21:21", "21:", ":21"]
+        [
+            "1-256",
+            "1-257",
+            "1-1000",
+            "30009-30000",
+            "127.0.0.1:2121:21",
+            "[::1]:21:21",
+            "21:",
+            ":21",
+        ]
     ),
     mapping_of(
         {
@@ -506,7 +516,7 @@ def assert_safe(spec: ServerSpec, base: Path) -> None:
     fixed = [(p.host, p.protocol) for p in spec.ports if p.host is not None]
     assert len(set(fixed)) == len(fixed)
     entries = [p.entry for p in spec.ports]
-    assert all(entries.count(i) <= 1000 for i in set(entries))
+    assert all(entries.count(i) <= MAX_RANGE for i in set(entries))
     if fixed:
         assert spec.scope == "session"
         assert spec.share == "run"
