@@ -6,6 +6,7 @@ Everything downstream trusts these objects; nothing after this module sees a raw
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +14,11 @@ from types import MappingProxyType
 from typing import Any
 
 from . import validate as v
+from . import variables
 from .errors import ConfigError
-from .portspec import Port, describe_ports, parse_ports
+from .options import OPTION_KEYS, ContainerOptions, parse_options
+from .portspec import Port as Port  # re-exported: Port is imported from config as before
+from .portspec import describe_ports, parse_ports
 from .settings import RunSettings
 from .validate import Where
 
@@ -43,16 +47,18 @@ SERVER_KEYS = (
     "wait",
     "reset",
     "init",
+    *OPTION_KEYS,
 )
 WAIT_KEYS = ("tcp", "http", "log", "healthcheck")
 HTTP_KEYS = ("port", "path", "status")
+TCP_KEYS = ("port", "expect")
+MAX_EXPECT = 200  # a banner's first bytes; more is a page, better checked with wait.log or http
 SHARE_MODES = ("run", "worker")
 SCOPES = ("session", "module", "class", "function")  # longest-lived first
 TOP_KEYS = ("defaults", "servers")
 BUILD_KEYS = ("context", "dockerfile", "args", "target")
 COPY_KEYS = ("src", "dst", "mode")
 POST_STARTUP_KEYS = ("command", "retries", "interval")
-__all__ = ["Port"]  # defined in portspec, imported from here as before
 
 
 @dataclass(frozen=True)
@@ -105,8 +111,17 @@ class PostStartup:
 @dataclass(frozen=True)
 class HttpCheck:
     port: int
-    path: str = "/"
-    status: int = 200
+    path: str = "/"  # may hold ${NAME} variables, expanded at start
+    status: tuple[int, ...] = (200,)  # any of them passes
+
+
+@dataclass(frozen=True)
+class BannerCheck:
+    """A TCP check that also reads what the server sends first: ready when it starts with
+    ``expect`` (a literal prefix, which may hold ${NAME} variables)."""
+
+    port: int
+    expect: str
 
 
 @dataclass(frozen=True)
@@ -115,17 +130,21 @@ class Wait:
 
     tcp: tuple[int, ...] = ()
     http: tuple[HttpCheck, ...] = ()
-    log: str | None = None  # a regular expression, searched line by line
+    log: str | None = None  # a regular expression, searched line by line; may hold ${NAME}
     healthcheck: bool = False
+    banners: tuple[BannerCheck, ...] = ()  # wait.tcp entries with expect:
 
     def __bool__(self) -> bool:
-        return bool(self.tcp or self.http or self.log or self.healthcheck)
+        return bool(self.tcp or self.http or self.log or self.healthcheck or self.banners)
 
 
 @dataclass(frozen=True)
 class ServerSpec:
     name: str
     image: ImageSpec
+    # command, post_startup, reset, wait's texts and env values are kept as written: their
+    # ${NAME} variables are expanded when the server starts (variables.py), since secret_env
+    # values exist only then; what is shown (messages, --testserver-list) is this form.
     command: tuple[str, ...] | None = None
     # Values may be secrets: kept out of repr.
     env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
@@ -148,6 +167,8 @@ class ServerSpec:
     scope: str = "session"
     # the engine's init (tini, catatonit) as PID 1: it reaps zombies and forwards signals
     init: bool = False
+    # user, working_dir, entrypoint, tmpfs, capabilities, shm_size, ulimits, sysctls, healthcheck
+    options: ContainerOptions = field(default_factory=ContainerOptions)
 
     @property
     def sharing(self) -> str:
@@ -296,14 +317,21 @@ def parse_server(
         return None if entry is None or entry[0] is None else entry
 
     image = parse_image(fields, where, base)
-    env = parse_env(env_layers)
+    env_where = parse_env(env_layers)
+    env = tuple((key, value) for key, (value, _) in env_where.items())
     secret_env: tuple[str, ...] = ()
     if entry := get("secret_env"):
         value, w = entry
         secret_env = tuple(v.env_key(k, w.index(i)) for i, k in enumerate(v.string_list(value, w)))
         for i, key in enumerate(secret_env):
-            if key in dict(env):
+            if key in env_where:
                 w.index(i).fail(f"{key} is also set in env; a secret comes only from the host")
+    variables.check_env(env_where, secret_env)
+    names = frozenset((*env_where, *secret_env))  # what ${NAME} may name
+
+    def argv(value: object, w: Where) -> tuple[str, ...]:
+        return variables.check_argv(v.argv(value, w), names, w)
+
     ports = parse_ports(*entry) if (entry := get("ports")) else ()
     share = v.choice(*entry, SHARE_MODES) if (entry := get("share")) else "run"
     scope = v.choice(*entry, SCOPES) if (entry := get("scope")) else "session"
@@ -312,7 +340,7 @@ def parse_server(
     return ServerSpec(
         name=name,
         image=image,
-        command=v.argv(*entry) if (entry := get("command")) else None,
+        command=argv(*entry) if (entry := get("command")) else None,
         env=env,
         secret_env=secret_env,
         ports=ports,
@@ -320,16 +348,19 @@ def parse_server(
         domain=v.domain(*entry) if (entry := get("domain")) else None,
         aliases=parse_names(get("aliases"), v.domain),
         links=parse_names(get("links"), lambda value, w: declared_server(value, w, declared)),
-        post_startup=parse_post_startup(*entry) if (entry := get("post_startup")) else None,
+        post_startup=parse_post_startup(*entry, names) if (entry := get("post_startup")) else None,
         timeout=v.duration(*entry) if (entry := get("timeout")) else DEFAULT_TIMEOUT,
         image_timeout=(
             v.duration(*entry) if (entry := get("image_timeout")) else DEFAULT_IMAGE_TIMEOUT
         ),
         share=share,
-        wait=parse_wait(*fields["wait"]) if "wait" in fields else None,
-        reset=v.argv(*entry) if (entry := get("reset")) else None,
+        wait=parse_wait(*fields["wait"], names) if "wait" in fields else None,
+        reset=argv(*entry) if (entry := get("reset")) else None,
         scope=scope,
         init=v.boolean(*entry) if (entry := get("init")) else False,
+        options=parse_entrypoint_variables(
+            parse_options(get, has_command=get("command") is not None), get("entrypoint"), names
+        ),
     )
 
 
@@ -369,6 +400,15 @@ def check_host_ports(servers: Mapping[str, ServerSpec], where: Callable[[str], W
                 )
 
 
+def parse_entrypoint_variables(
+    options: ContainerOptions, entry: tuple[Any, Where] | None, names: frozenset[str]
+) -> ContainerOptions:
+    """The entrypoint takes ${NAME} like command: checked here, expanded at start."""
+    if options.entrypoint and entry is not None:
+        variables.check_argv(options.entrypoint, names, entry[1])
+    return options
+
+
 def parse_names(entry: tuple[Any, Where] | None, check: Any) -> tuple[str, ...]:
     if entry is None or entry[0] is None:
         return ()
@@ -382,12 +422,16 @@ def parse_names(entry: tuple[Any, Where] | None, check: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def parse_env(layers: EnvLayers) -> tuple[tuple[str, str], ...]:
-    env: dict[str, str] = {}
+def parse_env(layers: EnvLayers) -> dict[str, tuple[str, Where]]:
+    """Each variable's value (as written: ${NAME} expands at start) and where it was set."""
+    env: dict[str, tuple[str, Where]] = {}
     for layer, where in layers:
         for key, item in v.mapping(layer, where).items():
-            env[v.env_key(key, where.key(key))] = v.env_value(item, where.key(key))
-    return tuple(env.items())
+            env[v.env_key(key, where.key(key))] = (
+                v.env_value(item, where.key(key)),
+                where.key(key),
+            )
+    return env
 
 
 def parse_image(fields: Fields, where: Where, base: Path) -> ImageSpec:
@@ -474,14 +518,16 @@ def parse_steps(entry: tuple[Any, Where] | None) -> tuple[str | tuple[str, ...],
     return tuple(steps)
 
 
-def parse_post_startup(value: object, where: Where) -> PostStartup:
+def parse_post_startup(value: object, where: Where, names: frozenset[str]) -> PostStartup:
     raw: dict[str, Any] = {"command": value} if isinstance(value, list) else v.mapping(value, where)
     v.known_keys(raw, POST_STARTUP_KEYS, where)
     if "command" not in raw:
         where.fail("needs command: the argv to run inside the container")
     retries, interval = raw.get("retries"), raw.get("interval")
     return PostStartup(
-        command=v.argv(raw["command"], where.key("command")),
+        command=variables.check_argv(
+            v.argv(raw["command"], where.key("command")), names, where.key("command")
+        ),
         retries=v.count(retries, where.key("retries")) if retries is not None else None,
         interval=v.duration(interval, where.key("interval")) if interval is not None else None,
     )
@@ -494,20 +540,28 @@ def declared_server(value: object, where: Where, declared: list[str]) -> str:
     return name
 
 
-def parse_wait(value: object, where: Where) -> Wait:
+def parse_wait(value: object, where: Where, names: frozenset[str] = frozenset()) -> Wait:
     if value is False or value is None:
         return Wait()  # explicitly no check: ready as soon as the container runs
     raw = v.mapping(value, where)
     v.known_keys(raw, WAIT_KEYS, where)
-    tcp = [v.tcp_port(item, w) for item, w in one_or_many(raw.get("tcp"), where.key("tcp"))]
-    http = [parse_http(item, w) for item, w in one_or_many(raw.get("http"), where.key("http"))]
+    tcp: list[int] = []
+    banners: list[BannerCheck] = []
+    for item, w in one_or_many(raw.get("tcp"), where.key("tcp")):
+        if isinstance(item, dict):
+            banners.append(parse_banner(item, w, names))
+        else:
+            tcp.append(v.tcp_port(item, w))
+    http = [
+        parse_http(item, w, names) for item, w in one_or_many(raw.get("http"), where.key("http"))
+    ]
     log = None
     if raw.get("log") is not None:
-        log = v.regex(raw["log"], where.key("log"))
+        log = parse_log(raw["log"], where.key("log"), names)
     healthcheck = False
     if raw.get("healthcheck") is not None:
         healthcheck = v.boolean(raw["healthcheck"], where.key("healthcheck"))
-    wait = Wait(tuple(tcp), tuple(http), log, healthcheck)
+    wait = Wait(tuple(tcp), tuple(http), log, healthcheck, tuple(banners))
     if not wait:
         where.fail("names no check: use tcp, http, log or healthcheck (or wait: false for none)")
     return wait
@@ -522,7 +576,29 @@ def one_or_many(value: object, where: Where) -> list[tuple[object, Where]]:
     return [(value, where)]
 
 
-def parse_http(value: object, where: Where) -> HttpCheck:
+def parse_log(value: object, where: Where, names: frozenset[str]) -> str:
+    """A regex whose ${NAME} values match literally: checked as it will be, with them empty."""
+    pattern = variables.check(v.string(value, where), names, where)
+    v.regex(variables.expand(pattern, dict.fromkeys(names, ""), re.escape), where)
+    return pattern
+
+
+def parse_banner(value: dict[str, Any], where: Where, names: frozenset[str]) -> BannerCheck:
+    raw = v.mapping(value, where)
+    v.known_keys(raw, TCP_KEYS, where)
+    for key in TCP_KEYS:
+        if key not in raw:
+            where.fail(f'needs {key} (a TCP check with expect: {{port: 21, expect: "220 "}})')
+    expect = v.string(raw["expect"], where.key("expect"))
+    if len(expect) > MAX_EXPECT:
+        where.key("expect").fail(f"is longer than {MAX_EXPECT} characters: a banner's first bytes")
+    return BannerCheck(
+        port=v.tcp_port(raw["port"], where.key("port")),
+        expect=variables.check(expect, names, where.key("expect")),
+    )
+
+
+def parse_http(value: object, where: Where, names: frozenset[str] = frozenset()) -> HttpCheck:
     if not isinstance(value, dict):
         return HttpCheck(v.tcp_port(value, where))
     raw = v.mapping(value, where)
@@ -530,13 +606,24 @@ def parse_http(value: object, where: Where) -> HttpCheck:
     if "port" not in raw:
         where.fail("needs port")
     status = raw.get("status", 200)
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-        where.key("status").fail(f"{v.show(status)} is not an HTTP status (100-599)")
+    if isinstance(status, list):
+        if not status:
+            where.key("status").fail("must not be an empty list")
+        statuses = tuple(http_status(s, where.key("status").index(i)) for i, s in enumerate(status))
+    else:
+        statuses = (http_status(status, where.key("status")),)
+    path = v.url_path(raw.get("path", "/"), where.key("path"))
     return HttpCheck(
         port=v.tcp_port(raw["port"], where.key("port")),
-        path=v.url_path(raw.get("path", "/"), where.key("path")),
-        status=status,
+        path=variables.check(path, names, where.key("path")),
+        status=tuple(dict.fromkeys(statuses)),
     )
+
+
+def http_status(value: object, where: Where) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
+        where.fail(f"{v.show(value)} is not an HTTP status (100-599)")
+    return value
 
 
 def check_links(servers: Mapping[str, ServerSpec], where: Where) -> None:

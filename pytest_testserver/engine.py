@@ -27,6 +27,7 @@ import urllib3.exceptions
 from .errors import EngineError, EngineStalled, EngineUnavailable
 from .liveness import Found
 from .locate import Location, locate
+from .options import ContainerOptions
 from .run import LABEL_RUN
 
 # Without a deadline (teardown sets its own): a build step may print nothing for minutes.
@@ -523,10 +524,16 @@ class Engine:
         network: str | None,
         aliases: Sequence[str],
         init: bool = False,
+        options: ContainerOptions | None = None,
     ) -> str:
+        options = options or ContainerOptions()
         bindings: dict[int | str, Any] = {key: value for key, value in port_bindings.items()}
+        # The options' arguments come from values options.py checked against fixed lists.
         host_config = self.api.create_host_config(
-            port_bindings=bindings, network_mode=network or "default", init=init or None
+            port_bindings=bindings,
+            network_mode=network or "default",
+            init=init or None,
+            **options.host_config_kwargs(),
         )
         # The API's own shape (types-docker mistypes create_networking_config).
         networking: Any = (
@@ -546,6 +553,7 @@ class Engine:
             networking_config=networking,
             detach=True,
             use_config_proxy=False,
+            **options.create_kwargs(),
         )
         return str(result["Id"])
 

@@ -1,4 +1,8 @@
-"""``--testserver-list``: the declared servers in words, from the configuration alone."""
+"""``--testserver-list``: the declared servers in words, from the configuration alone.
+
+Values are shown as written: a ``${NAME}`` variable stays ``${NAME}`` (its value may be a secret,
+and a secret_env value is not read before the server starts).
+"""
 
 from __future__ import annotations
 
@@ -36,7 +40,8 @@ def describe_readiness(spec: ServerSpec) -> str:
     if spec.post_startup is not None:
         parts.append(f"post_startup {list(spec.post_startup.command)}")
     parts += [f"tcp {port}" for port in checks.tcp]
-    parts += [f"http {c.port}{c.path} -> {c.status}" for c in checks.http]
+    parts += [f"tcp {c.port} expect {c.expect!r}" for c in checks.banners]
+    parts += [f"http {c.port}{c.path} -> {' or '.join(map(str, c.status))}" for c in checks.http]
     if checks.log:
         parts.append(f"log {checks.log!r}")
     if checks.healthcheck:
@@ -62,4 +67,6 @@ def describe(config: ServerConfig) -> str:
             f"    init:    {'yes' if spec.init else 'no'}",
             f"    reset:   {list(spec.reset) if spec.reset else '-'}",
         ]
+        if options := spec.options.describe():
+            lines.append(f"    options: {'; '.join(options)}")
     return "\n".join(lines) + "\n"

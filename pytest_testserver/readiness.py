@@ -22,13 +22,16 @@ import signal
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .config import HttpCheck, PostStartup, ServerSpec
+from .config import BannerCheck, HttpCheck, PostStartup, ServerSpec
 from .errors import EngineError, NotReady, ServerError, ServerExited, StartError, TestserverError
+from .variables import expand, expand_argv
 
 if TYPE_CHECKING:
     from .engine import Engine, LogStream
@@ -43,6 +46,14 @@ HANGUP_WINDOW = 0.05
 REACHABLE_TIMEOUT = 2.0
 UNANSWERED = ("Connection refused", "No route to host", "Network is unreachable", "timed out")
 EXIT_CHECK_INTERVAL = 0.05
+# A banner is read for at most this long per attempt (and never past the deadline): a server
+# that accepts but says nothing yet is tried again, not waited on.
+BANNER_READ_TIMEOUT = 1.0
+BANNER_SHOWN = 80  # characters of a wrong answer shown in the message
+# Characters a ${NAME} value may keep in a URL path and query; the rest are percent-encoded, so
+# that a value (a token with a space, a %, a #) stays one piece of the path.
+URL_SAFE = "/?&=:@!$'()*+,;~-._"
+NO_VALUES: Mapping[str, str] = MappingProxyType({})
 
 
 def intervals(fixed: float | None = None, cap: float = MAX_BACKOFF_INTERVAL) -> Iterator[float]:
@@ -249,13 +260,83 @@ def tcp_ready(target: Target, port: int) -> tuple[bool, str]:
             return False, exc.strerror or str(exc)
 
 
-def http_ready(target: Target, check: HttpCheck) -> tuple[bool, str]:
+def banner_ready(
+    target: Target,
+    check: BannerCheck,
+    expect: bytes,
+    deadline: float,
+    redact: Callable[[str], str],
+) -> tuple[bool, str]:
+    """Connected, and the first bytes the server sends start with ``expect``.
+
+    A literal prefix, not a regex: it says exactly which bytes must come first, and when enough
+    have arrived to decide. A hang-up before any byte is what the engine's proxy does when
+    nothing listens behind it, so this check needs no separate proxy test.
+    """
+    address = target.address(check.port)
+    if address is None:
+        return False, unpublished(check.port)
+    window = max(min(BANNER_READ_TIMEOUT, deadline - time.monotonic()), HANGUP_WINDOW)
+    try:
+        with socket.create_connection(address, timeout=CONNECT_TIMEOUT) as sock:
+            data, closed = read_banner(sock, expect, time.monotonic() + window)
+    except OSError as exc:
+        if target.direct and target.ip and _unroutable(exc):
+            target.direct = False
+        return False, exc.strerror or str(exc)
+    if data and not (target.direct and target.ip):
+        target.proven = True
+    if data.startswith(expect):
+        return True, ""
+    if not data and closed:
+        return False, "the connection was closed before anything was sent"
+    if not data:
+        return False, f"connected, but nothing was sent within {window:.2g}s"
+    return False, f"it answered {show_bytes(data, redact)}"
+
+
+def read_banner(sock: socket.socket, expect: bytes, until: float) -> tuple[bytes, bool]:
+    """The first bytes ``sock`` receives, and whether the peer closed: as soon as they start
+    with ``expect``; else until the peer hangs up, the window closes or, once they cannot
+    match, the rest of their line (to show)."""
+    data = b""
+    while True:
+        left = until - time.monotonic()
+        if left <= 0:
+            return data, False
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            return data, False
+        except OSError:  # reset by the peer: what arrived is the answer
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+        if data.startswith(expect):
+            return data, False
+        if not expect.startswith(data):  # a wrong answer: read a little more of it, to show
+            if len(data) >= BANNER_SHOWN or b"\n" in data:
+                return data, False
+            until = min(until, time.monotonic() + HANGUP_WINDOW)
+
+
+def show_bytes(data: bytes, redact: Callable[[str], str]) -> str:
+    """What a server sent, for a message: secrets masked first (a cut must not split one),
+    then cut short and escaped to one ASCII line (no control character reaches the terminal)."""
+    text = redact(data.decode("utf-8", "replace"))
+    shown = ascii(text[:BANNER_SHOWN])
+    return shown + ("..." if len(text) > BANNER_SHOWN else "")
+
+
+def http_ready(target: Target, check: HttpCheck, path: str) -> tuple[bool, str]:
     address = target.address(check.port)
     if address is None:
         return False, unpublished(check.port)
     conn = http.client.HTTPConnection(address[0], address[1], timeout=CONNECT_TIMEOUT * 4)
     try:
-        conn.request("GET", check.path)
+        conn.request("GET", path)
         status = conn.getresponse().status
     except OSError as exc:
         if target.direct and _unroutable(exc):
@@ -267,7 +348,7 @@ def http_ready(target: Target, check: HttpCheck) -> tuple[bool, str]:
         conn.close()
     if not (target.direct and target.ip):
         target.proven = True
-    return (status == check.status), f"status {status}"
+    return (status in check.status), f"status {status}"
 
 
 def check_reachable(spec: ServerSpec, target: Target, engine_address: str) -> None:
@@ -283,7 +364,11 @@ def check_reachable(spec: ServerSpec, target: Target, engine_address: str) -> No
     if target.proven or (spec.post_startup is None and not spec.checks):
         return
     tcp = [p for p in spec.ports if p.protocol == "tcp" and p.number in target.published]
-    checked = [*spec.checks.tcp, *(c.port for c in spec.checks.http)]
+    checked = [
+        *spec.checks.tcp,
+        *(c.port for c in spec.checks.banners),
+        *(c.port for c in spec.checks.http),
+    ]
     # A ranged port (FTP passive) only if a check named it: nothing listens there until asked.
     fallback = next((p.number for p in tcp if not p.ranged), None)
     port = next((n for n in checked if any(p.number == n for p in tcp)), fallback)
@@ -332,7 +417,10 @@ def unreachable_remedy(engine_address: str) -> str:
 
 
 class LogWatch:
-    """Streams the container's log once, line by line, in a thread, until ``pattern`` matches."""
+    """Streams the container's log once, line by line, in a thread, until ``pattern`` matches.
+
+    ``pattern`` is the expanded regex: a ${NAME} value in it matches literally.
+    """
 
     def __init__(self, engine: Engine, container: str, pattern: str) -> None:
         self.matched = threading.Event()
@@ -389,16 +477,21 @@ def wait_until_ready(
     deadline: float,
     redact: Callable[[str], str],
     note: str = "",
+    values: Mapping[str, str] = NO_VALUES,
 ) -> None:
     """Run every readiness check of ``spec``; raise NotReady or ServerExited.
 
     ``note`` says how long the image took before the readiness budget began, if it did.
+    ``values``: the server's variables (its environment, secrets included), for the ${NAME} in
+    its checks. Messages name each check as written, never expanded: no secret reaches them.
     """
     checks = spec.checks
     if spec.post_startup is None and not checks:
         return
     watch = ExitCheck(engine, container)
-    log = LogWatch(engine, container, checks.log) if checks.log else None
+    log = None
+    if checks.log:
+        log = LogWatch(engine, container, expand(checks.log, values, re.escape))
 
     def poll(what: str, attempt: Callable[[], tuple[bool, str]], pauses: Iterator[float]) -> None:
         detail = ""
@@ -423,12 +516,21 @@ def wait_until_ready(
 
     try:
         if spec.post_startup is not None:
-            wait_post_startup(engine, spec, spec.post_startup, container, deadline, redact, note)
+            wait_post_startup(
+                engine, spec, spec.post_startup, container, deadline, redact, note, values
+            )
         for port in checks.tcp:
             poll(f"wait.tcp {port}", partial(tcp_ready, target, port), network_intervals())
+        for banner in checks.banners:
+            expect = expand(banner.expect, values).encode()
+            what = f"wait.tcp {banner.port} (expecting an answer starting {banner.expect!r})"
+            ready = partial(banner_ready, target, banner, expect, deadline, redact)
+            poll(what, ready, network_intervals())
         for check in checks.http:
-            what = f"wait.http {check.port}{check.path} (expecting {check.status})"
-            poll(what, partial(http_ready, target, check), network_intervals())
+            path = expand(check.path, values, partial(urllib.parse.quote, safe=URL_SAFE))
+            statuses = " or ".join(str(s) for s in check.status)
+            what = f"wait.http {check.port}{check.path} (expecting {statuses})"
+            poll(what, partial(http_ready, target, check, path), network_intervals())
         if log is not None:
             poll(
                 f"wait.log {checks.log!r}",
@@ -447,12 +549,17 @@ def health(engine: Engine, container: str) -> tuple[bool, str]:
     status = ((info.get("State") or {}).get("Health") or {}).get("Status")
     argv = healthcheck_argv(((info.get("Config") or {}).get("Healthcheck") or {}).get("Test"))
     if status is None and argv is None:
-        raise TestserverError("wait.healthcheck: the image defines no HEALTHCHECK")
+        raise TestserverError(
+            "wait.healthcheck: neither the image (HEALTHCHECK) nor the server (healthcheck:) "
+            "defines a health check"
+        )
     if status == "healthy":
         return True, ""
     if engine.kind == "podman" and argv is not None:
         # Podman runs healthchecks from systemd timers: without systemd (CI containers) none
         # ever runs and health stays "starting". The same test, exec'd, gives the same answer.
+        # The container's Config.Healthcheck is the server's healthcheck: when one is set (the
+        # engine keeps it in place of the image's), so that is what runs here.
         code, output = engine.exec(container, argv)
         if code == 0:
             return True, ""
@@ -460,7 +567,17 @@ def health(engine: Engine, container: str) -> tuple[bool, str]:
         return False, f"health: {status}; its test exited {code}" + (
             f": {last[0][:200]}" if last else ""
         )
-    return False, f"health: {status}"
+    return False, f"health: {status}" + last_check(info)
+
+
+def last_check(info: Mapping[str, Any]) -> str:
+    """What the engine's last health check said: its exit code and last line of output."""
+    log = ((info.get("State") or {}).get("Health") or {}).get("Log") or []
+    last = log[-1] if isinstance(log, list) and log and isinstance(log[-1], dict) else None
+    if last is None:
+        return ""
+    lines = str(last.get("Output") or "").strip().splitlines()[-1:]
+    return f"; its test exited {last.get('ExitCode')}" + (f": {lines[0][:200]}" if lines else "")
 
 
 def healthcheck_argv(test: object) -> list[str] | None:
@@ -487,13 +604,16 @@ def wait_post_startup(
     deadline: float,
     redact: Callable[[str], str],
     note: str = "",
+    values: Mapping[str, str] = NO_VALUES,
 ) -> int:
-    """Exec ``check.command`` until it exits 0; returns the number of attempts."""
+    """Exec ``check.command`` (expanded with ``values``) until it exits 0; returns the number
+    of attempts. The message shows the command as written: a secret in it stays ${NAME}."""
     pauses = intervals(check.interval)
+    argv = list(expand_argv(check.command, values))
     attempt = 0
     while True:
         attempt += 1
-        code, output = engine.exec(container, check.command)
+        code, output = engine.exec(container, argv)
         if code is None:  # the engine refused the exec: the container is not running
             raise exited_error(engine, spec, container, redact)
         if code == 0:

@@ -30,7 +30,7 @@ LABEL_REUSE = LABEL_PREFIX + "reuse"  # the definition's digest
 LABEL_REUSE_OWNER = LABEL_PREFIX + "reuse-owner"  # uid@host
 LABEL_REUSE_PROJECT = LABEL_PREFIX + "reuse-project"
 FOLDER = "reuse"
-FORMAT = 1  # bumped when what a definition covers changes: old containers stop matching
+FORMAT = 2  # bumped when what a definition covers changes: old containers stop matching
 DEFAULT_IDLE = 1800.0
 
 
@@ -67,7 +67,8 @@ def owner_here() -> str:
 
 def definition_digest(parts: Mapping[str, object]) -> str:
     """The digest of everything that makes the container what it is (image id, command, env,
-    ports and bind mode, names): equal digests, interchangeable containers."""
+    ports and bind mode, names, init and the container options): equal digests,
+    interchangeable containers."""
     text = json.dumps({"format": FORMAT, **parts}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 

@@ -9,6 +9,7 @@ start before it. Under xdist, a ``share: run`` server is started by the first wo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import threading
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import image, ports, readiness, reaper
+from . import image, ports, readiness, reaper, variables
 from .config import BuildSource, ServerConfig, ServerSpec
 from .controller import connect_engine
 from .coordination import SharedServers
@@ -69,10 +70,14 @@ CLAIM_MARGIN = 30.0
 
 
 def secret_values(config: ServerConfig, environ: Mapping[str, str]) -> list[str]:
-    values = []
+    values: list[str] = []
     for spec in config.servers.values():
-        values += [environ[key] for key in spec.secret_env if key in environ]
-        values += [value for key, value in spec.env if looks_secret(key)]
+        secrets = {key: environ[key] for key in spec.secret_env if key in environ}
+        values += secrets.values()
+        # An env value as the container gets it: ${NAME} expanded (a missing secret as empty:
+        # that server will not start anyway).
+        env = variables.resolve_env(dict(spec.env), dict.fromkeys(spec.secret_env, "") | secrets)
+        values += [env[key] for key, _ in spec.env if looks_secret(key)]
         if isinstance(spec.image, BuildSource):
             values += [value for key, value in spec.image.args if looks_secret(key)]
     return values
@@ -86,6 +91,8 @@ def reuse_definition(
     return {
         "server": spec.name,
         "image": image_id,
+        # As written: with the expanded env below it decides the expanded command.
+        # Secret values enter only through the hash, never in clear.
         "command": spec.command,
         "env": sorted(env.items()),
         "ports": [str(p) for p in spec.ports],
@@ -93,6 +100,7 @@ def reuse_definition(
         "hostname": spec.hostname,
         "domain": spec.domain,
         "init": spec.init,
+        "options": spec.options.digest_parts(),
     }
 
 
@@ -149,6 +157,9 @@ class ServerPool:
             if spec.scope != "session"
         }
         self._networks: dict[str, str] = {}  # name -> id: the networks this process made
+        # server -> its container's environment (secrets included), read once per run: the
+        # values of its ${NAME} variables for the command, checks and reset
+        self._envs: dict[str, MaskedEnv] = {}
         self._rebuilt: set[str] = set()
         self._watchdog: reaper.Watchdog | None = None
         self._watchdog_started: threading.Thread | None = None
@@ -298,13 +309,15 @@ class ServerPool:
     def _reset(self, spec: ServerSpec, handle: ServerHandle) -> None:
         """Exec ``reset``; anything but exit code 0 fails the test about to run, with the output."""
         assert spec.reset is not None
-        argv = list(spec.reset)
+        argv = list(spec.reset)  # as written, for the messages: a secret in it stays ${NAME}
         engine = self.engine()
+        expanded = list(variables.expand_argv(spec.reset, self._environment(spec)))
         with engine.deadline(time.monotonic() + spec.timeout):
             try:
-                code, output = engine.exec(handle.container_id, argv)
+                code, output = engine.exec(handle.container_id, expanded)
             except EngineError as exc:
-                raise ResetError(spec.name, f"reset {argv} could not run: {exc}") from None
+                why = self.redact(str(exc))
+                raise ResetError(spec.name, f"reset {argv} could not run: {why}") from None
         text = self.redact(output.decode("utf-8", "replace"))
         if code is None:
             raise ResetError(spec.name, f"reset {argv} could not run: the server is not running")
@@ -534,15 +547,23 @@ class ServerPool:
         # Not ours to remove: the controller sweeps the run's network when every worker is done.
         return network
 
-    def _environment(self, spec: ServerSpec) -> dict[str, str]:
-        env = MaskedEnv(spec.env)
+    def _environment(self, spec: ServerSpec) -> MaskedEnv:
+        """The container's environment: ``env`` with its ${NAME} expanded, and the secrets,
+        read from the test run's environment the first time the server needs them."""
+        with self._lock:
+            known = self._envs.get(spec.name)
+        if known is not None:
+            return known
+        secrets: dict[str, str] = {}
         for key in spec.secret_env:
             if key not in os.environ:
                 raise StartError(
                     spec.name, f"secret_env {key} is not set in the environment of the test run"
                 )
-            env[key] = os.environ[key]
-        return env
+            secrets[key] = os.environ[key]
+        env = MaskedEnv(variables.resolve_env(dict(spec.env), secrets))
+        with self._lock:
+            return self._envs.setdefault(spec.name, env)
 
     def _domainname(self, engine: Engine, spec: ServerSpec) -> str | None:
         """The container's domainname, unless the engine cannot set one: rootless Docker
@@ -633,7 +654,8 @@ class ServerPool:
                     ensure()
                     container = self._create(engine, spec, instance, wanted.ref, env, network)
             except EngineError as exc:
-                raise StartError(spec.name, f"the container could not be created: {exc}") from None
+                why = self.redact(str(exc))
+                raise StartError(spec.name, f"the container could not be created: {why}") from None
         image_took = time.monotonic() - started
         note = (
             f" (after {image_took:.1f}s for the image, which has its own "
@@ -844,11 +866,18 @@ class ServerPool:
         kept = name is not None
         name = name or f"{self.context.scoped(spec.sharing)}-{instance}"
 
+        # Expanded here, at start, and never shown: it may hold a secret.
+        command = variables.expand_argv(spec.command, env) if spec.command is not None else None
+        options = spec.options
+        if options.entrypoint:
+            entrypoint = variables.expand_argv(options.entrypoint, env)
+            options = dataclasses.replace(options, entrypoint=entrypoint)
+
         def create() -> str:
             return engine.create_container(
                 image=ref,
                 name=name,
-                command=spec.command,
+                command=command,
                 env=env,
                 ports=[str(p) for p in spec.ports],
                 port_bindings=ports.port_bindings(spec.ports, self.settings),
@@ -858,6 +887,7 @@ class ServerPool:
                 network=network,
                 aliases=self._aliases(spec) if network else (),
                 init=spec.init,
+                options=options,
             )
 
         try:
@@ -916,7 +946,10 @@ class ServerPool:
             published={p.number: n for p, n in published.items()},
             direct=engine.routes_directly(ip, gateway),
         )
-        readiness.wait_until_ready(engine, spec, container, target, deadline, self.redact, note)
+        values = self._environment(spec)
+        readiness.wait_until_ready(
+            engine, spec, container, target, deadline, self.redact, note, values
+        )
         readiness.check_reachable(spec, target, engine.address)
         handle = ServerHandle(
             name=spec.name,
@@ -932,7 +965,7 @@ class ServerPool:
     def _start_error(self, spec: ServerSpec, message: str) -> StartError:
         if ports.is_port_conflict(message):
             return StartError(spec.name, ports.taken_port_message(message, spec, self.settings))
-        return StartError(spec.name, f"the container could not start: {message}")
+        return StartError(spec.name, f"the container could not start: {self.redact(message)}")
 
     # removing
     def _remove_quietly(self, instance: str) -> None:

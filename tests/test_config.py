@@ -28,12 +28,15 @@ from pytest_testserver.config import (
     require_server,
 )
 from pytest_testserver.errors import ConfigError
+from pytest_testserver.options import ContainerOptions
 from pytest_testserver.settings import bind_address
 
 SOURCE = "testservers.yaml"
 SERVER_KEYS_TEXT = (
     "build, image, from, install, copy, run, command, env, secret_env, ports, hostname, "
-    "domain, aliases, links, post_startup, timeout, image_timeout, share, scope, wait, reset, init"
+    "domain, aliases, links, post_startup, timeout, image_timeout, share, scope, wait, reset, "
+    "init, user, working_dir, entrypoint, tmpfs, cap_add, cap_drop, shm_size, ulimits, sysctls, "
+    "healthcheck"
 )
 
 
@@ -572,6 +575,363 @@ def test_reset_is_an_argument_list() -> None:
     spec = parse(servers(db={"image": "busybox:stable", "reset": ["redis-cli", "FLUSHALL"]}))
     assert spec.servers["db"].reset == ("redis-cli", "FLUSHALL")
     assert parse(servers(db={"image": "busybox:stable", "reset": None})).servers["db"].reset is None
+
+
+# --- container options ---------------------------------------------------------------------------
+
+
+def options_of(**fields: Any) -> ContainerOptions:
+    return parse(servers(db={"image": "busybox:stable", **fields})).servers["db"].options
+
+
+def test_no_option_set_gives_no_engine_argument() -> None:
+    options = options_of()
+    assert options == ContainerOptions()
+    assert options.create_kwargs() == {}
+    assert options.host_config_kwargs() == {}
+    assert options.describe() == []
+
+
+def test_every_option_becomes_its_docker_py_argument() -> None:
+    options = options_of(
+        user="www-data:1000",
+        working_dir="/srv",
+        entrypoint=["/entry.sh", "--flag"],
+        tmpfs=["/run", {"path": "/cache/", "size": "64M", "mode": "01777"}],
+        cap_add=["cap_net_admin", " sys_nice "],
+        cap_drop=["ALL"],
+        shm_size="1g",
+        ulimits={"nofile": {"soft": 1024, "hard": 4096}, "core": 0, "memlock": "unlimited"},
+        sysctls={"net.ipv4.ip_forward": 1, "kernel.sem": "250 32000 100 128"},
+        healthcheck={
+            "test": ["pg_isready", "-U", "postgres"],
+            "interval": 0.5,
+            "timeout": 2,
+            "retries": 5,
+            "start_period": 10,
+        },
+    )
+    assert options.create_kwargs() == {
+        "user": "www-data:1000",
+        "working_dir": "/srv",
+        "entrypoint": ["/entry.sh", "--flag"],
+        "healthcheck": {
+            "test": ["CMD", "pg_isready", "-U", "postgres"],
+            "interval": 500_000_000,
+            "timeout": 2_000_000_000,
+            "retries": 5,
+            "start_period": 10_000_000_000,
+        },
+    }
+    assert options.host_config_kwargs() == {
+        "tmpfs": {"/run": "", "/cache": "size=67108864,mode=1777"},
+        "cap_add": ["CAP_NET_ADMIN", "CAP_SYS_NICE"],
+        "cap_drop": ["ALL"],
+        "shm_size": 1 << 30,
+        "ulimits": [
+            {"name": "nofile", "soft": 1024, "hard": 4096},
+            {"name": "core", "soft": 0, "hard": 0},
+            {"name": "memlock", "soft": -1, "hard": -1},
+        ],
+        "sysctls": {"net.ipv4.ip_forward": "1", "kernel.sem": "250 32000 100 128"},
+    }
+
+
+def test_an_empty_entrypoint_clears_the_images_and_needs_a_command() -> None:
+    options = options_of(entrypoint=[], command=["redis-server"])
+    assert options.entrypoint == ()
+    assert options.create_kwargs() == {"entrypoint": [""]}  # the API's "no entrypoint"
+    assert error_of(servers(db={"image": "busybox:stable", "entrypoint": []})) == (
+        "testservers.yaml: servers.db.entrypoint: [] clears the image's ENTRYPOINT and with it "
+        "its CMD: give command too"
+    )
+
+
+def test_a_healthcheck_checks_every_second_unless_told() -> None:
+    check = options_of(healthcheck={"test": ["true"]}).create_kwargs()["healthcheck"]
+    assert check == {
+        "test": ["CMD", "true"],
+        "interval": 1_000_000_000,
+        "timeout": 0,
+        "retries": 0,
+        "start_period": 0,
+    }
+
+
+def test_options_come_from_defaults_and_a_server_replaces_them() -> None:
+    config = parse(
+        {
+            "defaults": {"cap_drop": ["ALL"], "user": "1000"},
+            "servers": {
+                "a": {"image": "busybox:stable"},
+                "b": {"image": "busybox:stable", "user": "0", "cap_drop": None},
+            },
+        }
+    )
+    assert config.servers["a"].options == ContainerOptions(user="1000", cap_drop=("ALL",))
+    assert config.servers["b"].options == ContainerOptions(user="0")
+
+
+def test_a_bad_option_from_defaults_is_reported_at_defaults() -> None:
+    data = {"defaults": {"cap_add": ["SYS_ADMIN"]}, "servers": {"a": {"image": "busybox:stable"}}}
+    assert error_of(data).startswith("testservers.yaml: defaults.cap_add[0]: SYS_ADMIN is refused")
+
+
+def option_error(**fields: Any) -> str:
+    return error_of(servers(db={"image": "busybox:stable", **fields}))
+
+
+OPT = "testservers.yaml: servers.db."
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param(
+            {"user": 1000},
+            'user: 1000 is ambiguous as a user: quote it, such as "1000" or "1000:50"',
+            id="user-unquoted",
+        ),
+        pytest.param(
+            {"user": 60050},  # what YAML 1.1 makes of an unquoted 1000:50
+            'user: 60050 is ambiguous as a user: quote it, such as "1000" or "1000:50"',
+            id="user-base-60",
+        ),
+        *(
+            pytest.param(
+                {"user": bad},
+                f"user: {bad!a} is not a user: name, uid, name:group or uid:gid (names of "
+                "letters, digits, _ . -; ids 0-4294967294)",
+                id=f"user-{i}",
+            )
+            for i, bad in enumerate(
+                ["a b", "a:b:c", ":1000", "1000:", "-rf", "4294967295", "r\u043eot", "$(id)"]
+            )
+        ),
+        pytest.param({"user": ""}, "user: must not be empty", id="user-empty"),
+        pytest.param(
+            {"working_dir": "srv"},
+            "working_dir: 'srv' is not an absolute path of plain characters (letters, digits, "
+            "and . _ / @ + = : , -)",
+            id="working-dir-relative",
+        ),
+        pytest.param(
+            {"working_dir": "/srv/../etc"},
+            "working_dir: '/srv/../etc' must not contain '..'",
+            id="working-dir-dotdot",
+        ),
+        pytest.param(
+            {"entrypoint": "/entry.sh --flag"},
+            'entrypoint: must be a list of arguments such as ["httpd", "-f"], not the string '
+            "'/entry.sh --flag' (no shell is involved)",
+            id="entrypoint-string",
+        ),
+        pytest.param(
+            {"entrypoint": ["a", 1]},
+            "entrypoint[1]: must be a string, not int 1",
+            id="entrypoint-not-strings",
+        ),
+        pytest.param(
+            {"tmpfs": "/run"}, "tmpfs: must be a list, not str '/run'", id="tmpfs-not-a-list"
+        ),
+        pytest.param(
+            {"tmpfs": ["/run", "/run/"]}, "tmpfs[1]: /run is listed twice", id="tmpfs-twice"
+        ),
+        pytest.param(
+            {"tmpfs": ["/"]},
+            "tmpfs[0]: '/': a tmpfs over / or the kernel's /proc, /sys or /dev is refused",
+            id="tmpfs-root",
+        ),
+        pytest.param(
+            {"tmpfs": [{"path": "/proc/sys"}]},
+            "tmpfs[0].path: '/proc/sys': a tmpfs over / or the kernel's /proc, /sys or /dev is "
+            "refused",
+            id="tmpfs-proc",
+        ),
+        pytest.param(
+            {"tmpfs": ["/run:exec"]},
+            "tmpfs[0]: '/run:exec': a tmpfs path must not hold , : or = (mount option separators)",
+            id="tmpfs-path-with-a-separator",
+        ),
+        pytest.param(
+            {"tmpfs": [{"size": "1m"}]},
+            "tmpfs[0]: needs path: where the tmpfs is mounted in the container",
+            id="tmpfs-no-path",
+        ),
+        pytest.param(
+            {"tmpfs": [{"path": "/run", "options": "exec"}]},
+            "tmpfs[0].options: unknown key; known keys: path, size, mode",
+            id="tmpfs-free-form-options",
+        ),
+        pytest.param(
+            {"tmpfs": [{"path": "/run", "size": 64}]},
+            "tmpfs[0].size: 64 needs a unit: a size such as 64m (k, m or g)",
+            id="tmpfs-size-without-unit",
+        ),
+        pytest.param(
+            {"tmpfs": [{"path": "/run", "size": "64m,exec"}]},
+            "tmpfs[0].size: '64m,exec' is not a size such as 64m (a whole number and k, m or g)",
+            id="tmpfs-size-with-options",
+        ),
+        pytest.param(
+            {"tmpfs": [{"path": "/run", "mode": 1777}]},
+            'tmpfs[0].mode: 1777 is ambiguous as a mode: quote it in octal, such as "0755"',
+            id="tmpfs-mode-unquoted",
+        ),
+        pytest.param(
+            {"shm_size": "17g"}, "shm_size: '17g' is out of range (4k-16g)", id="shm-too-big"
+        ),
+        pytest.param(
+            {"shm_size": "1k"}, "shm_size: '1k' is out of range (4k-16g)", id="shm-too-small"
+        ),
+        pytest.param(
+            {"shm_size": "0.5g"},
+            "shm_size: '0.5g' is not a size such as 64m (a whole number and k, m or g)",
+            id="shm-fraction",
+        ),
+        pytest.param(
+            {"cap_add": ["SYS_ADMIN"]},
+            "cap_add[0]: SYS_ADMIN is refused: it mounts filesystems and makes namespaces: the "
+            "classic container escape",
+            id="cap-add-sys-admin",
+        ),
+        pytest.param(
+            {"cap_add": ["NET_RAW", "CAP_DAC_READ_SEARCH"]},
+            "cap_add[1]: DAC_READ_SEARCH is refused: open_by_handle_at reads any file of the "
+            "host (the 'shocker' escape)",
+            id="cap-add-shocker",
+        ),
+        pytest.param(
+            {"cap_add": ["all"]},
+            "cap_add[0]: ALL would add every capability, the refused ones too; name each one",
+            id="cap-add-all",
+        ),
+        pytest.param(
+            {"cap_add": ["NET_ADMN"]},
+            "cap_add[0]: 'NET_ADMN' is not a Linux capability (did you mean 'NET_ADMIN'?)",
+            id="cap-unknown",
+        ),
+        pytest.param(
+            {"cap_drop": ["CHOWN", "cap_chown"]},
+            "cap_drop[1]: CHOWN is listed twice",
+            id="cap-twice",
+        ),
+        pytest.param(
+            {"cap_add": ["CHOWN"], "cap_drop": ["NET_RAW", "chown"]},
+            "cap_drop[1]: CHOWN is also in cap_add: add it or drop it",
+            id="cap-added-and-dropped",
+        ),
+        pytest.param(
+            {"ulimits": {"files": 10}},
+            "ulimits.files: unknown ulimit (did you mean 'nofile'?); known: core, cpu, data, "
+            "fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, "
+            "sigpending, stack",
+            id="ulimit-unknown",
+        ),
+        pytest.param(
+            {"ulimits": {"nofile": {"soft": 10}}},
+            "ulimits.nofile: needs hard (or give one number for both)",
+            id="ulimit-no-hard",
+        ),
+        pytest.param(
+            {"ulimits": {"nofile": {"soft": 100, "hard": 10}}},
+            "ulimits.nofile: soft 100 is above hard 10",
+            id="ulimit-soft-above-hard",
+        ),
+        pytest.param(
+            {"ulimits": {"nofile": {"soft": "unlimited", "hard": 10}}},
+            "ulimits.nofile: soft unlimited is above hard 10",
+            id="ulimit-soft-unlimited",
+        ),
+        pytest.param(
+            {"ulimits": {"nofile": -5}},
+            f"ulimits.nofile: -5 is out of range (0-{2**63 - 1}, or unlimited)",
+            id="ulimit-negative",
+        ),
+        pytest.param(
+            {"ulimits": {"nofile": True}},
+            "ulimits.nofile: must be a whole number or unlimited, not True",
+            id="ulimit-bool",
+        ),
+        pytest.param(
+            {"sysctls": {"kernel.core_pattern": "|/bin/sh"}},
+            "sysctls.kernel.core_pattern: 'kernel.core_pattern' is not a sysctl of the "
+            "container's own namespaces: net.* (but net.core.* only somaxconn and xfrm_*), "
+            "kernel.msgmax, kernel.msgmnb, kernel.msgmni, kernel.sem, kernel.shm_rmid_forced, "
+            "kernel.shmall, kernel.shmmax, kernel.shmmni or fs.mqueue.*",
+            id="sysctl-not-namespaced",
+        ),
+        pytest.param(
+            {"sysctls": {"net.core.rmem_max": 1}},
+            "sysctls.net.core.rmem_max: 'net.core.rmem_max' is not a sysctl of the container's "
+            "own namespaces: net.* (but net.core.* only somaxconn and xfrm_*), kernel.msgmax, "
+            "kernel.msgmnb, kernel.msgmni, kernel.sem, kernel.shm_rmid_forced, kernel.shmall, "
+            "kernel.shmmax, kernel.shmmni or fs.mqueue.*",
+            id="sysctl-net-core",
+        ),
+        pytest.param(
+            {"sysctls": {"net/ipv4/ip_forward": 1}},
+            "sysctls.'net/ipv4/ip_forward': 'net/ipv4/ip_forward' is not a sysctl name such as "
+            "net.ipv4.tcp_syncookies",
+            id="sysctl-slashes",
+        ),
+        pytest.param(
+            {"sysctls": {"net.ipv4.ip_forward": "1\n"}},
+            "sysctls.net.ipv4.ip_forward: must be a single line: '1\\n'",
+            id="sysctl-value-newline",
+        ),
+        pytest.param(
+            {"sysctls": {"net.ipv4.ip_forward": True}},
+            "sysctls.net.ipv4.ip_forward: must be a string or a whole number, not True",
+            id="sysctl-value-bool",
+        ),
+        pytest.param(
+            {"healthcheck": ["true"]},
+            "healthcheck: must be a mapping, not list",
+            id="healthcheck-not-a-mapping",
+        ),
+        pytest.param(
+            {"healthcheck": {"interval": 1}},
+            "healthcheck: needs test: the argv the engine runs in the container to check health",
+            id="healthcheck-no-test",
+        ),
+        pytest.param(
+            {"healthcheck": {"test": "curl -f localhost"}},
+            'healthcheck.test: must be a list of arguments such as ["httpd", "-f"], not the '
+            "string 'curl -f localhost' (no shell is involved)",
+            id="healthcheck-test-string",
+        ),
+        pytest.param(
+            {"healthcheck": {"test": ["CMD-SHELL", "curl -f localhost || exit 1"]}},
+            "healthcheck.test[0]: 'CMD-SHELL': give the argv itself; it runs as is, never "
+            "through a shell",
+            id="healthcheck-cmd-shell",
+        ),
+        pytest.param(
+            {"healthcheck": {"test": ["true"], "interval": 0.0001}},
+            "healthcheck.interval: 0.0001 is below the engine's minimum of 0.001 seconds",
+            id="healthcheck-interval-below-1ms",
+        ),
+        pytest.param(
+            {"healthcheck": {"test": ["true"], "retries": 0}},
+            "healthcheck.retries: 0 is out of range (1-1000000)",
+            id="healthcheck-retries-zero",
+        ),
+        pytest.param(
+            {"healthcheck": {"test": ["true"], "start_period": "10s"}},
+            "healthcheck.start_period: must be a number of seconds, not '10s'",
+            id="healthcheck-duration-with-unit",
+        ),
+        pytest.param(
+            {"healthcheck": {"test": ["true"], "start_interval": 1}},
+            "healthcheck.start_interval: unknown key (did you mean 'interval'?); known "
+            "keys: test, interval, timeout, retries, start_period",
+            id="healthcheck-unknown-key",
+        ),
+    ],
+)
+def test_bad_options_name_their_key_path(fields: dict[str, Any], expected: str) -> None:
+    assert option_error(**fields) == OPT + expected
 
 
 # --- image sources: exactly one of build, image, from --------------------------------------------

@@ -35,7 +35,7 @@ import yaml
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from pytest_testserver import image
+from pytest_testserver import image, variables
 from pytest_testserver.config import (
     SERVER_KEYS,
     SOURCE_KEYS,
@@ -47,6 +47,12 @@ from pytest_testserver.config import (
     parse_config,
 )
 from pytest_testserver.errors import ConfigError
+from pytest_testserver.options import (
+    CAP_ADD_ALLOWED,
+    CAPABILITIES,
+    ULIMIT_NAMES,
+    ContainerOptions,
+)
 from pytest_testserver.portspec import MAX_RANGE
 from pytest_testserver.validate import MAX_COPY_BYTES
 from pytest_testserver.yamlfile import read_yaml
@@ -131,6 +137,19 @@ NAUGHTY = [
     "[a]",
     "${HOME}",
     "$HOME",
+    # ${NAME} variables: the names the fuzzed env and secret_env may define, and broken forms
+    "${API_TOKEN}",
+    "${DB_PASSWORD}",
+    "$${HOME}",
+    "$$",
+    "$",
+    "${",
+    "${}",
+    "${A:-x}",
+    "${1}",
+    "${API_TOKEN",
+    "${\x00}",
+    "${\u0435}",
     "'",
     '"',
     "\\",
@@ -291,7 +310,29 @@ port_entries = st.one_of(
     ),
 )
 names = st.one_of(st.sampled_from(["web", "db", "cache", "nope"]), texts)
+banner_checks = mapping_of({"port": ports, "expect": st.one_of(texts, yamlish)})
 numbers = st.one_of(ints, floats, yamlish)
+
+sizes = st.one_of(
+    texts,
+    ints,
+    floats,
+    st.sampled_from(
+        ["64m", "64M", "1k", "4k", "16g", "17g", "0m", "1.5g", "64mb", "64m,exec", "size=1m"]
+    ),
+)
+CAP_SAMPLES = ["NET_ADMIN", "cap_sys_nice", "SYS_ADMIN", "CAP_SYS_MODULE", "ALL", "all", "NOPE"]
+caps = st.one_of(st.one_of(list_of(st.one_of(texts, st.sampled_from(CAP_SAMPLES)))), yamlish)
+limits = st.one_of(ints, texts, st.just("unlimited"), yamlish)
+SYSCTL_SAMPLES = [
+    "net.ipv4.ip_forward",
+    "net.core.somaxconn",
+    "net.core.rmem_max",
+    "kernel.shmmax",
+    "kernel.core_pattern",
+    "fs.mqueue.msg_max",
+    "vm.swappiness",
+]
 
 FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "build": st.one_of(
@@ -340,11 +381,68 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "scope": st.one_of(st.sampled_from(["session", "module", "class", "function"]), texts, yamlish),
     "reset": argvs,
     "init": st.one_of(st.booleans(), texts, yamlish),
+    "user": st.one_of(
+        texts, ints, st.sampled_from(["1000", "1000:1000", "www:web", "a:b:c", "-u"]), yamlish
+    ),
+    "working_dir": st.one_of(texts, st.sampled_from(["/srv", "/srv/../etc", "srv"]), yamlish),
+    "entrypoint": st.one_of(argvs, st.just([])),
+    "tmpfs": st.one_of(
+        list_of(
+            st.one_of(
+                texts,
+                st.sampled_from(["/run", "/", "/proc", "/dev/shm", "/run/"]),
+                mapping_of(
+                    {
+                        "path": st.one_of(texts, st.sampled_from(["/run", "/sys"])),
+                        "size": sizes,
+                        "mode": st.one_of(texts, ints, st.just("1777"), yamlish),
+                    }
+                ),
+            )
+        ),
+        yamlish,
+    ),
+    "cap_add": caps,
+    "cap_drop": caps,
+    "shm_size": st.one_of(sizes, yamlish),
+    "ulimits": st.one_of(
+        st.dictionaries(
+            st.one_of(st.sampled_from(["nofile", "core", "nproc", "files"]), texts),
+            st.one_of(limits, mapping_of({"soft": limits, "hard": limits})),
+            max_size=3,
+        ),
+        yamlish,
+    ),
+    "sysctls": st.one_of(
+        st.dictionaries(
+            st.one_of(st.sampled_from(SYSCTL_SAMPLES), texts),
+            st.one_of(ints, texts, floats, yamlish),
+            max_size=3,
+        ),
+        yamlish,
+    ),
+    "healthcheck": st.one_of(
+        mapping_of(
+            {
+                "test": st.one_of(argvs, st.just(["CMD-SHELL", "true"])),
+                "interval": numbers,
+                "timeout": numbers,
+                "retries": numbers,
+                "start_period": numbers,
+            }
+        ),
+        yamlish,
+    ),
     "wait": st.one_of(
         st.sampled_from([False, None, True]),
         mapping_of(
             {
-                "tcp": st.one_of(ports, list_of(ports)),
+                "tcp": st.one_of(
+                    ports,
+                    list_of(ports),
+                    banner_checks,
+                    list_of(st.one_of(ports, banner_checks)),
+                ),
                 "http": st.one_of(
                     ports,
                     list_of(
@@ -354,7 +452,7 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
                                 {
                                     "port": ports,
                                     "path": st.one_of(texts, st.just("/health")),
-                                    "status": numbers,
+                                    "status": st.one_of(numbers, list_of(numbers)),
                                 }
                             ),
                         )
@@ -566,16 +664,82 @@ def assert_safe(spec: ServerSpec, base: Path) -> None:
             assert parts
             assert all(isinstance(p, str) and "\x00" not in p for p in parts)
         dockerfile_is_exec_form(source)
+    names = {*(key for key, _ in spec.env), *spec.secret_env}
+    texts_ = [value for _, value in spec.env]
+    texts_ += [*(spec.command or ()), *(spec.reset or ())]
+    texts_ += list(spec.post_startup.command) if spec.post_startup else []
+    assert_safe_options(spec.options)
     if spec.wait is not None:
         assert all(1 <= p <= 65535 for p in spec.wait.tcp)
+        for banner in spec.wait.banners:
+            assert 1 <= banner.port <= 65535
+            assert banner.expect
+            assert "\x00" not in banner.expect
+            texts_.append(banner.expect)
+        texts_ += [http.path for http in spec.wait.http]
+        texts_ += [spec.wait.log] if spec.wait.log is not None else []
         for http in spec.wait.http:
             assert 1 <= http.port <= 65535
-            assert 100 <= http.status <= 599
+            assert http.status
+            assert all(100 <= s <= 599 for s in http.status)
             assert http.path.startswith("/")
             assert http.path.isascii(), http.path
             assert not any(c.isspace() or not c.isprintable() for c in http.path)
         if spec.wait.log is not None:
-            re.compile(spec.wait.log)
+            re.compile(variables.expand(spec.wait.log, dict.fromkeys(names, "?"), re.escape))
+    # every reference names a variable of the server, so expansion at start cannot fail
+    for text in texts_:
+        assert set(variables.references(text)) <= names, text
+    variables.resolve_env(dict(spec.env), dict.fromkeys(spec.secret_env, "secret"))
+
+
+USER_PART = r"(?:[A-Za-z_][A-Za-z0-9_.-]*|[0-9]+)"
+USER = re.compile(rf"{USER_PART}(?::{USER_PART})?")
+TMPFS_DATA = re.compile(r"(?:size=[0-9]+)?,?(?:mode=[0-7]{1,4})?")
+SYSCTL = re.compile(r"[a-z0-9_]+(?:\.[A-Za-z0-9_-]+)+")
+
+
+def assert_safe_options(options: ContainerOptions) -> None:
+    """What the container options may carry: fixed lists, plain paths, bounded numbers."""
+    assert options.user is None or USER.fullmatch(options.user), options.user
+    for path in (options.working_dir, *(t.path for t in options.tmpfs)):
+        assert path is None or CONTAINER_PATH.fullmatch(path), path
+        assert path is None or ".." not in path.split("/")
+    for argv in (options.entrypoint or (), options.healthcheck.test if options.healthcheck else ()):
+        assert all(isinstance(a, str) and "\x00" not in a for a in argv)
+    for mount in options.tmpfs:
+        assert mount.path != "/"
+        assert mount.path.split("/")[1] not in ("proc", "sys", "dev")
+        assert not set(",:=") & set(mount.path), mount.path
+        assert TMPFS_DATA.fullmatch(mount.options()), mount.options()
+    for size in (options.shm_size, *(t.size for t in options.tmpfs)):
+        assert size is None or 4096 <= size <= 16 << 30
+    assert set(options.cap_add) <= set(CAP_ADD_ALLOWED), options.cap_add
+    assert set(options.cap_drop) <= {*CAPABILITIES, "ALL"}, options.cap_drop
+    assert not set(options.cap_add) & set(options.cap_drop)
+    for limit in options.ulimits:
+        assert limit.name in ULIMIT_NAMES
+        assert all(isinstance(n, int) and -1 <= n < 2**63 for n in (limit.soft, limit.hard))
+    for name, value in options.sysctls:
+        assert SYSCTL.fullmatch(name), name
+        assert value.isascii(), value
+        assert value.isprintable(), value
+        assert len(value) <= 256, value
+    if options.healthcheck is not None:
+        check = options.healthcheck
+        assert check.test
+        assert check.test[0] not in ("CMD", "CMD-SHELL", "NONE")
+        for seconds in (check.interval, check.timeout, check.start_period):
+            assert seconds is None or (math.isfinite(seconds) and 0.001 <= seconds <= 86400)
+    assert set(options.create_kwargs()) <= {"user", "working_dir", "entrypoint", "healthcheck"}
+    assert set(options.host_config_kwargs()) <= {
+        "tmpfs",
+        "cap_add",
+        "cap_drop",
+        "shm_size",
+        "ulimits",
+        "sysctls",
+    }
 
 
 def outcome(data: object, base: Path, where: re.Pattern[str] | None = None) -> str:
@@ -1163,6 +1327,40 @@ CASES = [
         f"servers.web.wait.http.status: {10**30} is not an HTTP status (100-599)",
         id="http-status-10e30",
     ),
+    # ${NAME} variables come from the server's env and secret_env only, never from the host
+    pytest.param(
+        f'{IMAGE}\ncommand: [sh, -c, "echo ${{HOME}}; reboot"]',
+        "servers.web.command[2]: ${HOME} is not set in this server's env or secret_env; write "
+        "$${HOME} for a literal ${HOME}",
+        id="command-host-variable",
+    ),
+    pytest.param(
+        f'{IMAGE}\ncommand: ["${{A:-$(reboot)}}"]\nenv: {{A: x}}',
+        "servers.web.command[0]: '${A:-$(reboot)}' is not a variable reference: write ${NAME} "
+        "(letters, digits, underscore), or $$ for a literal $",
+        id="command-default-subshell",
+    ),
+    pytest.param(
+        f'{IMAGE}\nenv: {{A: "${{B}}", B: "${{A}}"}}',
+        "servers.web.env.A: variables refer to each other in a cycle: A -> B -> A",
+        id="env-cycle",
+    ),
+    pytest.param(
+        f'{IMAGE}\nwait: {{tcp: {{port: 21, expect: "220 ${{\\u0435}}"}}}}',
+        "servers.web.wait.tcp.expect: '${\\u0435}' is not a variable reference: write ${NAME} "
+        "(letters, digits, underscore), or $$ for a literal $",
+        id="expect-cyrillic-name",
+    ),
+    pytest.param(
+        f"{IMAGE}\nwait: {{tcp: {{port: 21, expect: 220}}}}",
+        "servers.web.wait.tcp.expect: must be a string, not int 220",
+        id="expect-int",
+    ),
+    pytest.param(
+        f"{IMAGE}\nwait: {{http: {{port: 80, status: [200, {10**30}]}}}}",
+        f"servers.web.wait.http.status[1]: {10**30} is not an HTTP status (100-599)",
+        id="http-status-list-10e30",
+    ),
     # a command is an argument list, never a shell line
     pytest.param(
         f'{IMAGE}\ncommand: "httpd -f; rm -rf /"',
@@ -1180,6 +1378,69 @@ CASES = [
         f'{IMAGE}\npost_startup: "wget -q localhost"',
         "servers.web.post_startup: must be a mapping, not str",
         id="post-startup-as-shell-string",
+    ),
+    # container options: no shell, no free-form option string, no capability that escapes
+    pytest.param(
+        f'{IMAGE}\nentrypoint: "/entry.sh; reboot"',
+        'servers.web.entrypoint: must be a list of arguments such as ["httpd", "-f"], not the '
+        "string '/entry.sh; reboot' (no shell is involved)",
+        id="entrypoint-as-shell-string",
+    ),
+    pytest.param(
+        f"{IMAGE}\nhealthcheck: {{test: [CMD-SHELL, 'curl localhost || exit 1']}}",
+        "servers.web.healthcheck.test[0]: 'CMD-SHELL': give the argv itself; it runs as is, "
+        "never through a shell",
+        id="healthcheck-cmd-shell",
+    ),
+    pytest.param(
+        f"{IMAGE}\ncap_add: [SYS_ADMIN]",
+        "servers.web.cap_add[0]: SYS_ADMIN is refused: it mounts filesystems and makes "
+        "namespaces: the classic container escape",
+        id="cap-add-sys-admin",
+    ),
+    pytest.param(
+        f"{IMAGE}\ncap_add: [CAP_SYS_MODULE]",
+        "servers.web.cap_add[0]: SYS_MODULE is refused: it loads modules into the host kernel",
+        id="cap-add-sys-module",
+    ),
+    pytest.param(
+        f'{IMAGE}\ntmpfs: [{{path: /run, size: "64m,exec,suid"}}]',
+        "servers.web.tmpfs[0].size: '64m,exec,suid' is not a size such as 64m (a whole number "
+        "and k, m or g)",
+        id="tmpfs-options-smuggled-in-size",
+    ),
+    pytest.param(
+        f'{IMAGE}\ntmpfs: ["/run,exec"]',
+        "servers.web.tmpfs[0]: '/run,exec': a tmpfs path must not hold , : or = (mount option "
+        "separators)",
+        id="tmpfs-options-smuggled-in-path",
+    ),
+    pytest.param(
+        f"{IMAGE}\nsysctls: {{kernel.core_pattern: '|/tmp/pwn'}}",
+        "servers.web.sysctls.kernel.core_pattern: 'kernel.core_pattern' is not a sysctl of the "
+        "container's own namespaces: *",
+        id="sysctl-core-pattern",
+    ),
+    pytest.param(
+        f'{IMAGE}\nsysctls: {{net.ipv4.ip_forward: "1\\nkernel.modprobe=/x"}}',
+        "servers.web.sysctls.net.ipv4.ip_forward: must be a single line: '1\\nkernel.modprobe=/x'",
+        id="sysctl-value-newline",
+    ),
+    pytest.param(
+        f'{IMAGE}\nuser: "root; reboot"',
+        "servers.web.user: 'root; reboot' is not a user: name, uid, name:group or uid:gid "
+        "(names of letters, digits, _ . -; ids 0-4294967294)",
+        id="user-semicolon",
+    ),
+    pytest.param(
+        f"{IMAGE}\nuser: 1000:50",
+        'servers.web.user: 60050 is ambiguous as a user: quote it, such as "1000" or "1000:50"',
+        id="user-base-60",
+    ),
+    pytest.param(
+        f"{IMAGE}\nworking_dir: /srv/../../etc",
+        "servers.web.working_dir: '/srv/../../etc' must not contain '..'",
+        id="working-dir-dotdot",
     ),
     # YAML itself
     pytest.param(

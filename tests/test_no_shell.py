@@ -11,7 +11,12 @@ Every module of ``pytest_testserver`` is parsed with ``ast`` and searched for:
 - ``yaml.load`` without a SafeLoader (or a subclass of one), ``yaml.unsafe_load``,
   ``yaml.full_load`` and the unsafe loader classes;
 - container options that would loosen isolation (privileged, host mounts, host namespaces,
-  capabilities, devices), and ``network_mode="host"``; nor may a server key ask for one.
+  capabilities, devices, sysctls, tmpfs), and ``network_mode="host"``, as keywords, as keys of a
+  dict or an item assigned, or hidden behind a ``**`` splat into the engine's create calls; nor
+  may a server key ask for one. The one exception is deliberate: ``cap_add``, ``sysctls`` and
+  ``tmpfs`` are built in ``options.py`` alone, from values checked there against fixed lists
+  (capabilities confined to the container, namespaced sysctls, a tmpfs's size and mode), and
+  reach the engine only through the options' own ``create_kwargs`` / ``host_config_kwargs``.
 
 The checker itself is tested on snippets that must be caught and snippets that must pass.
 """
@@ -22,11 +27,18 @@ import ast
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import pytest_testserver
-from pytest_testserver.config import SERVER_KEYS
+from pytest_testserver.config import SERVER_KEYS, parse_config
+from pytest_testserver.errors import ConfigError
+from pytest_testserver.options import (
+    CAP_ADD_ALLOWED,
+    CAP_ADD_REFUSED,
+    DOCKER_DEFAULT_CAPS,
+)
 
 PACKAGE = Path(pytest_testserver.__file__).parent
 MODULES = sorted(PACKAGE.rglob("*.py"))
@@ -90,6 +102,12 @@ LOOSENING_OPTIONS = {
     "sysctls",
     "tmpfs",
 }
+# Allowed in options.py only, whose values are checked against fixed lists (see its docstring).
+CONFINED_OPTIONS = {"cap_add", "sysctls", "tmpfs"}
+CONFINED_MODULE = "options.py"
+ENGINE_CREATE_CALLS = ("create_host_config", "create_container", "create_container_config")
+# The only splats the engine's create calls may take: the options' own arguments.
+OPTION_ARGUMENTS = ("host_config_kwargs", "create_kwargs")
 
 
 @dataclass
@@ -97,6 +115,7 @@ class Checker(ast.NodeVisitor):
     """Collects findings as ``"line N: what"`` for one module."""
 
     module: ast.Module
+    confined_allowed: bool = False  # options.py: may build cap_add, sysctls and tmpfs
     findings: list[str] = field(default_factory=list)
     aliases: dict[str, str] = field(default_factory=dict)  # local name -> dotted origin
     safe_classes: set[str] = field(default_factory=set)  # loaders defined here on SafeLoader
@@ -142,8 +161,12 @@ class Checker(ast.NodeVisitor):
                 isinstance(keyword.value, ast.Constant) and keyword.value.value is False
             ):
                 self.report(node, f"{name or 'a call'}(shell=...): a shell is never involved")
-            if keyword.arg in LOOSENING_OPTIONS:
-                self.report(node, f"{keyword.arg}= loosens the container's isolation")
+            if keyword.arg is not None:
+                self.check_option(node, keyword.arg, f"{keyword.arg}=")
+            elif self.attr_name(node.func) in ENGINE_CREATE_CALLS and not self.options_splat(
+                keyword.value
+            ):
+                self.report(node, "** into an engine create call hides its options")
             if (
                 keyword.arg == "network_mode"
                 and isinstance(keyword.value, ast.Constant)
@@ -175,6 +198,38 @@ class Checker(ast.NodeVisitor):
             self.report(node, f"{name}() runs the {program} CLI: the engine is reached via the SDK")
         self.generic_visit(node)
 
+    @staticmethod
+    def attr_name(node: ast.AST | None) -> str:
+        """``api.create_host_config`` -> ``create_host_config``; a plain name as is."""
+        if isinstance(node, ast.Attribute):
+            return node.attr
+        if isinstance(node, ast.Name):
+            return node.id
+        return ""
+
+    def options_splat(self, node: ast.AST) -> bool:
+        """``**options.host_config_kwargs()``: the one splat an engine create call may take."""
+        return isinstance(node, ast.Call) and self.attr_name(node.func) in OPTION_ARGUMENTS
+
+    def check_option(self, node: ast.AST, name: str, shown: str) -> None:
+        if name not in LOOSENING_OPTIONS:
+            return
+        if self.confined_allowed and name in CONFINED_OPTIONS:
+            return
+        self.report(node, f"{shown} loosens the container's isolation")
+
+    def visit_Dict(self, node: ast.Dict) -> None:
+        for key in node.keys:
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                self.check_option(node, key.value, f"{key.value!r} as a key")
+        self.generic_visit(node)
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        key = node.slice.value if isinstance(node.slice, ast.Constant) else None
+        if isinstance(node.ctx, ast.Store) and isinstance(key, str):
+            self.check_option(node, key, f"[{key!r}] =")
+        self.generic_visit(node)
+
     def cli_name(self, node: ast.AST) -> str:
         """The CLI a literal names ("docker"...), or ""."""
         if isinstance(node, ast.Constant) and node.value in CLI_NAMES:
@@ -204,8 +259,8 @@ class Checker(ast.NodeVisitor):
             self.report(node, f"{self.aliases[node.id]} constructs arbitrary Python objects")
 
 
-def findings_in(source: str) -> list[str]:
-    return Checker(ast.parse(textwrap.dedent(source))).run()
+def findings_in(source: str, *, confined_allowed: bool = False) -> list[str]:
+    return Checker(ast.parse(textwrap.dedent(source)), confined_allowed).run()
 
 
 def module_id(path: Path) -> str:
@@ -219,7 +274,8 @@ def test_the_package_has_modules_to_check() -> None:
 
 @pytest.mark.parametrize("path", MODULES, ids=module_id)
 def test_no_shell_no_cli_no_unsafe_yaml_no_loosened_container(path: Path) -> None:
-    findings = Checker(ast.parse(path.read_text(encoding="utf-8"), str(path))).run()
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    findings = Checker(tree, confined_allowed=module_id(path) == CONFINED_MODULE).run()
     assert not findings, f"{module_id(path)}:\n" + "\n".join(findings)
 
 
@@ -260,20 +316,121 @@ def test_only_the_watchdogs_start_processes() -> None:
 
 
 def test_no_server_key_can_loosen_the_container() -> None:
+    """No key for what would open the container up. (``cap_add``, ``sysctls`` and ``tmpfs``
+    are keys, confined by the tests below; ``user`` picks a user inside the container, as the
+    image's USER does, and loosens nothing.)"""
     assert not {
         "privileged",
         "volumes",
         "mounts",
         "binds",
         "devices",
-        "cap_add",
+        "device_requests",
         "network_mode",
         "network",
         "pid",
+        "pid_mode",
         "ipc",
-        "user",
+        "ipc_mode",
+        "userns",
+        "userns_mode",
+        "uts_mode",
+        "cgroupns",
         "security_opt",
     } & set(SERVER_KEYS)
+
+
+# The capabilities that open a container to its host: each must stay refused by cap_add.
+ESCAPES = (
+    "SYS_ADMIN",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_PTRACE",
+    "SYS_BOOT",
+    "DAC_READ_SEARCH",
+    "MAC_ADMIN",
+    "MAC_OVERRIDE",
+    "BPF",
+    "PERFMON",
+    "SYSLOG",
+    "SYS_TIME",
+    "AUDIT_CONTROL",
+)
+
+
+def options_error(**fields: object) -> str:
+    with pytest.raises(ConfigError) as excinfo:
+        parse_config(
+            {"servers": {"web": {"image": "busybox:stable", **fields}}},
+            base=Path(),
+            source="testservers.yaml",
+        )
+    return str(excinfo.value)
+
+
+@pytest.mark.parametrize("cap", ESCAPES)
+@pytest.mark.parametrize("spelling", [str, str.lower, lambda c: f"CAP_{c}", lambda c: f"cap_{c}"])
+def test_cap_add_refuses_every_capability_that_reaches_the_host(cap: str, spelling: Any) -> None:
+    message = options_error(cap_add=["CHOWN", spelling(cap)])
+    assert message == (
+        f"testservers.yaml: servers.web.cap_add[1]: {cap} is refused: {CAP_ADD_REFUSED[cap]}"
+    )
+
+
+def test_cap_add_cannot_ask_for_all() -> None:
+    assert "ALL would add every capability" in options_error(cap_add=["ALL"])
+
+
+def test_the_capabilities_cap_add_grants_are_a_fixed_list_apart_from_the_refused() -> None:
+    assert set(ESCAPES) <= set(CAP_ADD_REFUSED)
+    assert not set(CAP_ADD_ALLOWED) & set(CAP_ADD_REFUSED)
+    assert set(CAP_ADD_ALLOWED) == {
+        *DOCKER_DEFAULT_CAPS,
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "LEASE",
+        "NET_ADMIN",
+        "NET_BROADCAST",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "kernel.core_pattern",  # a host program run as root on every crash
+        "kernel.modprobe",
+        "kernel.hostname",
+        "vm.overcommit_memory",
+        "fs.file-max",
+        "net.core.rmem_max",
+        "kernel.shm",
+    ],
+)
+def test_sysctls_are_only_those_of_the_containers_own_namespaces(name: str) -> None:
+    message = options_error(sysctls={name: 1})
+    assert f"servers.web.sysctls.{name}: '{name}' is not a sysctl of the container's" in message
+
+
+def test_a_tmpfs_carries_only_a_size_and_a_mode() -> None:
+    spec = parse_config(
+        {
+            "servers": {
+                "web": {
+                    "image": "busybox:stable",
+                    "tmpfs": ["/a", {"path": "/b", "size": "1m", "mode": "1777"}],
+                }
+            }
+        },
+        base=Path(),
+        source="testservers.yaml",
+    ).servers["web"]
+    assert spec.options.host_config_kwargs() == {
+        "tmpfs": {"/a": "", "/b": "size=1048576,mode=1777"}
+    }
+    for bad in ("exec", "size=1m,exec", "64 m", "64m,exec"):
+        assert "is not a size" in options_error(tmpfs=[{"path": "/a", "size": bad}])
 
 
 @pytest.mark.parametrize(
@@ -317,10 +474,37 @@ def test_no_server_key_can_loosen_the_container() -> None:
         pytest.param('api.create_host_config(pid_mode="host")', id="host-pid"),
         pytest.param('api.create_host_config(cap_add=["SYS_ADMIN"])', id="cap-add"),
         pytest.param("api.create_container(image, volumes=['/data'])", id="volumes"),
+        pytest.param('api.create_host_config(tmpfs={"/run": "exec"})', id="tmpfs-elsewhere"),
+        pytest.param('extra = {"cap_add": ["SYS_ADMIN"]}', id="cap-add-as-a-dict-key"),
+        pytest.param('kwargs["privileged"] = True', id="privileged-assigned"),
+        pytest.param(
+            "api.create_host_config(port_bindings=b, **extra)", id="splat-into-host-config"
+        ),
+        pytest.param("api.create_container(image, **options)", id="splat-into-create"),
     ],
 )
 def test_the_checker_catches(source: str) -> None:
     assert findings_in(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param("api.create_host_config(privileged=True)", id="privileged"),
+        pytest.param('kwargs = {"binds": binds}', id="binds-as-a-dict-key"),
+        pytest.param('kwargs["security_opt"] = ["seccomp=unconfined"]', id="security-opt"),
+    ],
+)
+def test_the_checker_catches_in_the_options_module_all_but_the_confined_options(
+    source: str,
+) -> None:
+    assert findings_in(source, confined_allowed=True)
+
+
+def test_the_options_module_may_build_the_confined_options() -> None:
+    source = 'kwargs["cap_add"] = caps\nContainerOptions(tmpfs=t, sysctls={"a": "b"})'
+    assert findings_in(source, confined_allowed=True) == []
+    assert len(findings_in(source)) == 3
 
 
 @pytest.mark.parametrize(
@@ -343,6 +527,10 @@ def test_the_checker_catches(source: str) -> None:
         pytest.param(
             'api.create_host_config(port_bindings=b, network_mode=network or "default")',
             id="host-config",
+        ),
+        pytest.param(
+            "api.create_host_config(port_bindings=b, **options.host_config_kwargs())",
+            id="the-options-arguments",
         ),
         pytest.param('message = "remove them with: docker rm -f ..."', id="docker-in-a-message"),
         pytest.param('import logging\nlog = logging.getLogger("docker")', id="docker-logger"),

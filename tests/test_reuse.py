@@ -81,12 +81,19 @@ def test_a_kept_server_is_adopted_by_the_next_run_reset_and_cleaned(
     assert not exists(docker_api, one)
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param("env: {MODE: other}\n", id="env"),
+        pytest.param("ulimits: {nofile: 512}\n", id="a-container-option"),
+    ],
+)
 def test_a_changed_definition_gets_a_fresh_container_and_the_stale_one_goes(
-    pytester: pytest.Pytester, suite: Any, docker_api: Any, kept: list[str]
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, kept: list[str], change: str
 ) -> None:
     suite(servers_yaml(box=BOX), RECORDING)
     pytester.runpytest("--testserver-reuse").assert_outcomes(passed=1)
-    suite(servers_yaml(box=BOX + "env: {MODE: other}\n"), RECORDING)
+    suite(servers_yaml(box=BOX + change), RECORDING)
     pytester.runpytest("--testserver-reuse").assert_outcomes(passed=1)
     (one, _), (two, resets) = seen(pytester)
     assert one != two
