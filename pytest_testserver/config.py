@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -19,6 +19,8 @@ from .envfile import EnvFile, read_env_file
 from .errors import ConfigError
 from .mounts import Volume, named, parse_volumes
 from .options import OPTION_KEYS, ContainerOptions, parse_options
+from .portspec import Port as Port  # re-exported: Port is imported from config as before
+from .portspec import describe_ports, parse_ports
 from .redact import looks_secret
 from .settings import RunSettings
 from .validate import Where
@@ -62,15 +64,6 @@ TOP_KEYS = ("defaults", "servers")
 BUILD_KEYS = ("context", "dockerfile", "args", "target")
 COPY_KEYS = ("src", "dst", "mode")
 POST_STARTUP_KEYS = ("command", "retries", "interval")
-
-
-@dataclass(frozen=True)
-class Port:
-    number: int
-    protocol: str = "tcp"
-
-    def __str__(self) -> str:
-        return f"{self.number}/{self.protocol}"
 
 
 @dataclass(frozen=True)
@@ -201,7 +194,13 @@ class ServerSpec:
             return self.wait
         if self.post_startup is not None:
             return Wait()
-        return Wait(tcp=tuple(p.number for p in self.ports if p.protocol == "tcp"))
+        # A ranged port (FTP passive) has nothing listening until a client asks for it.
+        return Wait(tcp=tuple(p.number for p in self.ports if p.protocol == "tcp" and not p.ranged))
+
+    @property
+    def fixed_ports(self) -> tuple[Port, ...]:
+        """The ports declared with their own host port (``"2121:21"``)."""
+        return tuple(p for p in self.ports if p.host is not None)
 
     def port_for(self, number: int, protocol: str = "tcp") -> Port | None:
         wanted = Port(number, protocol)
@@ -281,14 +280,17 @@ def parse_config(
     v.known_keys(defaults, SERVER_KEYS, root.key("defaults"))
     raw_servers = optional_mapping(top.get("servers"), root.key("servers"))
     servers: dict[str, ServerSpec] = {}
+    ports_where: dict[str, Where] = {}  # defaults.ports or the server's own
     declared = [*raw_servers, *declared_elsewhere]
     for name, raw in raw_servers.items():
         where = root.key("servers").key(name)
         v.server_name(name, where)
         fields, env = merge_defaults(defaults, v.mapping(raw, where), root.key("defaults"), where)
         servers[name] = parse_server(name, fields, env, where, base, declared)
+        ports_where[name] = fields["ports"][1] if "ports" in fields else where.key("ports")
     check_links(servers, root.key("servers"))
     check_volumes(servers, root.key("servers"))
+    check_host_ports(servers, ports_where.__getitem__)
     return ServerConfig(source, MappingProxyType(servers))
 
 
@@ -344,21 +346,18 @@ def parse_server(
     def argv(value: object, w: Where) -> tuple[str, ...]:
         return variables.check_argv(v.argv(value, w), names, w)
 
-    ports: list[Port] = []
-    if entry := get("ports"):
-        value, w = entry
-        for i, item in enumerate(v.string_list(value, w)):
-            p = Port(*v.port(item, w.index(i)))
-            if p in ports:
-                w.index(i).fail(f"{p} is listed twice")
-            ports.append(p)
+    ports = parse_ports(*entry) if (entry := get("ports")) else ()
+    share = v.choice(*entry, SHARE_MODES) if (entry := get("share")) else "run"
+    scope = v.choice(*entry, SCOPES) if (entry := get("scope")) else "session"
+    if ports:
+        check_fixed_ports(ports, share, scope, fields["ports"][1])
     return ServerSpec(
         name=name,
         image=image,
         command=argv(*entry) if (entry := get("command")) else None,
         env=env,
         secret_env=secret_env,
-        ports=tuple(ports),
+        ports=ports,
         hostname=v.hostname(*entry) if (entry := get("hostname")) else name,
         domain=v.domain(*entry) if (entry := get("domain")) else None,
         aliases=parse_names(get("aliases"), v.domain),
@@ -368,10 +367,10 @@ def parse_server(
         image_timeout=(
             v.duration(*entry) if (entry := get("image_timeout")) else DEFAULT_IMAGE_TIMEOUT
         ),
-        share=v.choice(*entry, SHARE_MODES) if (entry := get("share")) else "run",
+        share=share,
         wait=parse_wait(*fields["wait"], names) if "wait" in fields else None,
         reset=argv(*entry) if (entry := get("reset")) else None,
-        scope=v.choice(*entry, SCOPES) if (entry := get("scope")) else "session",
+        scope=scope,
         init=v.boolean(*entry) if (entry := get("init")) else False,
         options=parse_entrypoint_variables(
             parse_options(get, has_command=get("command") is not None), get("entrypoint"), names
@@ -379,6 +378,42 @@ def parse_server(
         volumes=parse_volumes(*entry, base) if (entry := get("volumes")) else (),
         env_file=env_file[0] if env_file else None,
     )
+
+
+def check_fixed_ports(ports: tuple[Port, ...], share: str, scope: str, where: Where) -> None:
+    """A fixed host port exists once on the host: only one container may publish it at a time."""
+    fixed = next((p for p in ports if p.host is not None), None)
+    if fixed is None:
+        return
+    w = where.index(fixed.entry)
+    entry = describe_ports([p for p in ports if p.entry == fixed.entry])[0]
+    if scope != "session":
+        w.fail(
+            f"{entry} fixes a host port, which cannot go with scope: {scope}: a fresh container "
+            "and the one it replaces (or its warm spare) would publish the same host port; use "
+            "scope: session with reset:, or leave the host port to the engine"
+        )
+    if share == "worker":
+        w.fail(
+            f"{entry} fixes a host port, which cannot go with share: worker: every xdist "
+            "worker's container would publish the same host port; use share: run (the "
+            "default), or leave the host port to the engine"
+        )
+
+
+def check_host_ports(servers: Mapping[str, ServerSpec], where: Callable[[str], Where]) -> None:
+    """Two servers cannot publish one fixed host port: the second would never start."""
+    holders: dict[tuple[int, str], str] = {}
+    for spec in servers.values():
+        for p in spec.fixed_ports:
+            assert p.host is not None
+            key = (p.host, p.protocol)
+            holder = holders.setdefault(key, spec.name)
+            if holder != spec.name:
+                where(spec.name).index(p.entry).fail(
+                    f"host port {p.host}/{p.protocol} of server {spec.name!r} is also "
+                    f"published by server {holder!r}; two servers cannot hold one host port"
+                )
 
 
 def parse_entrypoint_variables(
@@ -732,6 +767,9 @@ def combine(configs: list[ServerConfig]) -> ServerConfig:
     source = " + ".join(c.source for c in configs)
     check_links(servers, Where(source).key("servers"))
     check_volumes(servers, Where(source).key("servers"))
+    check_host_ports(
+        servers, lambda name: Where(origin[name]).key("servers").key(name).key("ports")
+    )
     return ServerConfig(source, MappingProxyType(servers))
 
 
@@ -750,6 +788,21 @@ def check_settings(config: ServerConfig, settings: RunSettings) -> None:
                 f"{spec.scope} cannot be combined with bind-local: a fresh container and the "
                 "one it replaces (or its warm spare) would publish the same port numbers; "
                 "use scope: session with reset:, or turn bind-local off"
+            )
+        check_bind_local_hosts(spec, Where(config.source).key("servers").key(spec.name))
+
+
+def check_bind_local_hosts(spec: ServerSpec, where: Where) -> None:
+    """Under bind-local a port without a fixed host port takes its own number as host port,
+    which may be one another entry of the same server fixes."""
+    fixed = {(p.host, p.protocol): p for p in spec.fixed_ports}
+    for p in spec.ports:
+        other = fixed.get((p.number, p.protocol))
+        if p.host is None and other is not None:
+            entry = describe_ports([q for q in spec.ports if q.entry == other.entry])[0]
+            where.key("ports").index(p.entry).fail(
+                f"bind-local publishes {p} at host port {p.number}, which ports[{other.entry}] "
+                f"({entry}) fixes as its host port; give one of them another host port"
             )
 
 

@@ -16,6 +16,7 @@ from .config import (
     declared_secrets,
     display_path,
 )
+from .portspec import describe_ports
 from .redact import MASK, Redactor, looks_secret
 
 
@@ -83,7 +84,7 @@ def describe(config: ServerConfig) -> str:
             f"{spec.name}",
             f"    image:   {describe_image(spec)}",
             f"    command: {list(spec.command) if spec.command else '(the image default)'}",
-            f"    ports:   {', '.join(str(p) for p in spec.ports) or '-'}",
+            f"    ports:   {', '.join(describe_ports(spec.ports)) or '-'}",
             f"    links:   {', '.join(spec.links) or '-'}",
             f"    ready:   {describe_readiness(spec)} (timeout {spec.timeout:g}s; "
             f"image {spec.image_timeout:g}s)",

@@ -363,13 +363,15 @@ def check_reachable(spec: ServerSpec, target: Target, engine_address: str) -> No
     """
     if target.proven or (spec.post_startup is None and not spec.checks):
         return
-    tcp = [p.number for p in spec.ports if p.protocol == "tcp" and p.number in target.published]
+    tcp = [p for p in spec.ports if p.protocol == "tcp" and p.number in target.published]
     checked = [
         *spec.checks.tcp,
         *(c.port for c in spec.checks.banners),
         *(c.port for c in spec.checks.http),
     ]
-    port = next((p for p in checked if p in tcp), tcp[0] if tcp else None)
+    # A ranged port (FTP passive) only if a check named it: nothing listens there until asked.
+    fallback = next((p.number for p in tcp if not p.ranged), None)
+    port = next((n for n in checked if any(p.number == n for p in tcp)), fallback)
     if port is None:
         return
     where = (target.host, target.published[port])

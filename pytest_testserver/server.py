@@ -83,6 +83,27 @@ def secret_values(config: ServerConfig, environ: Mapping[str, str]) -> list[str]
     return values
 
 
+def reuse_definition(
+    spec: ServerSpec, image_id: str | None, env: Mapping[str, str], settings: RunSettings
+) -> dict[str, object]:
+    """What a kept container must match to be adopted. The bindings carry each host port (a
+    fixed one, or bind-local's), so a changed host port gives a fresh container."""
+    return {
+        "server": spec.name,
+        "image": image_id,
+        # As written: with the expanded env below it decides the expanded command.
+        # Secret values enter only through the hash, never in clear.
+        "command": spec.command,
+        "env": sorted(env.items()),
+        "ports": [str(p) for p in spec.ports],
+        "bindings": ports.port_bindings(spec.ports, settings),
+        "hostname": spec.hostname,
+        "domain": spec.domain,
+        "init": spec.init,
+        "options": spec.options.digest_parts(),
+    }
+
+
 class MaskedEnv(dict[str, str]):
     """A container's environment; its repr shows keys only (tracebacks print locals)."""
 
@@ -739,22 +760,7 @@ class ServerPool:
             if image_id is None:
                 ensure()
                 image_id = engine.image_id(ref)
-        digest = definition_digest(
-            {
-                "server": spec.name,
-                "image": image_id,
-                # As written: with the expanded env below it decides the expanded command.
-                # Secret values enter only through the hash, never in clear.
-                "command": spec.command,
-                "env": sorted(env.items()),
-                "ports": [str(p) for p in spec.ports],
-                "bindings": ports.port_bindings(spec.ports, self.settings),
-                "hostname": spec.hostname,
-                "domain": spec.domain,
-                "init": spec.init,
-                "options": spec.options.digest_parts(),
-            }
-        )
+        digest = definition_digest(reuse_definition(spec, image_id, env, self.settings))
         folder = self.state_dir().child(FOLDER)
         try:
             return self._keep(engine, spec, ref, env, digest, folder, started)
@@ -1014,15 +1020,7 @@ class ServerPool:
 
     def _start_error(self, spec: ServerSpec, message: str) -> StartError:
         if ports.is_port_conflict(message):
-            port = ports.taken_port(message, spec.ports)
-            what = f"port {port}" if port else "one of its ports"
-            where = f"{self.settings.bind_address}:{port.number}" if port else "the host"
-            mode = " (bind-local publishes each port at its own number)"
-            return StartError(
-                spec.name,
-                f"{what} is already in use on {where}{mode if self.settings.bind_local else ''}: "
-                "stop what holds it, or turn bind-local off",
-            )
+            return StartError(spec.name, ports.taken_port_message(message, spec, self.settings))
         return StartError(spec.name, f"the container could not start: {self.redact(message)}")
 
     # removing

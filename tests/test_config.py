@@ -1777,3 +1777,277 @@ def test_linked_servers_must_share_alike() -> None:
         "worker; linked servers must share alike (they join one network): give 'db' share: "
         "worker"
     )
+
+
+# --- port ranges and fixed host ports ------------------------------------------------------------
+
+
+def ports_of(ports: list[object], **extra: object) -> tuple[Port, ...]:
+    return parse(servers(ftp={"image": "busybox", "ports": ports, **extra})).servers["ftp"].ports
+
+
+def ports_error(ports: list[object], **extra: object) -> str:
+    return error_of(servers(ftp={"image": "busybox", "ports": ports, **extra}))
+
+
+def test_a_range_expands_to_one_port_each_marked_ranged() -> None:
+    ports = ports_of(["30000-30009", "40000-40001/udp"])
+    assert [str(p) for p in ports] == [
+        *(f"{n}/tcp" for n in range(30000, 30010)),
+        "40000/udp",
+        "40001/udp",
+    ]
+    assert all(p.ranged and p.host is None for p in ports)
+    assert [p.entry for p in ports] == [0] * 10 + [1, 1]
+
+
+def test_ranged_ports_are_not_in_the_default_readiness_check() -> None:
+    spec = parse(
+        servers(ftp={"image": "busybox", "ports": [21, "30000-30009", "2121:2100", "53/udp"]})
+    ).servers["ftp"]
+    assert spec.checks.tcp == (21, 2100)
+    # An explicit check may still name a port in the range (a server listening there).
+    spec = parse(
+        servers(ftp={"image": "busybox", "ports": ["30000-30009"], "wait": {"tcp": 30005}})
+    ).servers["ftp"]
+    assert spec.checks.tcp == (30005,)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        pytest.param("2121:21", [(21, "tcp", 2121)], id="short"),
+        pytest.param("2121:21/tcp", [(21, "tcp", 2121)], id="short-tcp"),
+        pytest.param("5353:53/udp", [(53, "udp", 5353)], id="short-udp"),
+        pytest.param({"target": 21, "published": 2121}, [(21, "tcp", 2121)], id="mapping"),
+        pytest.param(
+            {"target": 53, "published": 5353, "protocol": "udp"},
+            [(53, "udp", 5353)],
+            id="mapping-udp",
+        ),
+        pytest.param({"target": 21}, [(21, "tcp", None)], id="mapping-engine-chooses"),
+        pytest.param(
+            "30000-30002:30000-30002",
+            [(30000, "tcp", 30000), (30001, "tcp", 30001), (30002, "tcp", 30002)],
+            id="range-to-range",
+        ),
+        pytest.param(
+            "40000-40001:30000-30001/udp",
+            [(30000, "udp", 40000), (30001, "udp", 40001)],
+            id="range-shifted",
+        ),
+        pytest.param(
+            {"target": "30000-30001", "published": "30000-30001"},
+            [(30000, "tcp", 30000), (30001, "tcp", 30001)],
+            id="mapping-range",
+        ),
+    ],
+)
+def test_fixed_host_ports(entry: object, expected: list[tuple[int, str, int | None]]) -> None:
+    assert [(p.number, p.protocol, p.host) for p in ports_of([entry])] == expected
+
+
+def test_port_identity_is_the_container_side() -> None:
+    # handle.port(21) looks up Port(21): it must find the port however it is published.
+    (port,) = ports_of(["2121:21"])
+    assert port == Port(21)
+    assert hash(port) == hash(Port(21))
+    assert str(port) == "21/tcp"
+
+
+def test_a_range_may_hold_256_ports() -> None:
+    assert len(ports_of(["1-256"])) == 256
+
+
+@pytest.mark.parametrize(
+    ("ports", "expected"),
+    [
+        pytest.param(
+            ["30009-30000"],
+            "ports[0]: 30009-30000 is not a range: it must go from low to high",
+            id="backwards",
+        ),
+        pytest.param(["0-10"], "ports[0]: 0 is not a port (1-65535)", id="zero"),
+        pytest.param(["65535-65536"], "ports[0]: 65536 is not a port (1-65535)", id="above"),
+        pytest.param(
+            ["1-257"],
+            "ports[0]: 1-257 is 257 ports, more than 256 in one range (the engine publishes "
+            "each port on its own)",
+            id="too-long",
+        ),
+        pytest.param(
+            ["30000-30009", 30005],
+            "ports[1]: 30005/tcp is already in ports[0] (30000-30009/tcp)",
+            id="single-in-range",
+        ),
+        pytest.param(
+            ["30000-30009", "30009-30010"],
+            "ports[1]: 30009-30010/tcp overlaps ports[0] (30000-30009/tcp) at 30009/tcp",
+            id="ranges-overlap",
+        ),
+        pytest.param([21, "2121:21"], "ports[1]: 21/tcp is listed twice", id="same-container-port"),
+        pytest.param(
+            ["2121:21", {"target": 22, "published": 2121}],
+            "ports[1]: host port 2121/tcp is also the host port of ports[0] (2121:21/tcp)",
+            id="same-host-port",
+        ),
+        pytest.param(
+            ["30000-30009:30000-30004"],
+            "ports[0]: host ports 30000-30009 and container ports 30000-30004 differ in length: "
+            "a fixed host range maps one to one onto the container range",
+            id="lengths-differ",
+        ),
+        pytest.param(
+            ["8000-8010:80"],
+            "ports[0]: host ports 8000-8010 and container ports 80 differ in length: a fixed "
+            "host range maps one to one onto the container range",
+            id="host-range-to-one",
+        ),
+        pytest.param(
+            ["127.0.0.1:2121:21"],
+            "ports[0]: '127.0.0.1:2121:21': a port entry takes no address; every port is "
+            "published on the run's bind address (ini testserver_bind_address)",
+            id="with-address",
+        ),
+        pytest.param(
+            ["0.0.0.0:2121:21/tcp"],
+            "ports[0]: '0.0.0.0:2121:21/tcp': a port entry takes no address; every port is "
+            "published on the run's bind address (ini testserver_bind_address)",
+            id="with-wildcard-address",
+        ),
+        pytest.param(
+            ["21:"],
+            'ports[0]: \'21:\' is not a port entry (8080, "53/udp", "30000-30009", '
+            '"2121:21", or a mapping with target)',
+            id="junk",
+        ),
+        pytest.param(
+            [{"published": 2121}],
+            "ports[0]: needs target: the container port (or range, such as 30000-30009)",
+            id="mapping-without-target",
+        ),
+        pytest.param(
+            [{"target": 21, "host_ip": "0.0.0.0"}],
+            "ports[0].host_ip: unknown key; known keys: target, published, protocol",
+            id="mapping-unknown-key",
+        ),
+        pytest.param(
+            [{"target": 21, "protocol": "sctp"}],
+            "ports[0].protocol: 'sctp' is not one of tcp, udp",
+            id="mapping-protocol",
+        ),
+        pytest.param(
+            [{"target": "21/tcp"}],
+            "ports[0].target: '21/tcp' is not a port or a range of ports (such as 21 or "
+            "30000-30009)",
+            id="mapping-target-with-protocol",
+        ),
+        pytest.param(
+            [{"target": True}], "ports[0].target: True is not a port (1-65535)", id="bool"
+        ),
+    ],
+)
+def test_bad_port_entries_name_the_entry(ports: list[object], expected: str) -> None:
+    assert ports_error(ports) == f"testservers.yaml: servers.ftp.{expected}"
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        pytest.param(
+            {"share": "worker"},
+            "2121:21/tcp fixes a host port, which cannot go with share: worker: every xdist "
+            "worker's container would publish the same host port; use share: run (the "
+            "default), or leave the host port to the engine",
+            id="share-worker",
+        ),
+        pytest.param(
+            {"scope": "function"},
+            "2121:21/tcp fixes a host port, which cannot go with scope: function: a fresh "
+            "container and the one it replaces (or its warm spare) would publish the same host "
+            "port; use scope: session with reset:, or leave the host port to the engine",
+            id="scope-function",
+        ),
+    ],
+)
+def test_a_fixed_host_port_needs_one_container_at_a_time(
+    extra: dict[str, str], expected: str
+) -> None:
+    assert ports_error([80, "2121:21"], **extra) == (
+        f"testservers.yaml: servers.ftp.ports[1]: {expected}"
+    )
+    # Without a fixed host port the same server is fine.
+    assert ports_of([80, 21], **extra) == (Port(80), Port(21))
+
+
+def test_two_servers_cannot_fix_one_host_port() -> None:
+    data = servers(
+        a={"image": "busybox", "ports": ["2121:21"]},
+        b={"image": "busybox", "ports": [22, "2121:2100"]},
+    )
+    assert error_of(data) == (
+        "testservers.yaml: servers.b.ports[1]: host port 2121/tcp of server 'b' is also "
+        "published by server 'a'; two servers cannot hold one host port"
+    )
+    data["servers"]["b"]["ports"] = [22, "2121:2100/udp"]  # another protocol: another port
+    assert parse(data).servers["b"].ports[1].host == 2121
+
+
+def test_a_fixed_host_port_from_defaults_is_reported_there() -> None:
+    data = {
+        "defaults": {"image": "busybox", "ports": ["2121:21"]},
+        "servers": {"a": {}, "b": {}},
+    }
+    assert error_of(data) == (
+        "testservers.yaml: defaults.ports[0]: host port 2121/tcp of server 'b' is also "
+        "published by server 'a'; two servers cannot hold one host port"
+    )
+
+
+def test_two_sources_cannot_fix_one_host_port() -> None:
+    from pytest_testserver.config import combine
+
+    yaml_config = parse(servers(a={"image": "busybox", "ports": ["2121:21"]}))
+    hook = parse_config(
+        servers(b={"image": "busybox", "ports": ["2121:21"]}),
+        base=Path(),
+        source="conftest.py::pytest_testserver_servers",
+    )
+    with pytest.raises(ConfigError) as error:
+        combine([yaml_config, hook])
+    assert str(error.value) == (
+        "conftest.py::pytest_testserver_servers: servers.b.ports[0]: host port 2121/tcp of "
+        "server 'b' is also published by server 'a'; two servers cannot hold one host port"
+    )
+
+
+def test_bind_local_cannot_give_a_port_a_host_port_another_entry_fixes() -> None:
+    from pytest_testserver.config import check_settings
+    from pytest_testserver.settings import RunSettings
+
+    config = parse(servers(web={"image": "busybox", "ports": ["8080:80", 8080]}))
+    check_settings(config, RunSettings())
+    with pytest.raises(ConfigError) as error:
+        check_settings(config, RunSettings(bind_local=True))
+    assert str(error.value) == (
+        "testservers.yaml: servers.web.ports[1]: bind-local publishes 8080/tcp at host port "
+        "8080, which ports[0] (8080:80/tcp) fixes as its host port; give one of them another "
+        "host port"
+    )
+
+
+def test_the_reuse_definition_includes_host_ports() -> None:
+    from pytest_testserver.reuse import definition_digest
+    from pytest_testserver.server import reuse_definition
+    from pytest_testserver.settings import RunSettings
+
+    def digest(ports: list[object], settings: RunSettings | None = None) -> str:
+        spec = parse(servers(ftp={"image": "busybox", "ports": ports})).servers["ftp"]
+        definition = reuse_definition(spec, "sha256:abc", {}, settings or RunSettings())
+        return definition_digest(definition)
+
+    assert digest(["2121:21"]) == digest([{"target": 21, "published": 2121}])
+    assert digest(["2121:21"]) != digest(["2122:21"])
+    assert digest(["2121:21"]) != digest([21])
+    assert digest(["21:21"]) != digest([21])
+    assert digest(["21:21"]) == digest([21], RunSettings(bind_local=True))

@@ -179,6 +179,36 @@ def test_list_prints_the_servers_and_exits_without_the_engine(
     assert "test_never_run" not in result.stdout.str()
 
 
+def test_list_shows_ranges_and_fixed_host_ports_as_written(
+    pytester: pytest.Pytester, suite: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", UNREACHABLE)
+    suite(
+        servers_yaml(
+            ftp="""
+            image: busybox:stable
+            ports:
+              - 21
+              - "2121:2100"
+              - "30000-30009"
+              - "40000-40009:40000-40009"
+              - {target: 53, published: 5353, protocol: udp}
+            """
+        ),
+        "def test_never_run(): assert False",
+    )
+    result = pytester.runpytest("--testserver-list")
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(
+        [
+            "ftp",
+            "    ports:   21/tcp, 2121:2100/tcp, 30000-30009/tcp, 40000-40009:40000-40009/tcp, "
+            "5353:53/udp",
+            "    ready:   tcp 21, tcp 2100 (timeout 120s; image 900s)",
+        ]
+    )
+
+
 def test_list_reports_a_bad_config_as_a_usage_error(pytester: pytest.Pytester) -> None:
     (pytester.path / "testservers.yaml").write_text(
         "servers:\n  web:\n    image: busybox\n    wait: {tcp: 0}\n"

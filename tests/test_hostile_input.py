@@ -55,6 +55,7 @@ from pytest_testserver.options import (
     ULIMIT_NAMES,
     ContainerOptions,
 )
+from pytest_testserver.portspec import MAX_RANGE
 from pytest_testserver.validate import MAX_COPY_BYTES
 from pytest_testserver.yamlfile import read_yaml
 
@@ -273,6 +274,43 @@ env_mappings = st.one_of(
     yamlish,
 )
 ports = st.one_of(ints, texts, st.sampled_from(["53/udp", "80/tcp", "80/sctp", "0", "65536"]))
+# ports: entries also take ranges, fixed host ports and Compose's long syntax.
+# Bounded: these are also written into strings, and str() refuses more than 4300 digits.
+port_numbers = st.one_of(
+    st.sampled_from([0, 1, 21, 2121, 30000, 30009, 65535, 65536, 10**20]),
+    st.integers(-(10**6), 10**6),
+)
+port_spans = st.one_of(
+    port_numbers.map(str),
+    st.tuples(port_numbers, port_numbers).map(lambda t: f"{t[0]}-{t[1]}"),
+    texts,
+)
+port_entries = st.one_of(
+    ports,
+    port_spans,
+    st.tuples(port_spans, port_spans, st.sampled_from(["", "/tcp", "/udp", "/sctp", "/"])).map(
+        lambda t: f"{t[0]}:{t[1]}{t[2]}"
+    ),
+    st.sampled_from(
+        [
+            "1-256",
+            "1-257",
+            "1-1000",
+            "30009-30000",
+            "127.0.0.1:2121:21",
+            "[::1]:21:21",
+            "21:",
+            ":21",
+        ]
+    ),
+    mapping_of(
+        {
+            "target": st.one_of(port_numbers, ints, port_spans, yamlish),
+            "published": st.one_of(port_numbers, ints, port_spans, yamlish),
+            "protocol": st.one_of(st.sampled_from(["tcp", "udp", "sctp"]), texts, yamlish),
+        }
+    ),
+)
 names = st.one_of(st.sampled_from(["web", "db", "cache", "nope"]), texts)
 banner_checks = mapping_of({"port": ports, "expect": st.one_of(texts, yamlish)})
 numbers = st.one_of(ints, floats, yamlish)
@@ -331,7 +369,7 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "command": argvs,
     "env": env_mappings,
     "secret_env": st.one_of(list_of(texts), yamlish),
-    "ports": st.one_of(list_of(ports), yamlish),
+    "ports": st.one_of(list_of(port_entries), yamlish),
     "hostname": st.one_of(texts, yamlish),
     "domain": st.one_of(texts, yamlish),
     "aliases": st.one_of(list_of(texts), yamlish),
@@ -618,6 +656,15 @@ def assert_safe(spec: ServerSpec, base: Path) -> None:
     for name in (spec.domain or "", *spec.aliases):
         assert not name or all(LABEL.fullmatch(label) for label in name.split(".")), name
     assert all(1 <= p.number <= 65535 and p.protocol in ("tcp", "udp") for p in spec.ports)
+    assert all(p.host is None or 1 <= p.host <= 65535 for p in spec.ports)
+    assert len(set(spec.ports)) == len(spec.ports)
+    fixed = [(p.host, p.protocol) for p in spec.ports if p.host is not None]
+    assert len(set(fixed)) == len(fixed)
+    entries = [p.entry for p in spec.ports]
+    assert all(entries.count(i) <= MAX_RANGE for i in set(entries))
+    if fixed:
+        assert spec.scope == "session"
+        assert spec.share == "run"
     assert math.isfinite(spec.timeout)
     assert 0 < spec.timeout <= 86400
     assert 0 < spec.image_timeout <= 86400
@@ -1023,6 +1070,9 @@ NOT_A_HOST = "is not a valid host name (RFC 1123 label)"
 NOT_A_DOMAIN = "is not a valid domain name (RFC 1123)"
 NOT_A_VAR = "is not a valid variable name (letters, digits, underscore)"
 NOT_A_PORT = "is not a port (a number 1-65535, optionally /tcp or /udp)"
+NOT_A_PORT_ENTRY = (
+    'is not a port entry (8080, "53/udp", "30000-30009", "2121:21", or a mapping with target)'
+)
 NOT_A_PATH = "is not an absolute path of plain characters (letters, digits, and . _ / @ + = : , -)"
 NUL = "must not contain a NUL character"
 BAD_TIMEOUT = "invalid value for 'timeout': "  # a !!tag PyYAML cannot build; its own reason
@@ -1186,13 +1236,29 @@ CASES = [
     ),
     pytest.param(
         f'{IMAGE}\nports: ["\\uff18\\uff10\\uff18\\uff10"]',
-        f"servers.web.ports[0]: '\\uff18\\uff10\\uff18\\uff10' {NOT_A_PORT}",
+        f"servers.web.ports[0]: '\\uff18\\uff10\\uff18\\uff10' {NOT_A_PORT_ENTRY}",
         id="port-fullwidth-digits",
     ),
     pytest.param(
         f'{IMAGE}\nports: ["\\u0668\\u0660"]',
-        f"servers.web.ports[0]: '\\u0668\\u0660' {NOT_A_PORT}",
+        f"servers.web.ports[0]: '\\u0668\\u0660' {NOT_A_PORT_ENTRY}",
         id="port-arabic-indic-digits",
+    ),
+    pytest.param(
+        f'{IMAGE}\nports: ["30000-\uff13\uff10\uff10\uff10\uff19"]',
+        f"servers.web.ports[0]: '30000-\\uff13\\uff10\\uff10\\uff10\\uff19' {NOT_A_PORT_ENTRY}",
+        id="port-range-fullwidth-digits",
+    ),
+    pytest.param(
+        f'{IMAGE}\nports: [{{target: "\u0662\u0661", published: 2121}}]',
+        "servers.web.ports[0].target: '\\u0662\\u0661' is not a port or a range of ports "
+        "(such as 21 or 30000-30009)",
+        id="port-mapping-arabic-indic-digits",
+    ),
+    pytest.param(
+        f'{IMAGE}\nports: ["1-{10**30}"]',
+        f"servers.web.ports[0]: '1-{10**30}' {NOT_A_PORT_ENTRY}",
+        id="port-range-huge",
     ),
     pytest.param(
         f'{IMAGE}\nenv: {{"P\\u0410SSWORD": x}}',

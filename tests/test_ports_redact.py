@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_testserver.config import Port
+from pytest_testserver.config import Port, parse_config
 from pytest_testserver.ports import (
     handle_host,
     is_port_conflict,
     port_bindings,
     published_ports,
     taken_port,
+    taken_port_message,
 )
 from pytest_testserver.redact import MASK, Redactor, looks_secret
 from pytest_testserver.settings import RunSettings
@@ -48,6 +50,28 @@ def test_port_bindings_use_the_bind_address() -> None:
 
 def test_port_bindings_without_ports_is_empty() -> None:
     assert port_bindings((), EPHEMERAL) == {}
+
+
+FIXED = (Port(21, host=2121), Port(30000, host=30000, ranged=True), Port(8080))
+
+
+def test_port_bindings_fixed_host_ports_in_either_mode() -> None:
+    assert port_bindings(FIXED, EPHEMERAL) == {
+        "21/tcp": ("127.0.0.1", 2121),
+        "30000/tcp": ("127.0.0.1", 30000),
+        "8080/tcp": ("127.0.0.1", None),
+    }
+    assert port_bindings(FIXED, BIND_LOCAL)["21/tcp"] == ("127.0.0.1", 2121)
+    assert port_bindings(FIXED, BIND_LOCAL)["8080/tcp"] == ("127.0.0.1", 8080)
+
+
+def test_published_ports_fixed_host_ports_without_inspect_data() -> None:
+    inspect = inspect_data({"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "49153"}]})
+    assert published_ports(inspect, FIXED, EPHEMERAL) == {
+        Port(21): 2121,
+        Port(30000): 30000,
+        Port(8080): 49153,
+    }
 
 
 # --- handle_host ---------------------------------------------------------------------------------
@@ -165,11 +189,57 @@ IN_USE_UDP = "Error starting userland proxy: listen udp4 0.0.0.0:53: bind: addre
     ],
 )
 def test_taken_port(message: str, expected: Port | None) -> None:
-    assert taken_port(message, PORTS) == expected
+    assert taken_port(message, PORTS, BIND_LOCAL) == expected
 
 
 def test_taken_port_at_the_end_of_the_message() -> None:
-    assert taken_port("listen tcp 127.0.0.1:5432", PORTS) == Port(5432)
+    assert taken_port("listen tcp 127.0.0.1:5432", PORTS, BIND_LOCAL) == Port(5432)
+
+
+def test_taken_port_matches_the_fixed_host_port_not_the_container_port() -> None:
+    ports = (Port(21, host=2121), Port(8080))
+    message = "Bind for 127.0.0.1:2121 failed: port is already allocated"
+    found = taken_port(message, ports, EPHEMERAL)
+    assert found == Port(21)
+    assert found is not None
+    assert found.host == 2121
+    # The container's own number is not where it is published: no match.
+    assert taken_port("Bind for 127.0.0.1:21 failed", ports, EPHEMERAL) is None
+
+
+def test_taken_port_ignores_ports_the_engine_chose() -> None:
+    assert taken_port(ALLOCATED, PORTS, EPHEMERAL) is None
+
+
+def taken_message(ports: list[object], message: str, settings: RunSettings = EPHEMERAL) -> str:
+    spec = parse_config(
+        {"servers": {"ftp": {"image": "busybox", "ports": ports}}},
+        base=Path(),
+        source="testservers.yaml",
+    ).servers["ftp"]
+    return taken_port_message(message, spec, settings)
+
+
+def test_taken_port_message_names_the_entry_that_fixes_the_host_port() -> None:
+    text = taken_message(
+        [21, "30000-30009:30000-30009"],
+        "Bind for 127.0.0.1:30004 failed: port is already allocated",
+    )
+    assert text == (
+        "port 30004/tcp is already in use on 127.0.0.1:30004 (ports[1]: "
+        "30000-30009:30000-30009/tcp fixes its host port): stop what holds it, or give it "
+        "another host port"
+    )
+
+
+def test_taken_port_message_under_bind_local_is_unchanged() -> None:
+    assert taken_message([8080], ALLOCATED, BIND_LOCAL) == (
+        "port 8080/tcp is already in use on 127.0.0.1:8080 (bind-local publishes each port at "
+        "its own number): stop what holds it, or turn bind-local off"
+    )
+    assert taken_message([8080], "port is already allocated", BIND_LOCAL) == (
+        "one of its ports is already in use on the host: stop what holds it, or turn bind-local off"
+    )
 
 
 @pytest.mark.parametrize(
