@@ -551,7 +551,8 @@ class ServerPool:
         return list(dict.fromkeys(names))
 
     def _event(self, kind: str, text: str) -> None:
-        """Progress for the terminal: kind is "engine", "build-step", "build-output" or "ready"."""
+        """Progress for the terminal: kind is "engine", "build-step", "build-output", "progress"
+        (pulls, build contexts, heartbeats of long steps), "ready", "instance" or "warning"."""
         if self._on_event is not None:
             self._on_event(kind, text)
 
@@ -575,6 +576,10 @@ class ServerPool:
         image_deadline = started + spec.image_timeout
         made_image = False
 
+        def shown_step(line: str) -> bool:
+            # our own LABEL steps are noise to the user: shown with -v only
+            return image.is_step(line) and f"LABEL {LABEL_PREFIX}" not in line
+
         def ensure() -> None:
             nonlocal made_image
             made_image = True
@@ -588,12 +593,13 @@ class ServerPool:
                     self.state_dir(), tag, self.run_id, image_deadline - time.monotonic()
                 ),
                 on_line=lambda line: self._event(
-                    # our own LABEL steps are noise to the user: shown with -v only
-                    "build-step"
-                    if image.is_step(line) and f"LABEL {LABEL_PREFIX}" not in line
-                    else "build-output",
+                    "build-step" if shown_step(line) else "build-output",
                     f"building {spec.name}: {self.redact(line)}",
                 ),
+                on_progress=lambda text: self._event(
+                    "progress", f"{spec.name}: {self.redact(text)}"
+                ),
+                shown_step=shown_step,
             )
 
         with engine.deadline(image_deadline):
