@@ -8,6 +8,7 @@ is never rebuilt.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -25,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .config import BuildSource, CopyFile, GeneratedSource, ImageSource, ServerSpec
 from .errors import EngineError, ImageError
-from .progress import LARGE_CONTEXT, Heartbeat, PullProgress, megabytes, strip_controls
+from .progress import LARGE_CONTEXT, Heartbeat, PullProgress, Say, megabytes, strip_controls
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -303,27 +304,27 @@ def build(
     *,
     nocache: bool = False,
     on_line: Callable[[str], None] | None = None,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: Say | None = None,
     shown_step: Callable[[str], bool] = lambda line: True,
     where: str = "",
 ) -> None:
     """Build ``plan`` as ``tag``; a failure names the failing step and shows the log tail.
 
     ``on_line`` gets every line of the builder's output, ``on_progress`` the context's size
-    before it is sent and a heartbeat naming a step that runs long without a line the user
-    saw (``shown_step(line)``: whether a step line is shown). ``where`` says how to cut down
-    a large context. Every line is stripped of escape sequences and control characters.
+    before it is sent and (``periodic``) a heartbeat naming a step that runs long without a
+    line the user saw (``shown_step(line)``: whether a step line is shown). ``where`` says how
+    to cut down a large context. Every line is stripped of escape sequences and control characters.
     """
     tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
     step = ""
-    heartbeat = Heartbeat(on_progress) if on_progress is not None else None
+    heartbeat = Heartbeat(functools.partial(on_progress, periodic=True)) if on_progress else None
     with tempfile.SpooledTemporaryFile(max_size=32 << 20) as context:
         plan.write_tar(context)
         size = context.tell()
         context.seek(0)
         if on_progress is not None:
             for text in context_lines(plan, size, where or "a smaller context builds faster"):
-                on_progress(text)
+                on_progress(text, periodic=False)
         chunks = engine.build(
             context,
             tag=tag,
@@ -366,7 +367,7 @@ def build(
 def pull(
     engine: Engine,
     ref: str,
-    on_progress: Callable[[str], None] | None,
+    on_progress: Say | None,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Pull ``ref``; with ``on_progress``, a summed progress line every few seconds and a
@@ -380,10 +381,10 @@ def pull(
         summed.feed(chunk)
         text = summed.line(clock())
         if text is not None:
-            on_progress(strip_controls(text))
+            on_progress(strip_controls(text), periodic=True)
 
     engine.pull(ref, on_chunk=on_chunk)
-    on_progress(strip_controls(summed.final(clock())))
+    on_progress(strip_controls(summed.final(clock())), periodic=False)
 
 
 @dataclass(frozen=True)
@@ -416,7 +417,7 @@ def ensure_image(
     rebuild: Callable[[str], bool] = lambda tag: False,
     lock: Callable[[str], AbstractContextManager[Any]] | None = None,
     on_line: Callable[[str], None] | None = None,
-    on_progress: Callable[[str], None] | None = None,
+    on_progress: Say | None = None,
     shown_step: Callable[[str], bool] = lambda line: True,
 ) -> None:
     """Make ``image`` exist: pulled, or built once per content hash.

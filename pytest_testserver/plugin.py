@@ -445,11 +445,11 @@ def worker_warnings(config: pytest.Config) -> Any:
 
 
 def shown_kinds(verbosity: int) -> tuple[str, ...]:
-    """-q: warnings only; default: engine, build steps, progress (pulls, build contexts,
-    heartbeats) and ready lines; -v: the build output and every fresh container too."""
+    """-q: warnings only; default: engine, build steps, progress and heartbeats (pulls, build
+    contexts, long steps) and ready lines; -v: the build output and every fresh container too."""
     if verbosity < 0:
         return ("warning",)
-    default = ("warning", "engine", "build-step", "progress", "ready")
+    default = ("warning", "engine", "build-step", "progress", "heartbeat", "ready")
     return (*default, "build-output", "instance") if verbosity > 0 else default
 
 
@@ -473,6 +473,14 @@ class Progress:
             return
         with self._lock:
             if not self._waiting and threading.current_thread() is not threading.main_thread():
+                if kind == "heartbeat":
+                    # Kept while a test runs: only the newest of a server's heartbeats is news.
+                    server = text.partition(": ")[0]
+                    self._pending = [
+                        (k, t)
+                        for k, t in self._pending
+                        if k != "heartbeat" or t.partition(": ")[0] != server
+                    ]
                 self._pending.append((kind, text))
                 return
         self._write(kind, text)

@@ -13,12 +13,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 HEARTBEAT_EVERY = 5.0  # seconds without a line before a long step is named again
 PULL_LINE_EVERY = 3.0  # seconds between two pull progress lines
 LARGE_CONTEXT = 50_000_000  # bytes: above this a build context gets a .dockerignore hint
 MB = 1_000_000
+
+
+class Say(Protocol):
+    """Where progress lines go; ``periodic``: a line that a later one of its kind replaces
+    (a heartbeat, a pull's progress), not a one-off (a context's size, a pull's end)."""
+
+    def __call__(self, text: str, *, periodic: bool) -> None: ...
+
 
 # CSI (colours, cursor moves), OSC (window titles, hyperlinks; ended by BEL or ST), and the
 # two-character escapes: what a builder's tty-minded output puts around its text.

@@ -552,7 +552,8 @@ class ServerPool:
 
     def _event(self, kind: str, text: str) -> None:
         """Progress for the terminal: kind is "engine", "build-step", "build-output", "progress"
-        (pulls, build contexts, heartbeats of long steps), "ready", "instance" or "warning"."""
+        (a build context's size, a pull's end), "heartbeat" (a long step, a pull under way: a
+        later one replaces it), "ready", "instance" or "warning"."""
         if self._on_event is not None:
             self._on_event(kind, text)
 
@@ -596,8 +597,8 @@ class ServerPool:
                     "build-step" if shown_step(line) else "build-output",
                     f"building {spec.name}: {self.redact(line)}",
                 ),
-                on_progress=lambda text: self._event(
-                    "progress", f"{spec.name}: {self.redact(text)}"
+                on_progress=lambda text, *, periodic: self._event(
+                    "heartbeat" if periodic else "progress", f"{spec.name}: {self.redact(text)}"
                 ),
                 shown_step=shown_step,
             )

@@ -502,3 +502,40 @@ def test_a_build_failure_shows_its_output_without_escape_sequences(
     text = "\n".join(lines)
     assert ESC not in text
     assert "\x07" not in text
+
+
+@pytest.mark.usefixtures("engine")
+def test_heartbeats_kept_while_a_test_runs_are_shown_once_when_it_ends(
+    pytester: pytest.Pytester, suite: Any, token: str
+) -> None:
+    # The server starts in the background when collection ends; the first test does not use it
+    # and runs until its image is built, so every heartbeat comes while that test's output is
+    # captured and waits for its end: only the newest is news by then.
+    suite(
+        servers_yaml(**{token: SLOW_STEP.format(token=token).replace("sleep 7", "sleep 12")}),
+        f"""
+        import time
+        import pytest
+        from tests.conftest import engine_api
+
+        def test_first():
+            api = engine_api()
+            try:
+                deadline = time.monotonic() + 600
+                while not api.images(name="pytest-testserver/{token}"):
+                    assert time.monotonic() < deadline, "the image was never built"
+                    time.sleep(0.2)
+            finally:
+                api.close()
+
+        @pytest.mark.testserver("{token}")
+        def test_second(testserver):
+            pass
+        """,
+    )
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2)
+    beats = [line for line in result.stdout.lines if f"testserver: {token}: building, " in line]
+    assert len(beats) == 1, result.stdout.lines
+    seconds = int(beats[0].rsplit("(", 1)[1].split()[0])
+    assert seconds >= 10, beats  # the second heartbeat or a later one, not the first
