@@ -12,7 +12,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import IO, Any, Protocol
@@ -487,7 +487,10 @@ class Engine:
             raise
         return True
 
-    def pull(self, ref: str) -> None:
+    def pull(
+        self, ref: str, *, on_chunk: Callable[[Mapping[str, Any]], None] | None = None
+    ) -> None:
+        """Pull ``ref``; ``on_chunk`` sees each decoded event of the stream (layer progress)."""
         repository, tag = docker.utils.parse_repository_tag(ref)
         pulled = self._streamed(
             "pull", self.api.pull, repository, tag=tag, stream=True, decode=True
@@ -495,6 +498,8 @@ class Engine:
         for chunk in pulled:
             if "error" in chunk:
                 raise EngineError(" ".join(str(chunk["error"]).split()))
+            if on_chunk is not None and isinstance(chunk, Mapping):
+                on_chunk(chunk)
 
     def build(
         self,

@@ -8,6 +8,7 @@ is never rebuilt.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -15,6 +16,7 @@ import os
 import re
 import tarfile
 import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -24,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .config import BuildSource, CopyFile, GeneratedSource, ImageSource, ServerSpec
 from .errors import EngineError, ImageError
+from .progress import LARGE_CONTEXT, Heartbeat, PullProgress, Say, megabytes, strip_controls
 from .run import LABEL_PREFIX, project_digest
 
 if TYPE_CHECKING:
@@ -97,6 +100,42 @@ class BuildPlan:
                     with entry.source.open("rb") as f:
                         info.size = os.fstat(f.fileno()).st_size
                         tar.addfile(info, f)
+
+
+def _entry_size(entry: Entry) -> int:
+    if entry.data is not None:
+        return len(entry.data)
+    if entry.kind == "file" and entry.source is not None:
+        try:
+            return entry.source.stat().st_size
+        except OSError:
+            return 0
+    return 0
+
+
+def biggest_entries(plan: BuildPlan, count: int = 3) -> list[tuple[str, int]]:
+    """The context's largest top-level entries (a folder counts all it holds), largest first.
+
+    A ``copy:`` entry is named by its file or folder name, not by the plugin's own
+    ``_testserver_copy/<n>/`` folder around it.
+    """
+    sizes: dict[str, int] = {}
+    for entry in plan.entries:
+        parts = entry.name.split("/")
+        key = parts[2] if parts[0] == COPY_ROOT and len(parts) >= 3 else parts[0]
+        sizes[key] = sizes.get(key, 0) + _entry_size(entry)
+    ranked = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(name, size) for name, size in ranked[:count] if size > 0]
+
+
+def context_lines(plan: BuildPlan, size: int, where: str) -> list[str]:
+    """What is said before a build context of ``size`` bytes is sent: its size, and when it is
+    large, where it can be cut down (``where``: the .dockerignore to write, or the copy: list)."""
+    lines = [f"sending build context ({megabytes(size)})"]
+    if size > LARGE_CONTEXT:
+        biggest = ", ".join(f"{name} ({megabytes(n)})" for name, n in biggest_entries(plan))
+        lines.append(f"the build context is large ({megabytes(size)}): {where}; biggest: {biggest}")
+    return lines
 
 
 def _content_digest(entry: Entry) -> bytes:
@@ -341,6 +380,12 @@ def image_labels(spec: ServerSpec, plan: BuildPlan, project: str) -> dict[str, s
     }
 
 
+def step_instruction(line: str, limit: int = 60) -> str:
+    """The instruction of a step line ("RUN sleep 7"), shortened for a one-line heartbeat."""
+    text = _STEP.sub("", line, count=1).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def build(
     engine: Engine,
     spec: ServerSpec,
@@ -350,13 +395,27 @@ def build(
     *,
     nocache: bool = False,
     on_line: Callable[[str], None] | None = None,
+    on_progress: Say | None = None,
+    where: str = "",
 ) -> None:
-    """Build ``plan`` as ``tag``; a failure names the failing step and shows the log tail."""
+    """Build ``plan`` as ``tag``; a failure names the failing step and shows the log tail.
+
+    ``on_line`` gets every line of the builder's output, ``on_progress`` the context's size
+    before it is sent and (``periodic``) a heartbeat naming a step that runs long without a
+    line the user saw (a step is shown when it is the user's: ``user_step``). ``where`` says how
+    to cut down a large context. Every line is stripped of escape sequences and control
+    characters.
+    """
     tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
     step = ""
+    heartbeat = Heartbeat(functools.partial(on_progress, periodic=True)) if on_progress else None
     with tempfile.SpooledTemporaryFile(max_size=32 << 20) as context:
         plan.write_tar(context)
+        size = context.tell()
         context.seek(0)
+        if on_progress is not None:
+            for text in context_lines(plan, size, where or "a smaller context builds faster"):
+                on_progress(text, periodic=False)
         chunks = engine.build(
             context,
             tag=tag,
@@ -366,21 +425,60 @@ def build(
             labels=labels,
             nocache=nocache,
         )
-        for chunk in chunks:
-            if "error" in chunk or "errorDetail" in chunk:
-                detail = chunk.get("errorDetail") or {}
-                message = " ".join(str(chunk.get("error") or detail.get("message", "")).split())
-                where = f" at {step}" if step else ""
-                raise ImageError(spec.name, f"build failed{where}: {message}", "\n".join(tail))
-            for line in str(chunk.get("stream", "")).splitlines():
-                if not line.strip():
-                    continue
-                tail.append(line)
-                if is_step(line):
-                    # A failure in a hidden step (the base image) is named by the builder's line.
-                    step = user_step(plan, line) or line
-                if on_line is not None:
-                    on_line(line)
+        if heartbeat is not None:
+            heartbeat.start()
+        try:
+            for chunk in chunks:
+                if "error" in chunk or "errorDetail" in chunk:
+                    detail = chunk.get("errorDetail") or {}
+                    text = strip_controls(str(chunk.get("error") or detail.get("message", "")))
+                    message = " ".join(text.split())
+                    at = f" at {step}" if step else ""
+                    raise ImageError(spec.name, f"build failed{at}: {message}", "\n".join(tail))
+                for line in strip_controls(str(chunk.get("stream", ""))).splitlines():
+                    if not line.strip():
+                        continue
+                    tail.append(line)
+                    starts = is_step(line)
+                    # the user's name for the step; None for the plugin's own (shown with -v)
+                    named = user_step(plan, line) if starts else None
+                    if starts:
+                        # A failure in a hidden step (the base image) is named by the builder.
+                        step = named or line
+                    if heartbeat is not None:
+                        heartbeat.seen(
+                            line,
+                            step=(named or step_instruction(line)) if starts else None,
+                            shown=named is not None,
+                        )
+                    if on_line is not None:
+                        on_line(line)
+        finally:
+            if heartbeat is not None:
+                heartbeat.stop()
+
+
+def pull(
+    engine: Engine,
+    ref: str,
+    on_progress: Say | None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Pull ``ref``; with ``on_progress``, a summed progress line every few seconds and a
+    final one with the size and the time taken."""
+    if on_progress is None:
+        engine.pull(ref)
+        return
+    summed = PullProgress(ref, clock())
+
+    def on_chunk(chunk: Mapping[str, Any]) -> None:
+        summed.feed(chunk)
+        text = summed.line(clock())
+        if text is not None:
+            on_progress(strip_controls(text), periodic=True)
+
+    engine.pull(ref, on_chunk=on_chunk)
+    on_progress(strip_controls(summed.final(clock())), periodic=False)
 
 
 @dataclass(frozen=True)
@@ -413,6 +511,7 @@ def ensure_image(
     rebuild: Callable[[str], bool] = lambda tag: False,
     lock: Callable[[str], AbstractContextManager[Any]] | None = None,
     on_line: Callable[[str], None] | None = None,
+    on_progress: Say | None = None,
 ) -> None:
     """Make ``image`` exist: pulled, or built once per content hash.
 
@@ -422,7 +521,7 @@ def ensure_image(
     if image.plan is None:
         if not engine.image_exists(image.ref):
             try:
-                engine.pull(image.ref)
+                pull(engine, image.ref, on_progress)
             except EngineError as exc:
                 raise ImageError(
                     spec.name, f"image {image.ref} is not here and cannot be pulled: {exc}"
@@ -431,4 +530,24 @@ def ensure_image(
     with lock(image.ref) if lock is not None else contextlib.nullcontext():
         forced = rebuild(image.ref)
         if forced or not engine.image_exists(image.ref):
-            build(engine, spec, image.plan, image.ref, labels, nocache=forced, on_line=on_line)
+            build(
+                engine,
+                spec,
+                image.plan,
+                image.ref,
+                labels,
+                nocache=forced,
+                on_line=on_line,
+                on_progress=on_progress,
+                where=cut_down_hint(spec),
+            )
+
+
+def cut_down_hint(spec: ServerSpec) -> str:
+    """How a large build context is made smaller: what is sent is the build's context folder
+    (less what its .dockerignore leaves out), or every ``copy:`` source whole."""
+    if isinstance(spec.image, BuildSource):
+        ignore = spec.image.context / ".dockerignore"
+        verb = "add to" if ignore.is_file() else "write"
+        return f"{verb} {ignore} to leave out what the image does not need"
+    return "copy: sends each source whole; copy only what the image needs"

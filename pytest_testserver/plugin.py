@@ -234,6 +234,7 @@ class XdistHooks:
         node.workerinput["testserver_owner"] = context.owner.labels()
         node.workerinput["testserver_lease_ttl"] = context.lease_ttl
         node.workerinput["testserver_state_dir"] = owner.state_path
+        node.workerinput["testserver_progress"] = relay_channel(config, node)
 
     @pytest.hookimpl
     def pytest_testnodedown(self, node: Any, error: object) -> None:
@@ -409,14 +410,54 @@ def get_pool(config: pytest.Config) -> ServerPool:
     return pool
 
 
+def relay_channel(config: pytest.Config, node: Any) -> Any:
+    """A channel of the worker's own execnet gateway, for its progress lines.
+
+    xdist sends a worker's reports only when a test is done and its other output at the end,
+    so a build under xdist would be silent; execnet can send a channel inside ``workerinput``,
+    and the worker writes (kind, text) pairs on it as they come. The callback runs in execnet's
+    receiver thread, and the controller runs no test whose capture a line could break, so it
+    writes at once.
+    """
+    progress = config.stash.get(progress_key, None)
+    if progress is None:
+        progress = config.stash[progress_key] = Progress(config)
+    worker = str(node.workerinput.get("workerid", node.gateway.id))
+    channel = node.gateway.newchannel()
+
+    def on_message(message: object) -> None:
+        if isinstance(message, (tuple, list)) and len(message) == 2:
+            kind, text = message
+            progress.relay(worker, str(kind), str(text))
+
+    channel.setcallback(on_message, endmarker=None)
+    return channel
+
+
 def worker_warnings(config: pytest.Config) -> Any:
-    """A worker's terminal is not shown: its warnings go to its stderr, which xdist relays."""
+    """A worker's terminal is not shown: its warnings go to its stderr, which xdist relays;
+    its progress lines go to the controller on the channel ``relay_channel`` made."""
+    workerinput: dict[str, Any] = getattr(config, "workerinput", None) or {}
+    channel = workerinput.get("testserver_progress")
+    shown = shown_kinds(config.get_verbosity())
 
     def on_event(kind: str, text: str) -> None:
         if kind == "warning":
             print(f"testserver: warning: {text}", file=sys.stderr)
+        elif channel is not None and kind in shown:
+            with contextlib.suppress(Exception):  # the controller has gone: nobody to tell
+                channel.send((kind, text))
 
     return on_event
+
+
+def shown_kinds(verbosity: int) -> tuple[str, ...]:
+    """-q: warnings only; default: engine, build steps, progress and heartbeats (pulls, build
+    contexts, long steps) and ready lines; -v: the build output and every fresh container too."""
+    if verbosity < 0:
+        return ("warning",)
+    default = ("warning", "engine", "build-step", "progress", "heartbeat", "ready")
+    return (*default, "build-output", "instance") if verbosity > 0 else default
 
 
 class Progress:
@@ -432,30 +473,32 @@ class Progress:
         self._lock = threading.Lock()
         self._pending: list[tuple[str, str]] = []
         self._waiting = 0  # the main thread waits for servers: any thread may write
-        verbosity = config.get_verbosity()
-        # -q: warnings only; default: engine, build steps, ready lines; -v: the build output too.
-        self._shown = (
-            ("warning",)
-            if verbosity < 0
-            else (
-                "warning",
-                "engine",
-                "build-step",
-                "ready",
-                *(("build-output", "instance") if verbosity > 0 else ()),
-            )
-        )
+        self._shown = shown_kinds(config.get_verbosity())
 
     def __call__(self, kind: str, text: str) -> None:
         if kind not in self._shown:
             return
         with self._lock:
             if not self._waiting and threading.current_thread() is not threading.main_thread():
+                if kind == "heartbeat":
+                    # Kept while a test runs: only the newest of a server's heartbeats is news.
+                    server = text.partition(": ")[0]
+                    self._pending = [
+                        (k, t)
+                        for k, t in self._pending
+                        if k != "heartbeat" or t.partition(": ")[0] != server
+                    ]
                 self._pending.append((kind, text))
                 return
         self._write(kind, text)
 
-    def _write(self, kind: str, text: str) -> None:
+    def relay(self, worker: str, kind: str, text: str) -> None:
+        """A line from an xdist worker (already filtered by the worker's verbosity, the same
+        as ours), written now and marked with the worker's id."""
+        if kind in self._shown:
+            self._write(kind, text, prefix=f"[{worker}] ")
+
+    def _write(self, kind: str, text: str, prefix: str = "") -> None:
         if kind == "warning":
             warn(self._config, text)
             return
@@ -465,7 +508,10 @@ class Progress:
         capture = self._config.pluginmanager.get_plugin("capturemanager")
         with self._lock, capture.global_and_fixture_disabled() if capture else nullcontext():
             reporter.ensure_newline()
-            reporter.write_line(f"testserver: {text}")
+            writer = self._config.get_terminal_writer()
+            if writer.width_of_current_line:  # xdist's progress dots do not end their line
+                writer.line()
+            reporter.write_line(f"{prefix}testserver: {text}")
 
     def flush(self) -> None:
         """Write the lines kept from background starts (from the main thread)."""

@@ -630,7 +630,9 @@ class ServerPool:
         return list(dict.fromkeys(names))
 
     def _event(self, kind: str, text: str) -> None:
-        """Progress for the terminal: kind is "engine", "build-step", "build-output" or "ready"."""
+        """Progress for the terminal: kind is "engine", "build-step", "build-output", "progress"
+        (a build context's size, a pull's end), "heartbeat" (a long step, a pull under way: a
+        later one replaces it), "ready", "instance" or "warning"."""
         if self._on_event is not None:
             self._on_event(kind, text)
 
@@ -679,6 +681,9 @@ class ServerPool:
                     self.state_dir(), tag, self.run_id, image_deadline - time.monotonic()
                 ),
                 on_line=lambda line: self._build_line(spec, wanted, line),
+                on_progress=lambda text, *, periodic: self._event(
+                    "heartbeat" if periodic else "progress", f"{spec.name}: {self.redact(text)}"
+                ),
             )
 
         with engine.deadline(image_deadline):
