@@ -417,8 +417,8 @@ def test_a_long_step_shows_heartbeats_at_the_default_verbosity(
     result.stdout.fnmatch_lines(
         [
             f"testserver: {token}: sending build context (*kB)",
-            f"testserver: building {token}: *RUN *echo {token}; sleep 7*",
-            f"testserver: {token}: building, RUN *echo {token}; sleep 7* (* s)",
+            f"testserver: building {token}: run[[]0[]] (step 1 of 1): echo {token}; sleep 7",
+            f"testserver: {token}: building, run[[]0[]] (step 1 of 1): echo {token}; sleep 7 (* s)",
             f"testserver: {token} ready in *",
         ]
     )
@@ -438,8 +438,8 @@ def test_under_xdist_the_controller_shows_the_workers_lines(
     result.stdout.fnmatch_lines(
         [
             f"[[]gw?[]] testserver: {token}: sending build context (*kB)",
-            f"[[]gw?[]] testserver: building {token}: *RUN *echo {token}; sleep 7*",
-            f"[[]gw?[]] testserver: {token}: building, RUN *echo {token}; sleep 7* (* s)",
+            f"[[]gw?[]] testserver: building {token}: run[[]0[]] (step 1 of 1): echo {token}; sleep 7",
+            f"[[]gw?[]] testserver: {token}: building, run[[]0[]] (step 1 of 1): echo {token}; sleep 7 (* s)",
             f"[[]gw?[]] testserver: {token} ready in *",
         ]
     )
