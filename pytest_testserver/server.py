@@ -1004,7 +1004,8 @@ class ServerPool:
         target = readiness.Target(
             ip=ip,
             host=host,
-            published={p.number: n for p, n in published.items()},
+            # network checks are TCP: a UDP port of the same number has another host port
+            published={p.number: n for p, n in published.items() if p.protocol == "tcp"},
             direct=engine.routes_directly(ip, gateway),
         )
         values = self._environment(spec)

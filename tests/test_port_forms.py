@@ -159,3 +159,32 @@ def test_a_taken_fixed_host_port_names_port_entry_and_server(
             "what holds it, or give it another host port"
         ]
     )
+
+
+def test_a_tcp_and_a_udp_port_of_one_number_each_keep_their_host_port(
+    pytester: pytest.Pytester, suite: Any
+) -> None:
+    # The echo service's 7 and 7/udp: the reachability check after ready must go to the TCP
+    # one's host port, not to the UDP one's (which refuses a TCP connect).
+    suite(
+        servers_yaml(
+            echo="""
+    from: busybox:stable
+    run: ["mkdir -p /www && echo ok > /www/index.html"]
+    command: ["httpd", "-f", "-p", "8080", "-h", "/www"]
+    ports: [8080, "8080/udp"]
+    wait: {tcp: 8080}
+    timeout: 30
+"""
+        ),
+        """
+        from urllib.request import urlopen
+        import pytest
+
+        @pytest.mark.testserver("echo")
+        def test_both(testserver):
+            assert testserver.port(8080) != testserver.port(8080, "udp")
+            assert urlopen(testserver.url(8080)).read() == b"ok\\n"
+        """,
+    )
+    pytester.runpytest().assert_outcomes(passed=1)

@@ -413,12 +413,13 @@ def test_a_long_step_shows_heartbeats_at_the_default_verbosity(
         TEST_USES_IT.format(token=token),
     )
     result = pytester.runpytest("-p", "no:randomly")
+    step = f"run[[]0[]] (step 1 of 1): echo {token}; sleep 7"  # the user's step, as written
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
             f"testserver: {token}: sending build context (*kB)",
-            f"testserver: building {token}: run[[]0[]] (step 1 of 1): echo {token}; sleep 7",
-            f"testserver: {token}: building, run[[]0[]] (step 1 of 1): echo {token}; sleep 7 (* s)",
+            f"testserver: building {token}: {step}",
+            f"testserver: {token}: building, {step} (* s)",
             f"testserver: {token} ready in *",
         ]
     )
@@ -434,12 +435,13 @@ def test_under_xdist_the_controller_shows_the_workers_lines(
         TEST_USES_IT.format(token=token),
     )
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:randomly")
+    step = f"run[[]0[]] (step 1 of 1): echo {token}; sleep 7"
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [
             f"[[]gw?[]] testserver: {token}: sending build context (*kB)",
-            f"[[]gw?[]] testserver: building {token}: run[[]0[]] (step 1 of 1): echo {token}; sleep 7",
-            f"[[]gw?[]] testserver: {token}: building, run[[]0[]] (step 1 of 1): echo {token}; sleep 7 (* s)",
+            f"[[]gw?[]] testserver: building {token}: {step}",
+            f"[[]gw?[]] testserver: {token}: building, {step} (* s)",
             f"[[]gw?[]] testserver: {token} ready in *",
         ]
     )
