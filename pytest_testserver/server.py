@@ -389,7 +389,13 @@ class ServerPool:
             try:
                 handle = self._start(spec)
             except TestserverError as exc:
-                shared.write(spec.name, {"error": self.redact(str(exc))})
+                with self._lock:
+                    ending = self._closed
+                # A start cut short by this worker's own end (its container removed under it,
+                # or never started) says nothing of the server: the next worker to need it
+                # starts it afresh instead of failing with this worker's error.
+                if not ending:
+                    shared.write(spec.name, {"error": self.redact(str(exc))})
                 raise
             with self._lock:  # the controller removes it when every worker is done
                 self._containers.pop(spec.name, None)
