@@ -398,7 +398,13 @@ class ServerPool:
                     shared.write(spec.name, {"error": self.redact(str(exc))})
                 raise
             with self._lock:  # the controller removes it when every worker is done
-                self._containers.pop(spec.name, None)
+                ending = self._closed
+                if not ending:
+                    self._containers.pop(spec.name, None)
+            if ending:
+                # This worker's end removes it (begin_close took it, or will): never a server
+                # for the other workers, who would get a container dying under their tests.
+                raise StartError(spec.name, "the test run ended while the server was starting")
             shared.write(spec.name, {"container_id": handle.container_id})
             return handle
 
@@ -962,9 +968,9 @@ class ServerPool:
         except EngineError as exc:
             if exc.status != 409 or kept:  # a kept name is another run's: never replaced here
                 raise
-            # The name is taken by this run's own leftover: a worker that died while starting
-            # this server (we hold the server's lock now). Replace it.
-            engine.remove_container(name)
+            # The name is taken by this run's own leftover: a worker that died or ended while
+            # starting this server (we hold the server's lock now). Replace it.
+            self._free_name(engine, spec.name, name)
             container = create()
         with self._lock:
             self._containers[instance] = container  # registered before anything waits on it
@@ -973,6 +979,30 @@ class ServerPool:
             self._remove_quietly(instance)
             raise StartError(spec.name, "the test run ended while the server was starting")
         return container
+
+    def _free_name(self, engine: Engine, server: str, name: str) -> None:
+        """Remove this run's leftover container ``name``, or wait out its removal when the
+        worker that made it is removing it already (the engine refuses a second one)."""
+        try:
+            engine.remove_container(name)
+            return
+        except EngineError as exc:
+            if exc.status != 409 or "already in progress" not in str(exc):
+                raise
+        deadline = time.monotonic() + TEARDOWN_BOUND
+        delay = 0.01
+        while time.monotonic() < deadline:
+            try:
+                engine.inspect(name)
+            except EngineError as exc:
+                if exc.status == 404:
+                    return
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        raise StartError(
+            server, f"container {name} was still being removed after {TEARDOWN_BOUND:g}s"
+        )
 
     def _run(
         self,
