@@ -17,6 +17,7 @@ from . import validate as v
 from . import variables
 from .envfile import EnvFile, read_env_file
 from .errors import ConfigError
+from .graph import cycle_from
 from .mounts import Volume, named, parse_volumes
 from .options import OPTION_KEYS, ContainerOptions, parse_options
 from .portspec import Port as Port  # re-exported: Port is imported from config as before
@@ -677,9 +678,11 @@ def check_links(servers: Mapping[str, ServerSpec], where: Where) -> None:
                     f"linked servers must share alike (they join one network): give "
                     f"{shared!r} share: worker"
                 )
+    # a link to a server not in ``servers`` (another source, checked later) ends its path
+    links = {name: spec.links for name, spec in servers.items()}
     done: set[str] = set()
     for name in servers:
-        path = find_cycle(servers, name, done)
+        path = cycle_from(name, links, done)
         if path:  # reported at a server inside the cycle
             where.key(path[0]).key("links").fail(f"links form a cycle: {' -> '.join(path)}")
 
@@ -716,38 +719,6 @@ def sharing_text(spec: ServerSpec) -> str:
     if spec.scope != "session":
         return f"is per xdist worker (scope: {spec.scope})"
     return f"has share: {spec.share}"
-
-
-def find_cycle(
-    servers: Mapping[str, ServerSpec], name: str, done: set[str] | None = None
-) -> list[str]:
-    """A cycle of links reachable from ``name`` (``[a, b, a]``), or ``[]``.
-
-    Depth-first with colours, iteratively: linear in the number of links, whatever their shape.
-    ``done`` (servers known to reach no cycle) may be shared between calls.
-    """
-    done = set() if done is None else done
-    if name in done:
-        return []
-    path: list[str] = [name]
-    on_path = {name}
-    stack = [iter(servers[name].links if name in servers else ())]
-    while stack:
-        link = next(stack[-1], None)
-        if link is None:
-            stack.pop()
-            finished = path.pop()
-            on_path.discard(finished)
-            done.add(finished)
-            continue
-        if link in on_path:
-            return [*path[path.index(link) :], link]
-        if link in done or link not in servers:  # not in servers: another source, checked later
-            continue
-        path.append(link)
-        on_path.add(link)
-        stack.append(iter(servers[link].links))
-    return []
 
 
 def combine(configs: list[ServerConfig]) -> ServerConfig:

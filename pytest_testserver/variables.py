@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 
+from .graph import cycle_from
 from .validate import Where, did_you_mean, show
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -102,7 +103,7 @@ def check_env(env: Mapping[str, tuple[str, Where]], secret_names: Collection[str
     uses = {key: references(check(value, names, where)) for key, (value, where) in env.items()}
     done: set[str] = set()
     for start in env:
-        cycle = _cycle_from(start, uses, done)
+        cycle = cycle_from(start, uses, done)
         if cycle:
             env[cycle[0]][1].fail(f"variables refer to each other in a cycle: {show_cycle(cycle)}")
 
@@ -112,31 +113,6 @@ def show_cycle(cycle: Sequence[str], limit: int = 10) -> str:
     if len(cycle) <= limit + 2:
         return " -> ".join(cycle)
     return f"{' -> '.join(cycle[:limit])} -> ... ({len(cycle) - 1} variables) -> {cycle[-1]}"
-
-
-def _cycle_from(start: str, uses: Mapping[str, list[str]], done: set[str]) -> list[str]:
-    """A cycle of references reachable from ``start`` (``[A, B, A]``), or ``[]``; iterative."""
-    if start in done:
-        return []
-    path = [start]
-    on_path = {start}  # a set beside the list: linear in the references, however long the chain
-    stack = [iter(uses[start])]
-    while stack:
-        name = next(stack[-1], None)
-        if name is None:
-            stack.pop()
-            finished = path.pop()
-            on_path.discard(finished)
-            done.add(finished)
-            continue
-        if name in on_path:
-            return [*path[path.index(name) :], name]
-        if name in done or name not in uses:  # not in uses: a secret, which refers to nothing
-            continue
-        path.append(name)
-        on_path.add(name)
-        stack.append(iter(uses[name]))
-    return []
 
 
 def resolve_env(env: Mapping[str, str], secrets: Mapping[str, str]) -> dict[str, str]:
