@@ -44,7 +44,7 @@ def test_under_init_the_server_is_not_pid_1_and_its_signal_death_is_named(
 ) -> None:
     suite(
         servers_yaml(
-            box=NEVER_READY + 'command: ["sh", "-c", "kill -SEGV $$"]\n    init: true\n',
+            box=NEVER_READY + 'command: ["sh", "-c", "kill -SEGV $$$$"]\n    init: true\n',
             init="""
             image: busybox:stable
             command: ["sleep", "600"]
