@@ -65,7 +65,7 @@ def run(server: str) -> tuple[float, float]:
     """(the server's ready time, the run's wall time), seconds."""
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", "-q"]
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"]
         + ["-k", TESTS[server], str(RECIPES)],
         cwd=ROOT,
         capture_output=True,
