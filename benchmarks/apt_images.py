@@ -66,17 +66,27 @@ def main() -> int:
             image_id, took, size = build(client, dockerfile)
             results[kind] = (took, size)
             client.images.remove(image_id, noprune=False)
-        rows.append({"server": name, **{f"{k}_{m}": v[i] for k, v in results.items()
-                                         for i, m in enumerate(("seconds", "bytes"))}})
+        rows.append(
+            {
+                "server": name,
+                **{
+                    f"{k}_{m}": v[i]
+                    for k, v in results.items()
+                    for i, m in enumerate(("seconds", "bytes"))
+                },
+            }
+        )
         print(f"{name}: {rows[-1]}", flush=True)
     base_size = int(client.images.get(servers[wanted[0]]["from"]).attrs["Size"])
     print(f"\nbase image: {base_size / 1e6:.0f} MB\n")
     print("| server | cold build, old | cold build, new | size, old | size, new | saved |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['server']} | {r['old_seconds']:.0f} s | {r['new_seconds']:.0f} s | "
-              f"{r['old_bytes'] / 1e6:.0f} MB | {r['new_bytes'] / 1e6:.0f} MB | "
-              f"{(r['old_bytes'] - r['new_bytes']) / 1e6:.0f} MB |")
+        print(
+            f"| {r['server']} | {r['old_seconds']:.0f} s | {r['new_seconds']:.0f} s | "
+            f"{r['old_bytes'] / 1e6:.0f} MB | {r['new_bytes'] / 1e6:.0f} MB | "
+            f"{(r['old_bytes'] - r['new_bytes']) / 1e6:.0f} MB |"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

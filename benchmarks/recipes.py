@@ -65,8 +65,10 @@ def run(server: str) -> tuple[float, float]:
     """(the server's ready time, the run's wall time), seconds."""
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"]
-        + ["-k", TESTS[server], str(RECIPES)],
+        [
+            *(sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"),
+            *("-k", TESTS[server], str(RECIPES)),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,

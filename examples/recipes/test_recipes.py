@@ -87,7 +87,7 @@ def test_squid_proxies_to_apache_on_the_run_network(testservers: dict[str, Serve
 
 @pytest.mark.testserver("vsftpd")
 def test_vsftpd_lists_and_sends_over_passive_ports(testserver: ServerHandle) -> None:
-    ftp = ftplib.FTP(timeout=TIMEOUT)
+    ftp = ftplib.FTP(timeout=TIMEOUT)  # noqa: S321 (vsftpd is the server under test)
     ftp.connect(testserver.host, testserver.port(21))
     try:
         assert ftp.getwelcome().startswith("220 ")
@@ -97,7 +97,7 @@ def test_vsftpd_lists_and_sends_over_passive_ports(testserver: ServerHandle) -> 
         ftp.retrlines("RETR hello.txt", lines.append)
         assert lines == ["hello over FTP"]
         # the data connection went to a port of the passive range, published on its own number
-        host, data_port = ftp.makepasv()
+        _, data_port = ftp.makepasv()
         assert 30000 <= data_port <= 30009
         assert testserver.port(data_port) == data_port
     finally:
