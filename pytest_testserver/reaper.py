@@ -106,14 +106,18 @@ class Lease:
         return self
 
     def _run(self) -> None:
+        swept = False
         while True:
             deadline = self._engine.deadline(time.monotonic() + self._period)
             with deadline, contextlib.suppress(Exception):  # the next renewal tries again
                 self.renew()
-            if self._stop.is_set():
+            # Every run that used the engine reaps dead runs at least once, however short it
+            # is: over SSH a run could end before its first sweep (stop() waits for this one).
+            if self._stop.is_set() and swept:
                 return
             with contextlib.suppress(Exception):  # housekeeping: the next period tries again
                 sweep_dead_runs(self._engine, self._context.run_id)
+            swept = True
             if self._stop.wait(self._period):
                 return
 
