@@ -42,7 +42,11 @@ FIRST_INTERVAL = 0.01
 MAX_BACKOFF_INTERVAL = 0.1
 MAX_NETWORK_INTERVAL = 0.02  # a connect costs microseconds: keep polling tight
 CONNECT_TIMEOUT = 0.25
-HANGUP_WINDOW = 0.05
+# How long a connect through the engine's proxy must stay up, silent, to count: the proxy
+# accepts at once and hangs up when nothing listens behind it. 50 ms was too short for rootless
+# Docker's port driver on a busy host (a dying server was once found "ready"); a server that
+# speaks first answers at once, so only silent servers wait this long, on proxied engines only.
+HANGUP_WINDOW = 0.25
 REACHABLE_TIMEOUT = 2.0
 UNANSWERED = ("Connection refused", "No route to host", "Network is unreachable", "timed out")
 EXIT_CHECK_INTERVAL = 0.05
