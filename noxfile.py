@@ -7,7 +7,7 @@
 - ``full-3.X``: the whole suite on one Python (for a local check; CI does not run it twice).
 - ``release``: wheel and sdist, ``twine check``, the wheel (not editable) in a fresh venv running
   the example suite from outside the checkout.
-- ``lint``: ruff check, ruff format --check, mypy --strict.
+- ``lint``: ruff check, ruff format --check, mypy --strict, lint-imports (the layers).
 
 Every session runs with ``CI=true``: a test that needs the engine fails when none answers, it
 never skips.
@@ -135,3 +135,5 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "--strict", "pytest_testserver")
+    # The layers of ARCHITECTURE.md and no import cycles (pyproject.toml's importlinter).
+    session.run("lint-imports")

@@ -786,3 +786,19 @@ def require_server(config: ServerConfig, name: str, asked_by: str) -> ServerSpec
             f"testserver: {asked_by} names {name!r}, which is not declared in {config.source}"
             f"{v.did_you_mean(name, list(config.servers))}; declared servers: {known}"
         ) from None
+
+
+def secret_values(config: ServerConfig, environ: Mapping[str, str]) -> list[str]:
+    """Every value the run must never show: the secrets of ``secret_env``, env values and build
+    args whose keys look secret (as the container gets them, ${NAME} expanded)."""
+    values: list[str] = []
+    for spec in config.servers.values():
+        secrets = {key: environ[key] for key in spec.secret_env if key in environ}
+        values += secrets.values()
+        # An env value as the container gets it: ${NAME} expanded (a missing secret as empty:
+        # that server will not start anyway).
+        env = variables.resolve_env(dict(spec.env), dict.fromkeys(spec.secret_env, "") | secrets)
+        values += [env[key] for key, _ in spec.env if looks_secret(key)]
+        if isinstance(spec.image, BuildSource):
+            values += [value for key, value in spec.image.args if looks_secret(key)]
+    return values

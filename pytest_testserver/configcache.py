@@ -18,7 +18,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .run import UnsafeFolder, user_state_dir
+from .errors import UnsafeFolder
+from .run import user_state_dir
+from .validate import read_bytes
 
 FORMAT = 1
 MAX_ENTRIES = 64
@@ -54,15 +56,6 @@ class YamlDocument:
     def remember(self) -> None:
         if self.entry is not None and not self.from_cache and is_plain(self.data):
             store(self.entry, self.path, self.content, self.data)
-
-
-def read_bytes(path: Path, shown: str) -> bytes:
-    from .errors import ConfigError
-
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{shown}: cannot read: {exc.strerror or exc}") from None
 
 
 def private_dir(path: Path) -> bool:

@@ -13,12 +13,12 @@ import threading
 from typing import TYPE_CHECKING
 
 from . import reaper
+from .connection import connect_engine, engine_env
 from .coordination import dead_run_folders, make_run_folder, remove_run_folder
-from .errors import EngineUnavailable, TestserverError
+from .errors import TestserverError, UnsafeFolder
 from .run import (
     RunContext,
     StateDir,
-    UnsafeFolder,
     discard,
     reason,
     tidy_locks,
@@ -27,22 +27,6 @@ from .run import (
 
 if TYPE_CHECKING:
     from .engine import Engine
-
-
-def connect_engine() -> Engine:
-    from .engine import Engine  # the Docker SDK is imported only when a server is needed
-
-    return Engine.connect()
-
-
-def engine_env() -> dict[str, str] | None:
-    """The engine's location for the watchdog (None: it finds the engine itself, or fails)."""
-    from .locate import locate
-
-    try:
-        return locate().environ()
-    except EngineUnavailable:
-        return None
 
 
 class RunOwner:

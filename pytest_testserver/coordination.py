@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .run import Owner, StateDir, UnsafeFolder, file_name, hold_lock
+from .errors import UnsafeFolder
+from .run import Owner, StateDir, file_name, hold_lock
 
 RUNS = "runs"
 OWNER_FILE = "owner.json"

@@ -665,6 +665,10 @@ class Engine:
         )
         return str(result["Id"])
 
+    def network_labels(self, network: str) -> dict[str, str]:
+        result = self._call(self.api.inspect_network, network)
+        return dict(result.get("Labels") or {})
+
     def remove_network(self, network: str) -> None:
         try:
             self._call(self.api.remove_network, network)

@@ -6,6 +6,9 @@ message that starts with one line saying what went wrong; log tails follow on la
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Protocol
+
 
 class TestserverError(Exception):
     """Base class of every error this plugin raises."""
@@ -114,3 +117,22 @@ class NotReady(ServerError):
 
 class ResetError(ServerError):
     """The server's ``reset`` command failed (or could not run) before a test."""
+
+
+class UnsafeFolder(TestserverError):
+    """A folder is not this user's alone (or cannot be made): nothing is read from or put in it."""
+
+
+class Describable(Protocol):
+    def describe(self) -> str: ...
+
+
+class LockTimeout(TestserverError):
+    """A lock was not free within the time allowed; names the lock and, when known, its holder."""
+
+    def __init__(self, what: str, path: Path, waited: float, holder: Describable | None) -> None:
+        self.path = path
+        self.holder = holder
+        who = f", held by {holder.describe()}" if holder else ""
+        shown = f"{waited:.1f}" if waited < 10 else f"{waited:.0f}"
+        super().__init__(f"waited {shown}s for the {what} lock {path}{who}")

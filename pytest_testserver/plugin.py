@@ -31,8 +31,8 @@ if TYPE_CHECKING:
     from .controller import RunOwner
     from .handle import ServerHandle
     from .lifetimes import ScopeKeys
+    from .pool import ServerPool
     from .run import RunContext
-    from .server import ServerPool
 
 DEFAULT_CONFIG = "testservers.yaml"
 BIND_LOCAL_ENV = "TESTSERVER_BIND_LOCAL"
@@ -394,7 +394,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def get_pool(config: pytest.Config) -> ServerPool:
     pool = config.stash.get(pool_key, None)
     if pool is None:
-        from .server import ServerPool
+        from .pool import ServerPool
 
         context = config.stash[run_key]
         if not context.worker:
@@ -588,8 +588,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
 
 def clean_kept(config: pytest.Config) -> int:
     """--testserver-reuse-clean: this project's kept containers go; nothing else is touched."""
+    from .errors import UnsafeFolder
     from .reuse import clean
-    from .run import UnsafeFolder
 
     try:
         sys.stdout.write(clean(str(config.rootpath)) + "\n")

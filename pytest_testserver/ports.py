@@ -113,3 +113,17 @@ def taken_port_message(message: str, spec: ServerSpec, settings: RunSettings) ->
         f"port {port} is already in use on {where} (ports[{port.entry}]: {entry} fixes its "
         "host port): stop what holds it, or give it another host port"
     )
+
+
+def container_network(info: Mapping[str, Any]) -> tuple[str, str]:
+    """The container's address on its network (the run's, or the default bridge), and that
+    network's gateway."""
+    networks = (info.get("NetworkSettings") or {}).get("Networks") or {}
+    for network in networks.values():
+        if network.get("IPAddress"):
+            return str(network["IPAddress"]), str(network.get("Gateway") or "")
+    return "", ""
+
+
+def container_ip(info: Mapping[str, Any]) -> str:
+    return container_network(info)[0]

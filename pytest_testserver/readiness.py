@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import BannerCheck, HttpCheck, PostStartup, ServerSpec
 from .errors import EngineError, NotReady, ServerError, ServerExited, StartError, TestserverError
+from .launch import Launch
 from .variables import expand, expand_argv
 
 if TYPE_CHECKING:
@@ -473,22 +474,15 @@ class LogWatch:
         self._thread.join(timeout=2)
 
 
-def wait_until_ready(
-    engine: Engine,
-    spec: ServerSpec,
-    container: str,
-    target: Target,
-    deadline: float,
-    redact: Callable[[str], str],
-    note: str = "",
-    values: Mapping[str, str] = NO_VALUES,
-) -> None:
-    """Run every readiness check of ``spec``; raise NotReady or ServerExited.
+def wait_until_ready(launch: Launch, target: Target) -> None:
+    """Run every readiness check of the launched server; raise NotReady or ServerExited.
 
-    ``note`` says how long the image took before the readiness budget began, if it did.
-    ``values``: the server's variables (its environment, secrets included), for the ${NAME} in
-    its checks. Messages name each check as written, never expanded: no secret reaches them.
+    ``launch.note`` says how long the image took before the readiness budget began, if it did.
+    ``launch.env``: the server's variables (its environment, secrets included), for the ${NAME}
+    in its checks. Messages name each check as written, never expanded: no secret reaches them.
     """
+    engine, spec, container = launch.engine, launch.spec, launch.container
+    deadline, redact, note, values = launch.deadline, launch.redact, launch.note, launch.env
     checks = spec.checks
     if spec.post_startup is None and not checks:
         return

@@ -95,9 +95,60 @@ class Hold:
             raise
         return cls(folder, name, fd)
 
+    @classmethod
+    def take_alone(cls, folder: StateDir, name: str) -> Hold | Busy:
+        """The shared lock of a run that uses the kept container alone: taken only when no
+        other run holds it (``IN_USE``) and nobody is removing it (``REMOVING``).
+
+        Two runs at once must not share one kept container: neither would reset it for the
+        other's tests. Runs take it under a short mutex, exclusive first (proving nobody else
+        holds it) and then shared (so that an idle watch or a clean sees it in use); a worker
+        of the same run adopts it with a plain shared ``take``.
+        """
+        mutex = folder.open_file(f"{name}.claim", os.O_RDWR | os.O_CREAT)
+        try:
+            if not _lock_within(mutex, fcntl.LOCK_EX, CLAIM_WAIT):
+                return IN_USE  # another run is taking it this very moment
+            alone = cls.take(folder, name, exclusive=True)
+            if alone is None:
+                other = cls.take(folder, name, exclusive=False)
+                if other is None:
+                    return REMOVING
+                other.release()
+                return IN_USE
+            try:  # not atomic: a remover may slip in between, and then it is being removed
+                fcntl.flock(alone._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                alone.release()
+                return REMOVING
+            return alone
+        finally:
+            os.close(mutex)  # closing the file drops the mutex
+
     def release(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self._fd)
+
+
+class Busy(str):
+    """Why a kept container could not be taken."""
+
+
+IN_USE = Busy("in use by another run")
+REMOVING = Busy("being removed")
+CLAIM_WAIT = 5.0  # the mutex is held for two flock calls: any wait longer is a stuck holder
+
+
+def _lock_within(fd: int, operation: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, operation | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
 
 
 def remember_use(

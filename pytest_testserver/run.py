@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import TestserverError
+from .errors import LockTimeout, UnsafeFolder
 
 LABEL_PREFIX = "pytest-testserver."
 LABEL_RUN = LABEL_PREFIX + "run"
@@ -194,10 +194,6 @@ class RunContext:
         if share == "worker" and self.worker:
             return f"testserver-{self.run_id}-{self.worker}"
         return f"testserver-{self.run_id}"
-
-
-class UnsafeFolder(TestserverError):
-    """A folder is not this user's alone (or cannot be made): nothing is read from or put in it."""
 
 
 def reason(exc: OSError | UnsafeFolder) -> str:
@@ -391,17 +387,6 @@ class Holder:
     def describe(self) -> str:
         age = max(0.0, time.time() - self.since)
         return f"pid {self.pid} on {self.host} (run {self.run}, for {age:.0f}s)"
-
-
-class LockTimeout(TestserverError):
-    """A lock was not free within the time allowed; names the lock and, when known, its holder."""
-
-    def __init__(self, what: str, path: Path, waited: float, holder: Holder | None) -> None:
-        self.path = path
-        self.holder = holder
-        who = f", held by {holder.describe()}" if holder else ""
-        shown = f"{waited:.1f}" if waited < 10 else f"{waited:.0f}"
-        super().__init__(f"waited {shown}s for the {what} lock {path}{who}")
 
 
 def _holder(text: str | None) -> Holder | None:

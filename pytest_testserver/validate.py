@@ -356,3 +356,11 @@ def choice(value: object, where: Where, choices: tuple[str, ...]) -> str:
             f"{show(text)} is not one of {', '.join(choices)}{did_you_mean(text, list(choices))}"
         )
     return text
+
+
+def read_bytes(path: Path, shown: str) -> bytes:
+    """A config file's bytes; a file that cannot be read is one line naming it."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{shown}: cannot read: {exc.strerror or exc}") from None

@@ -12,9 +12,8 @@ from typing import Any
 
 import yaml
 
-from .configcache import read_bytes
 from .errors import ConfigError
-from .validate import show
+from .validate import read_bytes, show
 
 # What PyYAML's constructors let escape on values they cannot build (!!int "", !!bool maybe...).
 _CONSTRUCTION_ERRORS = (

@@ -2037,8 +2037,8 @@ def test_bind_local_cannot_give_a_port_a_host_port_another_entry_fixes() -> None
 
 
 def test_the_reuse_definition_includes_host_ports() -> None:
+    from pytest_testserver.kept import reuse_definition
     from pytest_testserver.reuse import definition_digest
-    from pytest_testserver.server import reuse_definition
     from pytest_testserver.settings import RunSettings
 
     def digest(ports: list[object], settings: RunSettings | None = None) -> str:

@@ -238,7 +238,7 @@ def test_concurrent_calls_stay_within_what_the_engine_transport_allows(
 def test_probes_go_to_container_addresses_only_on_a_local_rootful_engine(
     sleeper: tuple[Engine, str],
 ) -> None:
-    from pytest_testserver.server import container_network
+    from pytest_testserver.ports import container_network
 
     engine, container = sleeper
     ip, gateway = container_network(engine.inspect(container))

@@ -84,7 +84,7 @@ def no_engine_call(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse() -> None:
         raise AssertionError("the engine was contacted while loading a configuration")
 
-    monkeypatch.setattr("pytest_testserver.server.connect_engine", refuse)
+    monkeypatch.setattr("pytest_testserver.connection.connect_engine", refuse)
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/hostile-input.sock")
 
 
@@ -992,7 +992,7 @@ def test_loading_fuzzed_documents_never_imports_the_docker_sdk(tmp_path: Path) -
         loaded = sorted(
             m for m in sys.modules
             if m.split(".")[0] in ("docker", "requests", "urllib3")
-            or m in ("pytest_testserver.engine", "pytest_testserver.server")
+            or m in ("pytest_testserver.engine", "pytest_testserver.pool")
         )
         print("outcomes:", sorted(seen))
         print("loaded:", loaded)

@@ -5,6 +5,7 @@ after its idle time or by --testserver-reuse-clean, never counted as a run's lef
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -211,3 +212,88 @@ def test_under_xdist_one_kept_container_serves_the_workers_and_the_next_run(
     pytester.runpytest("-n", "2", "--testserver-reuse").assert_outcomes(passed=4)
     assert len({container for container, _ in seen(pytester)}) == 1
     assert pytester.runpytest("--testserver-reuse-clean").ret == 0
+
+
+TWO_RUNS = """
+import os
+import pathlib
+import time
+
+import pytest
+
+ROLE = os.environ["ROLE"]
+
+
+def record(test, testserver):
+    code, out = testserver.exec(["cat", "/resets"])
+    count = out.count("reset") if code == 0 else 0
+    with open("runs.txt", "a") as runs:
+        runs.write(f"{ROLE} {test} {testserver.container_id} {count}\\n")
+
+
+@pytest.mark.testserver("box")
+def test_1(testserver):
+    record(1, testserver)
+    if ROLE == "a":  # hold the kept container while the other run comes and goes
+        pathlib.Path("a.tmp").write_text("started")
+        os.replace("a.tmp", "a-started")
+        deadline = time.monotonic() + 120
+        while not pathlib.Path("b-done").exists():
+            assert time.monotonic() < deadline, "run b never finished"
+            time.sleep(0.05)
+
+
+@pytest.mark.testserver("box")
+def test_2(testserver):
+    record(2, testserver)
+"""
+
+
+def test_two_runs_at_once_never_share_a_kept_container(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, kept: list[str]
+) -> None:
+    """One run at a time holds a kept container: a second run at the same moment gets one of
+    its own (removed at its end), so neither resets the other's server under its tests."""
+    suite(servers_yaml(box=BOX), TWO_RUNS)
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"]
+
+    def run(role: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*argv, "--testserver-reuse"],
+            cwd=pytester.path,
+            env={**os.environ, "ROLE": role},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    first = run("zero")  # keeps the container for the two runs that follow
+    first_out = first.communicate(timeout=120)[0]
+    assert first.returncode == 0, first_out
+    a = run("a")
+    try:
+        wait_for(lambda: (pytester.path / "a-started").exists(), 120, "run a to hold the server")
+        b = run("b")
+        b_out = b.communicate(timeout=120)[0]
+        (pytester.path / "b-done").write_text("")
+        a_out = a.communicate(timeout=120)[0]
+    finally:
+        a.kill()
+        a.communicate(timeout=30)
+    assert a.returncode == 0, a_out
+    assert b.returncode == 0, b_out
+    assert "box reused in" in a_out
+    assert "the kept container testserver-kept-" in b_out
+    assert "is in use by another run right now: this run starts one of its own" in b_out
+    runs: dict[tuple[str, str], tuple[str, int]] = {}
+    for line in (pytester.path / "runs.txt").read_text().splitlines():
+        role, test, container, count = line.split()
+        runs[role, test] = (container, int(count))
+    kept_box = runs["zero", "1"][0]
+    kept.append(kept_box)
+    assert runs["a", "1"][0] == runs["a", "2"][0] == kept_box  # run a adopted the kept one
+    assert runs["b", "1"][0] == runs["b", "2"][0] != kept_box  # run b: its own container
+    # Each run sees its own resets only: one before each test after a server's first.
+    assert [runs["a", t][1] for t in "12"] == [2, 3]
+    assert [runs["b", t][1] for t in "12"] == [0, 1]
+    assert not exists(docker_api, runs["b", "1"][0])  # run b's own container went at its end

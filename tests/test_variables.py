@@ -17,11 +17,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_testserver.config import ServerConfig, parse_config
+from pytest_testserver.config import ServerConfig, parse_config, secret_values
 from pytest_testserver.errors import ConfigError
 from pytest_testserver.listing import describe
 from pytest_testserver.redact import Redactor
-from pytest_testserver.server import secret_values
 from pytest_testserver.variables import (
     VariableError,
     expand,

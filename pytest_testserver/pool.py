@@ -1,0 +1,373 @@
+"""One run's servers as the plugin asks for them: get, start before asked, reset, release, close.
+
+The pool decides which container a server gets — kept from an earlier run (kept.py), another
+xdist worker's (sharing.py) or a fresh one (launcher.py) — and when: on first use, before a test
+asks (``prestart``), per scope (lifetimes.py). A server's links start before it; independent
+servers start concurrently. Whatever happens, ``close`` removes what the run made (cleanup.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
+
+from . import variables
+from .cleanup import Cleanup
+from .config import ServerConfig, ServerSpec, secret_values
+from .connection import Connection
+from .errors import (
+    EngineError,
+    EngineUnavailable,
+    ResetError,
+    ServerError,
+    StartError,
+    TestserverError,
+)
+from .handle import ServerHandle
+from .kept import KeptServers
+from .launcher import Launcher
+from .lifetimes import Instances, ScopeKeys
+from .redact import Redactor
+from .run import RunContext, StateDir
+from .settings import RunSettings
+from .sharing import WorkerSharing
+
+if TYPE_CHECKING:
+    from .coordination import SharedServers
+    from .engine import Engine
+
+
+class ServerPool:
+    """The servers one process uses, started on first use and removed by ``close``."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        settings: RunSettings,
+        context: RunContext,
+        *,
+        shared: bool = False,
+        connect: Callable[[], Engine] | None = None,
+        on_event: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.settings = settings
+        self.context = context
+        self.shared = shared  # in xdist workers: share: run servers are the run's, not ours
+        self.redact = Redactor(secret_values(config, os.environ))
+        self._on_event = on_event
+        self.connection = Connection(
+            context, shared=shared, keep=settings.keep, connect=connect, event=self._event
+        )
+        self.cleanup = Cleanup(self.connection, run_id=context.run_id, keep=settings.keep)
+        self.sharing = WorkerSharing(
+            context,
+            connection=self.connection,
+            cleanup=self.cleanup,
+            redact=self.redact,
+            settings=settings,
+        )
+        self.launcher = Launcher(
+            config,
+            settings,
+            context,
+            connection=self.connection,
+            cleanup=self.cleanup,
+            redact=self.redact,
+            event=self._event,
+            run_network=self.sharing.network if shared else None,
+            first_rebuild=self.sharing.first_rebuild if shared else None,
+        )
+        self.kept = KeptServers(
+            config,
+            settings,
+            connection=self.connection,
+            cleanup=self.cleanup,
+            launcher=self.launcher,
+            event=self._event,
+        )
+        self._lock = threading.Lock()
+        self._server_locks = {name: threading.Lock() for name in config.servers}
+        self._handles: dict[str, ServerHandle] = {}
+        self._failures: dict[str, TestserverError] = {}
+        self._last_test: dict[str, str] = {}  # container id -> the last test that used it
+        self._scoped = {
+            name: Instances(
+                name,
+                start=functools.partial(self._start_instance, spec),
+                remove=self.cleanup.remove_instance,
+                spares=settings.spares if self._may_have_spares(spec) else 0,
+                background_removal=name not in config.linked,
+            )
+            for name, spec in config.servers.items()
+            if spec.scope != "session"
+        }
+
+    @property
+    def run_id(self) -> str:
+        return self.context.run_id
+
+    @property
+    def closing(self) -> bool:
+        """Teardown has begun: a further SIGTERM must not interrupt it."""
+        return self.cleanup.closed
+
+    @property
+    def used_engine(self) -> bool:
+        """Told to the xdist controller at the end (workeroutput): it sweeps what we made."""
+        return self.connection.used_engine
+
+    def engine(self) -> Engine:
+        return self.connection.engine()
+
+    def state_dir(self) -> StateDir:
+        return self.connection.state_dir()
+
+    def shared_servers(self) -> SharedServers:
+        return self.sharing.servers()
+
+    def started(self) -> dict[str, ServerHandle]:
+        """The servers started so far: each session server, each other one's current container."""
+        with self._lock:
+            handles = dict(self._handles)
+        for name, instances in self._scoped.items():
+            current = instances.current()
+            if current is not None:
+                handles[name] = current
+        return handles
+
+    # getting servers
+    def get(self, name: str, keys: ScopeKeys | None = None) -> ServerHandle:
+        """The handle of ``name``, starting it (and its links) on first use.
+
+        ``keys`` are the asking test's scope keys: a server of a shorter scope than the session
+        gets a fresh container when its scope's key changes.
+        """
+        handle = None
+        for dependency in self.config.start_order(name):
+            handle = self._handle_of(dependency, keys)
+        assert handle is not None
+        return handle
+
+    def _handle_of(self, name: str, keys: ScopeKeys | None) -> ServerHandle:
+        spec = self.config.servers[name]
+        if spec.scope == "session":
+            self._ensure(name)
+            return self._handles[name]
+        if keys is None:
+            raise StartError(
+                name,
+                f"has scope: {spec.scope}, so only a test (or a fixture of scope {spec.scope} "
+                "or shorter) can ask for it",
+            )
+        return self._scoped[name].acquire(keys[spec.scope])
+
+    def get_many(
+        self, names: Iterable[str], *, test: str | None = None, keys: ScopeKeys | None = None
+    ) -> dict[str, ServerHandle]:
+        """Start several servers concurrently (each after its links); the first error wins.
+
+        For ``test`` (a test's id), each server's ``reset`` runs first, unless ``test`` is the
+        first to use that server's container.
+        """
+        wanted = list(dict.fromkeys(names))
+        handles = self._start_many(wanted, keys)
+        if test is not None:
+            self._reset_for(test, handles)
+        return handles
+
+    def _start_many(self, wanted: list[str], keys: ScopeKeys | None) -> dict[str, ServerHandle]:
+        if len(wanted) <= 1:
+            return {name: self.get(name, keys) for name in wanted}
+        errors: list[BaseException] = []
+        handles: dict[str, ServerHandle] = {}
+
+        def start(name: str) -> None:
+            try:
+                handles[name] = self.get(name, keys)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=start, args=(n,), daemon=True) for n in wanted]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+        return {name: handles[name] for name in wanted}
+
+    def prestart(self, names: Iterable[str]) -> threading.Thread:
+        """Start session servers in the background, before a test asks (at collection's end).
+
+        A failure is kept for the first test that asks; a test asking meanwhile waits only for
+        what is left of the start.
+        """
+        servers = self.config.servers
+        needed = (link for name in names for link in self.config.start_order(name))
+        wanted = [n for n in dict.fromkeys(needed) if servers[n].scope == "session"]
+
+        def run() -> None:
+            with contextlib.suppress(BaseException):  # each failure is kept per server
+                self._start_many(wanted, None)
+
+        thread = threading.Thread(target=run, name="testserver-prestart", daemon=True)
+        thread.start()
+        return thread
+
+    @property
+    def scoped(self) -> dict[str, str]:
+        """Each server whose scope is shorter than the session, and its scope."""
+        return {name: self.config.servers[name].scope for name in self._scoped}
+
+    def prepare_spares(self, name: str, keys: list[str]) -> None:
+        """Fresh containers of a scoped server, starting now for the scopes (``keys``) to come."""
+        instances = self._scoped.get(name)
+        if instances is not None and not self.cleanup.closed:
+            instances.prepare(keys)
+
+    def release_scopes(self, keys: ScopeKeys | None) -> None:
+        """After a test: each scoped server's container whose scope the next test leaves
+        (``keys`` are the next test's; None at the end) is removed in the background."""
+        for name, instances in self._scoped.items():
+            scope = self.config.servers[name].scope
+            instances.release_unless(keys[scope] if keys is not None else None)
+
+    def _may_have_spares(self, spec: ServerSpec) -> bool:
+        """A spare starts before the scope it serves: only a server that links to session
+        servers alone, and that no other server links to (its name must resolve to one
+        container on the run network), can have one."""
+        links = (self.config.servers[link] for link in spec.links)
+        return spec.name not in self.config.linked and all(s.scope == "session" for s in links)
+
+    # reset
+    def _reset_for(self, test: str, handles: Mapping[str, ServerHandle]) -> None:
+        for name, handle in handles.items():
+            spec = self.config.servers[name]
+            with self._lock:
+                last = self._last_test.get(handle.container_id)
+                self._last_test[handle.container_id] = test
+            if spec.reset is not None and last is not None and last != test:
+                self._reset(spec, handle)
+
+    def _used_before(self, container: str, by: str) -> None:
+        """Tests outside this process used ``container``: reset it before our first test."""
+        with self._lock:
+            self._last_test[container] = by
+
+    def _reset(self, spec: ServerSpec, handle: ServerHandle) -> None:
+        """Exec ``reset``; anything but exit code 0 fails the test about to run, with the output."""
+        assert spec.reset is not None
+        argv = list(spec.reset)  # as written, for the messages: a secret in it stays ${NAME}
+        engine = self.engine()
+        expanded = list(variables.expand_argv(spec.reset, self.launcher.environment(spec)))
+        with engine.deadline(time.monotonic() + spec.timeout):
+            try:
+                code, output = engine.exec(handle.container_id, expanded)
+            except EngineError as exc:
+                why = self.redact(str(exc))
+                raise ResetError(spec.name, f"reset {argv} could not run: {why}") from None
+        text = self.redact(output.decode("utf-8", "replace"))
+        if code is None:
+            raise ResetError(spec.name, f"reset {argv} could not run: the server is not running")
+        if code != 0:
+            raise ResetError(spec.name, f"reset {argv} exited with code {code}", output=text)
+
+    # starting: which container a server gets
+    def _ensure(self, name: str) -> None:
+        with self._server_locks[name]:
+            if name in self._handles:
+                return
+            if name in self._failures:
+                raise self._failures[name]
+            spec = self.config.servers[name]
+            try:
+                with self._as_server_error(spec):
+                    if self.shared and spec.share == "run":
+                        handle, elsewhere = self.sharing.handle(
+                            spec, self._start, self.kept.held_by_worker
+                        )
+                        if elsewhere:  # other workers' tests may have used it
+                            self._used_before(handle.container_id, "(another xdist worker)")
+                    else:
+                        handle = self._start(spec)
+            except TestserverError as exc:
+                self._failures[name] = exc
+                raise
+            with self._lock:
+                self._handles[name] = handle
+
+    def _start_instance(self, spec: ServerSpec, instance: str) -> ServerHandle:
+        """One fresh container of a server whose scope is shorter than the session."""
+        with self._as_server_error(spec):
+            return self._start(spec, instance)
+
+    def _start(self, spec: ServerSpec, instance: str | None = None) -> ServerHandle:
+        """Start ``spec`` as ``instance`` (its own name for a session server) until it is
+        ready: the kept container when reuse allows, else a fresh one."""
+        launch = self.launcher.launch(spec, instance)
+        step = self.launcher.image_step(launch)
+        if self.kept.reusable(spec):
+            kept = self.kept.start(launch, step)
+            if kept is not None:
+                handle, earlier = kept
+                if earlier:  # reset before this run's first test
+                    self._used_before(handle.container_id, "(an earlier run)")
+                return handle
+        return self.launcher.start(launch, step)
+
+    @contextlib.contextmanager
+    def _as_server_error(self, spec: ServerSpec) -> Iterator[None]:
+        """Every error on the start path is a ``testserver:`` message naming the server."""
+        try:
+            yield
+        except ServerError:
+            raise
+        except EngineUnavailable as exc:
+            raise exc.for_server(spec.name) from None
+        except TestserverError as exc:
+            text = str(exc)
+            text = text.removeprefix("testserver: ")
+            if text.startswith(f"server {spec.name!r}: "):
+                raise
+            raise StartError(spec.name, text) from None
+
+    def _event(self, kind: str, text: str) -> None:
+        """Progress for the terminal: kind is "engine", "build-step", "build-output", "progress"
+        (a build context's size, a pull's end), "heartbeat" (a long step, a pull under way: a
+        later one replaces it), "ready", "instance" or "warning"."""
+        if self._on_event is not None:
+            self._on_event(kind, text)
+
+    # the end of the run
+    def close(self) -> list[str]:
+        """Remove this process's containers and networks; returns the problems met."""
+        self.begin_close()
+        return self.finish_close()
+
+    def begin_close(self) -> None:
+        """Start removing everything in the background; ``finish_close`` waits for it."""
+        if not self.cleanup.begin_close():
+            return  # sessionfinish began it; unconfigure is only a safety net
+        for instances in self._scoped.values():
+            instances.close()  # no more spares
+        self.cleanup.start_removal(self._before_removal, self.sharing.close)
+
+    def _before_removal(self, deadline: float) -> list[str]:
+        problems = self.kept.release()
+        if not self.settings.keep:
+            for instances in self._scoped.values():
+                instances.wait_released(deadline)
+        return problems
+
+    def finish_close(self) -> list[str]:
+        """Wait for the removal ``begin_close`` started; its problems, reported once."""
+        return self.cleanup.finish_close()
+
+    def keep_message(self) -> str | None:
+        return self.cleanup.keep_message()
