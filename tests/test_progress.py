@@ -29,7 +29,7 @@ from pytest_testserver.image import (
     plan_generated,
     step_instruction,
 )
-from pytest_testserver.plugin import shown_kinds
+from pytest_testserver.terminal import shown_kinds
 from pytest_testserver.progress import Heartbeat, PullProgress, megabytes, strip_controls
 from tests.conftest import servers_yaml
 
