@@ -26,7 +26,6 @@ from .sources import (
     BIND_ADDRESS_ENV,
     BIND_LOCAL_ENV,
     DEFAULT_CONFIG,
-    SETTINGS_INI,
     SETTINGS_OPTIONS,
     Declaration,
     config_path,
@@ -180,7 +179,7 @@ def read_config(config: pytest.Config) -> tuple[RunSettings, ServerConfig | None
     configuration is a usage error."""
     try:
         settings = read_settings(
-            ini={name: config.getini(name) for name in SETTINGS_INI},
+            ini=config.getini,
             options={name: config.getoption(name) for name in SETTINGS_OPTIONS},
             environ=os.environ,
             project=str(config.rootpath),

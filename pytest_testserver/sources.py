@@ -23,15 +23,6 @@ DEFAULT_CONFIG = "testservers.yaml"
 BIND_LOCAL_ENV = "TESTSERVER_BIND_LOCAL"
 BIND_ADDRESS_ENV = "TESTSERVER_BIND_ADDRESS"  # wins over the ini: a CI job's engine decides it
 
-# The ini settings read_settings takes (their values, as pytest's ini parser gives them).
-SETTINGS_INI = (
-    "testserver_bind_address",
-    "testserver_bind_local",
-    "testserver_unavailable",
-    "testserver_spares",
-    "testserver_reuse",
-    "testserver_reuse_idle",
-)
 # The command-line options it takes (their values; a flag not given is False or None).
 SETTINGS_OPTIONS = (
     "testserver_bind_local",
@@ -42,33 +33,37 @@ SETTINGS_OPTIONS = (
 
 
 def read_settings(
-    ini: Mapping[str, object],
+    ini: Callable[[str], object],
     options: Mapping[str, object],
     environ: Mapping[str, str],
     project: str,
 ) -> RunSettings:
     """The run's settings: the environment wins over the ini for the bind address; a switch is
-    on when the command line, the ini or (bind-local) the environment turns it on."""
+    on when the command line, the ini or (bind-local) the environment turns it on.
+
+    ``ini(name)`` gives an ini setting's value as pytest parses it; it is asked only for what
+    decides (an option given, the ini's bool is not read).
+    """
     address_env = environ.get(BIND_ADDRESS_ENV)
     return RunSettings(
         bind_address=run_settings.bind_address(
-            address_env or ini["testserver_bind_address"],
+            address_env or ini("testserver_bind_address"),
             f"${BIND_ADDRESS_ENV}" if address_env else "ini testserver_bind_address",
         ),
         bind_local=bool(
             options["testserver_bind_local"]
-            or ini["testserver_bind_local"]
+            or ini("testserver_bind_local")
             or run_settings.flag(environ.get(BIND_LOCAL_ENV, ""))
         ),
         keep=bool(options["testserver_keep"]),
         rebuild=bool(options["testserver_rebuild"]),
         unavailable=run_settings.unavailable(
-            ini["testserver_unavailable"], "ini testserver_unavailable"
+            ini("testserver_unavailable"), "ini testserver_unavailable"
         ),
-        spares=run_settings.spares(ini["testserver_spares"], "ini testserver_spares"),
-        reuse=bool(options["testserver_reuse"] or ini["testserver_reuse"]),
+        spares=run_settings.spares(ini("testserver_spares"), "ini testserver_spares"),
+        reuse=bool(options["testserver_reuse"] or ini("testserver_reuse")),
         reuse_idle=run_settings.idle_time(
-            ini["testserver_reuse_idle"], "ini testserver_reuse_idle"
+            ini("testserver_reuse_idle"), "ini testserver_reuse_idle"
         ),
         project=project,
     )

@@ -2079,7 +2079,7 @@ def settings_from(
     from pytest_testserver.sources import read_settings
 
     return read_settings(
-        {**INI_DEFAULTS, **(ini or {})},
+        {**INI_DEFAULTS, **(ini or {})}.__getitem__,
         {**NO_OPTIONS, **(options or {})},
         environ or {},
         "/project",
@@ -2200,3 +2200,16 @@ def test_the_yaml_file_and_the_hooks_combine_and_a_server_declared_twice_is_an_e
     twice = {"web": {"image": "nginx:1", "ports": [80]}}
     with pytest.raises(ConfigError, match="web"):
         read_servers(path, named=False, declarations=[hook(twice)])
+
+
+def test_an_ini_switch_is_not_read_when_the_option_turns_it_on() -> None:
+    from pytest_testserver.sources import read_settings
+
+    def ini(name: str) -> object:
+        if name in ("testserver_bind_local", "testserver_reuse"):
+            raise AssertionError(f"{name} was read")
+        return INI_DEFAULTS[name]
+
+    options = {**NO_OPTIONS, "testserver_bind_local": True, "testserver_reuse": True}
+    settings = read_settings(ini, options, {}, "/project")
+    assert (settings.bind_local, settings.reuse) == (True, True)
