@@ -3,7 +3,8 @@
 Each such server has one current container, bound to the scope it was handed to (a module's,
 a class's or a test's node id), and warm spares: containers already started and readied in the
 background, so that the next scope gets a fresh server without waiting for its start. Nothing
-here talks to the engine: the pool gives each ``Instances`` how to start and remove one.
+here talks to the engine: the pool gives each ``Instances`` how to start and remove one. The
+``Plan`` says which tests come next, so that spares are started for the scopes they will need.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from .errors import TestserverError
 from .handle import ServerHandle
@@ -155,3 +157,61 @@ class Instances:
     def _next_instance(self) -> str:
         self._count += 1
         return instance_name(self.server, self._count)
+
+
+# How far ahead of the running test warm spares are planned (without xdist: under xdist a worker
+# knows only its next test).
+LOOKAHEAD = 100
+
+
+@dataclass(frozen=True)
+class PlannedTest:
+    """A selected test that will run: its node id, the servers its markers name, and its key
+    for each scope (only for a test that names some server)."""
+
+    nodeid: str
+    servers: tuple[str, ...] = ()
+    keys: ScopeKeys = field(default_factory=dict)
+
+
+class Plan:
+    """The selected tests that will run, in order, and the servers their markers name: which
+    session servers to start ahead, and for which scopes to come each scoped server needs a
+    spare."""
+
+    def __init__(self, tests: list[PlannedTest], *, worker: bool) -> None:
+        self._order = [test.nodeid for test in tests]
+        self._position = {nodeid: i for i, nodeid in enumerate(self._order)}
+        self._tests = {test.nodeid: test for test in tests if test.servers}
+        self.worker = worker  # an xdist worker runs an unknown part of the tests, in any order
+
+    def needed(self, declared: Iterable[str]) -> list[str]:
+        """The declared servers some test of the plan names, sorted."""
+        names = set(declared)
+        return sorted({n for test in self._tests.values() for n in test.servers if n in names})
+
+    def upcoming(self, after: str | None, next_test: str | None = None) -> list[str]:
+        """The node ids of the tests to come after ``after`` (from the first test when None).
+
+        A worker knows only its next test (``next_test``); without xdist it is the plan's next
+        ``LOOKAHEAD`` tests, and none after a test the plan does not hold.
+        """
+        if after is None:
+            return self._order[:LOOKAHEAD]
+        if self.worker:
+            return [next_test] if next_test is not None else []
+        start = self._position.get(after, -1) + 1
+        return self._order[start : start + LOOKAHEAD] if start else []
+
+    def spares(
+        self, scoped: Mapping[str, str], after: str | None, next_test: str | None = None
+    ) -> dict[str, list[str]]:
+        """For each scoped server (name -> its scope), the scope keys of the tests to come that
+        name it, in order; servers no upcoming test names are left out."""
+        upcoming = [self._tests[n] for n in self.upcoming(after, next_test) if n in self._tests]
+        wanted: dict[str, list[str]] = {}
+        for name, scope in scoped.items():
+            keys = [test.keys[scope] for test in upcoming if name in test.servers]
+            if keys:
+                wanted[name] = keys
+        return wanted

@@ -2051,3 +2051,165 @@ def test_the_reuse_definition_includes_host_ports() -> None:
     assert digest(["2121:21"]) != digest([21])
     assert digest(["21:21"]) != digest([21])
     assert digest(["21:21"]) == digest([21], RunSettings(bind_local=True))
+
+
+# --- which source wins: sources.py, on plain values ----------------------------------------------
+
+INI_DEFAULTS: dict[str, object] = {
+    "testserver_bind_address": "127.0.0.1",
+    "testserver_bind_local": False,
+    "testserver_unavailable": "error",
+    "testserver_spares": "1",
+    "testserver_reuse": False,
+    "testserver_reuse_idle": "1800",
+}
+NO_OPTIONS: dict[str, object] = {
+    "testserver_bind_local": False,
+    "testserver_keep": False,
+    "testserver_rebuild": None,
+    "testserver_reuse": False,
+}
+
+
+def settings_from(
+    ini: dict[str, object] | None = None,
+    options: dict[str, object] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Any:
+    from pytest_testserver.sources import read_settings
+
+    return read_settings(
+        {**INI_DEFAULTS, **(ini or {})}.__getitem__,
+        {**NO_OPTIONS, **(options or {})},
+        environ or {},
+        "/project",
+    )
+
+
+def test_settings_default_to_the_ini_defaults() -> None:
+    from pytest_testserver.settings import RunSettings
+
+    assert settings_from() == RunSettings(project="/project")
+
+
+def test_the_bind_address_of_the_environment_wins_over_the_ini() -> None:
+    ini = {"testserver_bind_address": "0.0.0.0"}
+    assert settings_from(ini).bind_address == "0.0.0.0"
+    env = {"TESTSERVER_BIND_ADDRESS": "::1"}
+    assert settings_from(ini, environ=env).bind_address == "::1"
+    assert settings_from(ini, environ={"TESTSERVER_BIND_ADDRESS": ""}).bind_address == "0.0.0.0"
+
+
+def test_a_bad_bind_address_names_the_source_it_came_from() -> None:
+    with pytest.raises(ConfigError, match=r"\$TESTSERVER_BIND_ADDRESS"):
+        settings_from(environ={"TESTSERVER_BIND_ADDRESS": "localhost"})
+    with pytest.raises(ConfigError, match="ini testserver_bind_address"):
+        settings_from({"testserver_bind_address": "localhost"})
+
+
+@pytest.mark.parametrize(
+    ("ini", "options", "environ", "on"),
+    [
+        ({}, {}, {}, False),
+        ({"testserver_bind_local": True}, {}, {}, True),
+        ({}, {"testserver_bind_local": True}, {}, True),
+        ({}, {}, {"TESTSERVER_BIND_LOCAL": "1"}, True),
+        ({}, {}, {"TESTSERVER_BIND_LOCAL": "off"}, False),
+        ({"testserver_bind_local": True}, {}, {"TESTSERVER_BIND_LOCAL": "0"}, True),
+    ],
+)
+def test_bind_local_is_on_when_any_source_turns_it_on(
+    ini: dict[str, object], options: dict[str, object], environ: dict[str, str], on: bool
+) -> None:
+    assert settings_from(ini, options, environ).bind_local is on
+
+
+def test_reuse_is_on_from_the_option_or_the_ini_keep_and_rebuild_only_from_options() -> None:
+    assert settings_from({"testserver_reuse": True}).reuse
+    assert settings_from(options={"testserver_reuse": True}).reuse
+    both = settings_from(options={"testserver_keep": True, "testserver_rebuild": True})
+    assert (both.keep, both.rebuild) == (True, True)
+
+
+def test_ini_values_are_parsed_and_a_bad_one_names_its_ini_key() -> None:
+    parsed = settings_from(
+        {
+            "testserver_spares": "3",
+            "testserver_unavailable": "skip",
+            "testserver_reuse_idle": "60",
+        }
+    )
+    assert (parsed.spares, parsed.unavailable, parsed.reuse_idle) == (3, "skip", 60.0)
+    with pytest.raises(ConfigError, match="ini testserver_spares"):
+        settings_from({"testserver_spares": "9"})
+
+
+def test_the_config_option_is_relative_to_the_invocation_folder_the_ini_to_the_ini_file() -> None:
+    from pytest_testserver.sources import config_path
+
+    here, ini_dir = Path("/work/sub"), Path("/work")
+    assert config_path("x.yaml", "y.yaml", invocation_dir=here, ini_dir=ini_dir) == (
+        here / "x.yaml",
+        True,
+    )
+    assert config_path(None, "y.yaml", invocation_dir=here, ini_dir=ini_dir) == (
+        ini_dir / "y.yaml",
+        True,
+    )
+    # the default name is not the user's choice: a missing file means no servers, not an error
+    assert config_path(None, "testservers.yaml", invocation_dir=here, ini_dir=ini_dir) == (
+        ini_dir / "testservers.yaml",
+        False,
+    )
+
+
+def test_a_named_config_file_must_exist_an_unnamed_one_may_not(tmp_path: Path) -> None:
+    from pytest_testserver.sources import read_servers
+
+    missing = tmp_path / "testservers.yaml"
+    assert read_servers(missing, named=False, declarations=[]) is None
+    with pytest.raises(ConfigError, match=r"config file .* does not exist"):
+        read_servers(missing, named=True, declarations=[])
+
+
+def test_the_yaml_file_and_the_hooks_combine_and_a_server_declared_twice_is_an_error(
+    tmp_path: Path,
+) -> None:
+    from pytest_testserver.sources import Declaration, read_servers
+
+    path = tmp_path / "testservers.yaml"
+    path.write_text("servers:\n  web:\n    image: nginx:1\n    ports: [80]\n")
+    calls: list[str] = []
+
+    def hook(servers: dict[str, object] | None) -> Declaration:
+        def call() -> object:
+            calls.append("called")
+            return {"servers": servers} if servers is not None else None
+
+        return Declaration(call=call, where=tmp_path / "conftest.py", function="declare")
+
+    db = {"db": {"image": "redis:7", "ports": [6379]}}
+    combined = read_servers(path, named=False, declarations=[hook(db), hook(None)])
+    assert combined is not None
+    assert sorted(combined.servers) == ["db", "web"]
+    assert calls == ["called", "called"]
+    only_hooks = read_servers(tmp_path / "none.yaml", named=False, declarations=[hook(db)])
+    assert only_hooks is not None
+    assert "conftest.py::declare" in only_hooks.source
+    assert read_servers(tmp_path / "none.yaml", named=False, declarations=[hook(None)]) is None
+    twice = {"web": {"image": "nginx:1", "ports": [80]}}
+    with pytest.raises(ConfigError, match="web"):
+        read_servers(path, named=False, declarations=[hook(twice)])
+
+
+def test_an_ini_switch_is_not_read_when_the_option_turns_it_on() -> None:
+    from pytest_testserver.sources import read_settings
+
+    def ini(name: str) -> object:
+        if name in ("testserver_bind_local", "testserver_reuse"):
+            raise AssertionError(f"{name} was read")
+        return INI_DEFAULTS[name]
+
+    options = {**NO_OPTIONS, "testserver_bind_local": True, "testserver_reuse": True}
+    settings = read_settings(ini, options, {}, "/project")
+    assert (settings.bind_local, settings.reuse) == (True, True)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from pytest_testserver.errors import StartError
-from pytest_testserver.lifetimes import Instances
+from pytest_testserver.lifetimes import LOOKAHEAD, Instances, Plan, PlannedTest
 from tests.conftest import servers_yaml, wait_for
 from tests.test_xdist_and_crashes import REAP_WITHIN, container_creations, nothing_left, run_of
 
@@ -534,3 +534,59 @@ def test_two_servers_linking_to_one_scoped_server_get_one_container() -> None:
         thread.join()
     assert handles[0] is handles[1]
     assert fake.events == [("start", "web.1")]
+
+
+# -- the plan: which session servers start ahead, which scopes get spares ------------------------
+
+
+def planned(nodeid: str, *servers: str) -> PlannedTest:
+    module = nodeid.partition("::")[0]
+    keys = {"function": nodeid, "class": nodeid, "module": module}
+    return PlannedTest(nodeid, servers, keys if servers else {})
+
+
+def test_the_plan_starts_ahead_only_declared_servers_a_test_names() -> None:
+    plan = Plan(
+        [planned("a.py::t1", "web", "db"), planned("a.py::t2"), planned("b.py::t3", "ghost")],
+        worker=False,
+    )
+    assert plan.needed(["db", "web", "cache"]) == ["db", "web"]
+    assert Plan([planned("a.py::t1")], worker=False).needed(["web"]) == []
+
+
+def test_spares_are_planned_for_the_tests_after_the_current_one_in_order() -> None:
+    tests = [
+        planned("a.py::t1", "web"),
+        planned("a.py::t2"),
+        planned("b.py::t3", "web", "db"),
+        planned("c.py::t4", "web"),
+    ]
+    plan = Plan(tests, worker=False)
+    scoped = {"web": "module", "db": "function"}
+    assert plan.spares(scoped, None) == {
+        "web": ["a.py", "b.py", "c.py"],
+        "db": ["b.py::t3"],
+    }
+    assert plan.spares(scoped, "a.py::t2") == {"web": ["b.py", "c.py"], "db": ["b.py::t3"]}
+    assert plan.spares(scoped, "c.py::t4") == {}  # the last test: nothing to come
+    assert plan.spares(scoped, "x.py::not_planned") == {}  # a test the plan does not hold
+
+
+def test_spares_look_only_lookahead_tests_ahead() -> None:
+    tests = [planned(f"m{i}.py::t", "web") for i in range(LOOKAHEAD + 10)]
+    plan = Plan(tests, worker=False)
+    keys = plan.spares({"web": "module"}, None)["web"]
+    assert keys == [f"m{i}.py" for i in range(LOOKAHEAD)]
+    after = plan.spares({"web": "module"}, "m5.py::t")["web"]
+    assert after[0] == "m6.py"
+    assert len(after) == LOOKAHEAD
+
+
+def test_a_worker_plans_spares_only_for_its_next_test() -> None:
+    tests = [planned("a.py::t1", "web"), planned("b.py::t2", "web"), planned("c.py::t3", "web")]
+    plan = Plan(tests, worker=True)
+    assert plan.spares({"web": "module"}, "a.py::t1", "c.py::t3") == {"web": ["c.py"]}
+    assert plan.spares({"web": "module"}, "a.py::t1", None) == {}
+    # a next test that will not run (skipped: not in the plan) needs no spare
+    assert plan.spares({"web": "module"}, "a.py::t1", "d.py::skipped") == {}
+    assert plan.spares({"web": "module"}, None) == {"web": ["a.py", "b.py", "c.py"]}

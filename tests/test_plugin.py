@@ -316,3 +316,101 @@ def test_a_marker_naming_a_server_without_any_declared_is_one_line(
         ]
     )
     assert "KeyError" not in result.stdout.str()
+
+
+RUN_MARKS = """
+    import pytest
+
+    def test_plain(): pass
+
+    @pytest.mark.skip
+    def test_skip(): pass
+
+    @pytest.mark.skipif(True, reason="r")
+    def test_skipif_true(): pass
+
+    @pytest.mark.skipif(False, reason="r")
+    def test_skipif_false(): pass
+
+    @pytest.mark.skipif("sys.platform != 'no-such-platform'")
+    def test_skipif_string(): pass
+
+    @pytest.mark.skipif("feature_off")
+    def test_skipif_namespace(): pass
+
+    @pytest.mark.skipif("undefined_name")
+    def test_skipif_bad_condition(): pass
+
+    @pytest.mark.xfail(run=False)
+    def test_xfail_not_run(): pass
+
+    @pytest.mark.xfail("sys.platform == 'no-such-platform'", run=False)
+    def test_xfail_condition_false(): pass
+
+    @pytest.mark.xfail
+    def test_xfail_runs(): pass
+"""
+
+
+@pytest.mark.parametrize("runxfail", [False, True])
+def test_will_run_reads_skip_and_xfail_marks_as_pytest_does(
+    pytester: pytest.Pytester, runxfail: bool
+) -> None:
+    # will_run is the one use of pytest's private _pytest.skipping (which tests the plan starts
+    # servers for): string conditions and pytest_markeval_namespace need pytest's evaluation.
+    # A pytest that moves that API makes this fail, rather than quietly planning skipped tests.
+    pytester.makeconftest(
+        """
+        from pytest_testserver.session import _unconditionally_kept_from_running, will_run
+
+        def pytest_markeval_namespace():
+            return {"feature_off": True}
+
+        def pytest_collection_modifyitems(items):
+            for item in items:
+                print(f"will_run {item.name} {will_run(item)}")
+                print(f"fallback {item.name} {not _unconditionally_kept_from_running(item)}")
+        """
+    )
+    pytester.makepyfile(RUN_MARKS)
+    result = pytester.runpytest("-s", "--collect-only", "-q", *(["--runxfail"] * runxfail))
+    seen = dict(line.split()[1:] for line in result.stdout.lines if line.startswith("will_run "))
+    assert seen == {
+        "test_plain": "True",
+        "test_skip": "False",
+        "test_skipif_true": "False",
+        "test_skipif_false": "True",
+        "test_skipif_string": "False",
+        "test_skipif_namespace": "False",
+        "test_skipif_bad_condition": "False",  # pytest's error, at setup: no server for it
+        "test_xfail_not_run": str(runxfail),
+        "test_xfail_condition_false": "True",
+        "test_xfail_runs": "True",
+    }
+    # Without the private API: unconditional marks only, any string condition is planned.
+    fallback = dict(
+        line.split()[1:] for line in result.stdout.lines if line.startswith("fallback ")
+    )
+    strings = ("test_skipif_string", "test_skipif_namespace", "test_skipif_bad_condition")
+    assert fallback == {**seen, **dict.fromkeys(strings, "True")}
+
+
+def test_a_mark_condition_pytest_cannot_evaluate_is_its_error_at_setup_not_ours(
+    pytester: pytest.Pytester, no_engine: None
+) -> None:
+    (pytester.path / "testservers.yaml").write_text(servers_yaml(web=HTTPD))
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.skipif("undefined_name")
+        @pytest.mark.testserver("web")
+        def test_bad_condition(testserver): pass
+
+        def test_ok(): pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*Error evaluating 'skipif' condition*"])
+    assert "INTERNALERROR" not in result.stdout.str()

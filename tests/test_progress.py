@@ -29,8 +29,8 @@ from pytest_testserver.image import (
     plan_generated,
     step_instruction,
 )
-from pytest_testserver.plugin import shown_kinds
 from pytest_testserver.progress import Heartbeat, PullProgress, megabytes, strip_controls
+from pytest_testserver.terminal import Progress, relay_from, shown_kinds, worker_events
 from tests.conftest import servers_yaml
 
 ESC = "\x1b"
@@ -541,3 +541,83 @@ def test_heartbeats_kept_while_a_test_runs_are_shown_once_when_it_ends(
     assert len(beats) == 1, result.stdout.lines
     seconds = int(beats[0].rsplit("(", 1)[1].split()[0])
     assert seconds >= 10, beats  # the second heartbeat or a later one, not the first
+
+
+# ---------------------------------------------------------------- the terminal relay (no pytest)
+
+
+def recording_progress(verbosity: int = 0) -> tuple[Progress, list[str]]:
+    written: list[str] = []
+    progress = Progress(
+        verbosity, write=written.append, warn=lambda text: written.append(f"WARN {text}")
+    )
+    return progress, written
+
+
+def in_thread(fn: Any, *args: Any) -> None:
+    thread = threading.Thread(target=fn, args=args)
+    thread.start()
+    thread.join()
+
+
+def test_lines_from_a_background_start_wait_for_the_main_thread_newest_heartbeat_only() -> None:
+    progress, written = recording_progress()
+    in_thread(progress, "ready", "web: ready")
+    in_thread(progress, "heartbeat", "web: building, RUN a (5 s)")
+    in_thread(progress, "heartbeat", "db: building, RUN b (5 s)")
+    in_thread(progress, "heartbeat", "web: building, RUN a (10 s)")
+    assert written == []  # a test runs: its capture must not let them through
+    progress.flush()
+    assert written == [
+        "testserver: web: ready",
+        "testserver: db: building, RUN b (5 s)",
+        "testserver: web: building, RUN a (10 s)",
+    ]
+
+
+def test_while_the_main_thread_waits_for_servers_lines_are_written_as_they_come() -> None:
+    progress, written = recording_progress()
+    with progress.waiting():
+        in_thread(progress, "ready", "web: ready")
+        assert written == ["testserver: web: ready"]
+    in_thread(progress, "ready", "db: ready")
+    assert written == ["testserver: web: ready"]
+
+
+def test_kinds_the_verbosity_hides_are_dropped_and_warnings_go_to_warn() -> None:
+    progress, written = recording_progress(verbosity=-1)
+    progress("ready", "web: ready")
+    progress("warning", "something odd")
+    assert written == ["WARN something odd"]
+
+
+def test_a_workers_lines_are_relayed_with_its_id_and_odd_messages_ignored() -> None:
+    progress, written = recording_progress()
+
+    class Channel:
+        def setcallback(self, callback: Any, endmarker: object) -> None:
+            self.callback = callback
+
+    channel = relay_from(progress, "gw1", Channel())
+    channel.callback(("ready", "web: ready"))
+    channel.callback("not a pair")
+    channel.callback(("instance", "hidden at the default verbosity"))
+    assert written == ["[gw1] testserver: web: ready"]
+
+
+def test_a_worker_sends_what_its_verbosity_shows_and_prints_warnings(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sent: list[object] = []
+
+    class Channel:
+        def send(self, message: object) -> None:
+            sent.append(message)
+
+    on_event = worker_events(Channel(), verbosity=0)
+    on_event("ready", "web: ready")
+    on_event("build-output", "hidden")
+    on_event("warning", "careful")
+    assert sent == [("ready", "web: ready")]
+    assert capsys.readouterr().err == "testserver: warning: careful\n"
+    worker_events(None, 0)("ready", "no controller to tell")  # no channel: nothing breaks

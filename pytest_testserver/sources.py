@@ -1,0 +1,156 @@
+"""Which source of configuration wins: ini, command line, environment, YAML file, conftest hooks.
+
+Plain values in, frozen values out: the plugin reads pytest's ini values, options and hooks and
+passes them here; nothing in this module knows pytest. Read at every pytest start, so kept light:
+the YAML reader and the validation are imported only once some server is declared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import settings as run_settings
+from .errors import ConfigError
+from .settings import RunSettings
+
+if TYPE_CHECKING:
+    from .config import ServerConfig
+
+DEFAULT_CONFIG = "testservers.yaml"
+BIND_LOCAL_ENV = "TESTSERVER_BIND_LOCAL"
+BIND_ADDRESS_ENV = "TESTSERVER_BIND_ADDRESS"  # wins over the ini: a CI job's engine decides it
+
+# The command-line options it takes (their values; a flag not given is False or None).
+SETTINGS_OPTIONS = (
+    "testserver_bind_local",
+    "testserver_keep",
+    "testserver_rebuild",
+    "testserver_reuse",
+)
+
+
+def read_settings(
+    ini: Callable[[str], object],
+    options: Mapping[str, object],
+    environ: Mapping[str, str],
+    project: str,
+) -> RunSettings:
+    """The run's settings: the environment wins over the ini for the bind address; a switch is
+    on when the command line, the ini or (bind-local) the environment turns it on.
+
+    ``ini(name)`` gives an ini setting's value as pytest parses it; it is asked only for what
+    decides (an option given, the ini's bool is not read).
+    """
+    address_env = environ.get(BIND_ADDRESS_ENV)
+    return RunSettings(
+        bind_address=run_settings.bind_address(
+            address_env or ini("testserver_bind_address"),
+            f"${BIND_ADDRESS_ENV}" if address_env else "ini testserver_bind_address",
+        ),
+        bind_local=bool(
+            options["testserver_bind_local"]
+            or ini("testserver_bind_local")
+            or run_settings.flag(environ.get(BIND_LOCAL_ENV, ""))
+        ),
+        keep=bool(options["testserver_keep"]),
+        rebuild=bool(options["testserver_rebuild"]),
+        unavailable=run_settings.unavailable(
+            ini("testserver_unavailable"), "ini testserver_unavailable"
+        ),
+        spares=run_settings.spares(ini("testserver_spares"), "ini testserver_spares"),
+        reuse=bool(options["testserver_reuse"] or ini("testserver_reuse")),
+        reuse_idle=run_settings.idle_time(
+            ini("testserver_reuse_idle"), "ini testserver_reuse_idle"
+        ),
+        project=project,
+    )
+
+
+def config_path(
+    option: str | None, ini: str, *, invocation_dir: Path, ini_dir: Path
+) -> tuple[Path, bool]:
+    """The YAML file to read, and whether the user named it (then it must exist): the option is
+    relative to where pytest was started, the ini value to the ini file's folder (``ini_dir``,
+    the rootdir when there is no ini file)."""
+    if option:
+        return invocation_dir / option, True
+    return ini_dir / ini, ini != DEFAULT_CONFIG
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One ``pytest_testserver_servers`` implementation: ``call()`` returns its mapping (or
+    None); ``where`` is the file it is in (relative paths resolve against its folder)."""
+
+    call: Callable[[], object]
+    where: Path
+    function: str
+
+
+def read_servers(
+    path: Path,
+    named: bool,
+    declarations: Sequence[Declaration],
+    state_dir: str | None = None,
+) -> ServerConfig | None:
+    """The servers of the YAML file and of conftest hooks, validated and combined; None if none.
+
+    A file the user named must exist; a server declared in two places is an error wherever it
+    is. ``state_dir``: the run's private folder, when the xdist controller chose it.
+    """
+    has_file = path.is_file()
+    if named and not has_file:
+        raise missing_config(path)
+    if not declarations and not has_file:
+        return None
+    from .config import combine, display_path, parse_config
+
+    sources: list[tuple[object, Path, str]] = []
+    document = None
+    if has_file:
+        from .configcache import YamlDocument
+
+        document = YamlDocument.read(path, display_path(path), state_dir)
+        sources.append((document.data, path.parent, document.shown))
+    for declaration in declarations:
+        result = declaration.call()
+        if result is not None:
+            where = declaration.where
+            sources.append((result, where.parent, f"{display_path(where)}::{declaration.function}"))
+    if not sources:
+        return None
+    names = [declared_names(data) for data, _, _ in sources]
+    configs = [
+        parse_config(
+            data,
+            base=base,
+            source=source,
+            declared_elsewhere=tuple(n for j, other in enumerate(names) if j != i for n in other),
+        )
+        for i, (data, base, source) in enumerate(sources)
+    ]
+    combined = combine(configs)
+    if document is not None:
+        document.remember()  # it validated: the next run with the same bytes skips PyYAML
+    return combined
+
+
+def nothing_declared(path: Path) -> ServerConfig:
+    """An empty configuration that says where it looked."""
+    from .config import ServerConfig
+
+    return ServerConfig(f"{DEFAULT_CONFIG} (not found: {path})")
+
+
+def missing_config(path: Path) -> ConfigError:
+    from .validate import show  # quoted and escaped: a path is one line, whatever it holds
+
+    return ConfigError(f"testserver: config file {show(str(path), limit=300)} does not exist")
+
+
+def declared_names(data: object) -> list[str]:
+    servers = data.get("servers") if isinstance(data, dict) else None
+    return [name for name in servers if isinstance(name, str)] if isinstance(servers, dict) else []
