@@ -831,6 +831,55 @@ def test_closing_while_a_start_runs_removes_the_container_made_after(
     assert [dog.told for dog in spawned.watchdogs] == [["done"]]
 
 
+@pytest.mark.parametrize("how", ["kept", "shared"])
+def test_closing_while_a_server_gets_ready_leaves_nothing_for_later(
+    make_pool: MakePool, tmp_path: Path, state: Path, how: str
+) -> None:
+    """A container that would outlive this process (kept for later runs, published to the other
+    workers) is not handed over once the run is closing: it goes with the rest."""
+    engine = FakeEngine()
+    checking, go = threading.Event(), threading.Event()
+
+    def check(argv: list[str]) -> tuple[int, bytes]:
+        checking.set()
+        assert go.wait(WAIT)
+        return 0, b""
+
+    engine.exec_result = check
+    text = """
+        servers:
+          db: {image: busybox:stable, post_startup: [ready-yet]}
+    """
+    if how == "kept":
+        made = make_pool(text, engine, settings=RunSettings(reuse=True, project=str(tmp_path)))
+    else:
+        made = make_pool(text, engine, worker="gw0", shared=True)
+
+    start = Background(lambda: made.pool.get("db"))
+    assert checking.wait(WAIT)
+    made.pool.begin_close()
+    assert made.pool.finish_close() == []  # the removal does not wait for the start
+    go.set()
+    error = start.result()
+
+    assert str(error) == (
+        "testserver: server 'db': the test run ended while the server was starting"
+    )
+    assert engine.containers == {}
+    if how == "shared":
+        assert not (run_folder(state) / "server-db.json").exists()
+        return
+    name = kept_name(tmp_path)
+    folder = reuse_folder(state)
+    try:
+        assert not folder.exists(f"{name}.json")  # no record of a container that is gone
+        hold = Hold.take(folder, name, exclusive=True)  # nobody holds it any more
+        assert hold is not None
+        hold.release()
+    finally:
+        folder.close()
+
+
 def test_close_reports_what_the_engine_would_not_remove(
     make_pool: MakePool, spawned: Spawned
 ) -> None:
