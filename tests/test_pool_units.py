@@ -209,7 +209,19 @@ class FakeEngine:
             self.volumes.pop(name, None)
 
     def image_id(self, ref: str) -> str | None:
+        self._log("image_id", ref)
         return self.images.get(ref)
+
+    def image_exists(self, ref: str) -> bool:
+        self._log("image_exists", ref)
+        return ref in self.images
+
+    def pull(
+        self, ref: str, *, on_chunk: Callable[[Mapping[str, Any]], None] | None = None
+    ) -> None:
+        self._log("pull", ref)
+        with self._lock:
+            self.images[ref] = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
 
     def objects(self, labels: Mapping[str, str] | None = None) -> list[Found]:
         def matches(have: Mapping[str, str]) -> bool:
@@ -457,6 +469,39 @@ def test_a_failed_start_is_remembered_and_raised_again_without_a_second_create(
     assert again is first
     assert engine.called("create").count(name_of("a")) == 1
     assert made.pool.get("b").container_id == engine.by_name(name_of("b")).id  # type: ignore[union-attr]
+
+
+def test_an_image_that_is_here_costs_no_lookup_and_a_missing_one_is_pulled_once(
+    make_pool: MakePool,
+) -> None:
+    engine = FakeEngine(images={})
+    made = make_pool(TWO, engine)
+
+    made.pool.get("a")
+    made.pool.get("b")
+
+    steps = [(m, n) for m, n in engine.calls if m in ("create", "image_exists", "pull")]
+    assert steps == [
+        ("create", name_of("a")),  # optimistic: refused for the missing image
+        ("image_exists", IMAGE),
+        ("pull", IMAGE),
+        ("create", name_of("a")),
+        ("create", name_of("b")),  # here now: no lookup at all
+    ]
+
+
+def test_a_leftover_of_this_run_with_the_servers_name_is_replaced(make_pool: MakePool) -> None:
+    engine = FakeEngine()
+    # a worker that died while starting this server left its container behind
+    leftover = engine.add(name_of("a"), {LABEL_RUN: "run1", LABEL_SERVER: "a"}, running=False)
+    made = make_pool(TWO, engine)
+
+    handle = made.pool.get("a")
+
+    assert leftover not in engine.containers
+    assert engine.called("remove") == [name_of("a")]
+    assert engine.called("create") == [name_of("a"), name_of("a")]
+    assert handle.container_id in engine.containers
 
 
 RESETTABLE = """
@@ -756,6 +801,33 @@ def test_a_second_run_at_the_same_time_gets_a_container_of_its_own(
     assert engine.called("remove") == [name_of("db", "run2")]
     assert first.pool.close() == []
     assert set(engine.containers) == {kept.container_id}
+
+
+def test_a_kept_server_shared_by_workers_is_held_by_each(
+    make_pool: MakePool, reusing: RunSettings, tmp_path: Path, state: Path
+) -> None:
+    engine = FakeEngine()
+    a = make_pool(KEPT, engine, worker="gw0", shared=True, settings=reusing)
+    b = make_pool(KEPT, engine, worker="gw1", shared=True, settings=reusing)
+
+    kept = a.pool.get("db")
+    adopted = b.pool.get("db")  # a kept container carries no run label: adopted as kept
+    assert adopted.container_id == kept.container_id
+    assert engine.called("create") == [kept_name(tmp_path)]
+
+    name = kept_name(tmp_path)
+    folder = reuse_folder(state)
+    try:
+        assert a.pool.close() == []
+        # b's tests still use it: no idle watch or clean may remove it yet
+        assert Hold.take(folder, name, exclusive=True) is None
+        assert b.pool.close() == []
+        hold = Hold.take(folder, name, exclusive=True)
+        assert hold is not None
+        hold.release()
+    finally:
+        folder.close()
+    assert engine.called("remove") == []
 
 
 # cleanup
