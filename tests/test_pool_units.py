@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 SOURCE = "testservers.yaml"
 IMAGE = "busybox:stable"
 WAIT = 5.0  # bounds every wait on another thread: only a broken pool ever reaches it
-FUNCTION = "function"
 
 
 @dataclass
@@ -106,6 +105,11 @@ class FakeEngine:
     def by_name(self, name: str) -> FakeContainer | None:
         with self._lock:
             return next((c for c in self.containers.values() if c.name == name), None)
+
+    def id_of(self, name: str) -> str:
+        found = self.by_name(name)
+        assert found is not None, f"no container {name}"
+        return found.id
 
     def _new_id(self, kind: str) -> str:
         return hashlib.sha256(f"{kind}-{next(self._ids)}".encode()).hexdigest()
@@ -422,7 +426,7 @@ def test_links_start_before_the_server_that_needs_them(make_pool: MakePool) -> N
     steps = [(m, n) for m, n in engine.calls if m in ("create", "start")]
     assert steps.index(("start", name_of("db"))) < steps.index(("create", name_of("app")))
     assert steps.index(("start", name_of("cache"))) < steps.index(("create", name_of("app")))
-    assert handle.container_id == engine.by_name(name_of("app")).id  # type: ignore[union-attr]
+    assert handle.container_id == engine.id_of(name_of("app"))
     # the three share the run's network, made once
     assert engine.called("create_network") == ["testserver-run1"]
     assert {c.network for c in engine.containers.values()} == set(engine.networks)
@@ -468,7 +472,7 @@ def test_a_failed_start_is_remembered_and_raised_again_without_a_second_create(
     )
     assert again is first
     assert engine.called("create").count(name_of("a")) == 1
-    assert made.pool.get("b").container_id == engine.by_name(name_of("b")).id  # type: ignore[union-attr]
+    assert made.pool.get("b").container_id == engine.id_of(name_of("b"))
 
 
 def test_an_image_that_is_here_costs_no_lookup_and_a_missing_one_is_pulled_once(
@@ -554,7 +558,7 @@ def test_a_fresh_container_per_test_is_never_reset(make_pool: MakePool) -> None:
     )
 
     def keys(test: str) -> dict[str, str]:
-        return {"module": "m.py", "class": "m.py", FUNCTION: test}
+        return {"module": "m.py", "class": "m.py", "function": test}
 
     first = made.pool.get_many(["db"], test="t1", keys=keys("t1"))["db"]
     made.pool.release_scopes(keys("t2"))
