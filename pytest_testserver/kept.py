@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from . import ports
-from .cleanup import Cleanup
+from .cleanup import Cleanup, Closing
 from .config import ServerConfig, ServerSpec
 from .connection import Connection, Event
 from .errors import EngineError, TestserverError, UnsafeFolder
@@ -161,7 +161,13 @@ class KeptServers:
             self.cleanup.remove_quietly(spec.name)
             forget(folder, name)
             raise
-        self.cleanup.disown(spec.name)  # kept: the end of the run leaves it running
+        if not self.cleanup.disown(spec.name):  # kept: the end of the run leaves it running
+            # The run began to end while the server started: it stays the run's and goes with
+            # the rest (as a shared server does, sharing.py), never kept with a record and a
+            # hold that nothing would release (release() has run already).
+            hold.release()
+            forget(folder, name)
+            raise Closing(spec.name)
         with self._lock:
             self._kept[spec.name] = (name, container, hold)
         took = time.monotonic() - launch.started
