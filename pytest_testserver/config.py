@@ -51,6 +51,7 @@ SERVER_KEYS = (
     "scope",
     "wait",
     "reset",
+    "restart",
     "init",
     *OPTION_KEYS,
     "volumes",
@@ -60,6 +61,9 @@ HTTP_KEYS = ("port", "path", "status")
 TCP_KEYS = ("port", "expect")
 MAX_EXPECT = 200  # a banner's first bytes; more is a page, better checked with wait.log or http
 SHARE_MODES = ("run", "worker")
+# A session server that dies during the run: replaced by a fresh container for the next test
+# that asks ("fresh"), or every later test fails with how it died ("never").
+RESTART_MODES = ("fresh", "never")
 SCOPES = ("session", "module", "class", "function")  # longest-lived first
 TOP_KEYS = ("defaults", "servers")
 BUILD_KEYS = ("context", "dockerfile", "args", "target")
@@ -174,6 +178,8 @@ class ServerSpec:
     reset: tuple[str, ...] | None = None
     # a fresh container per pytest scope; anything but session is per xdist worker
     scope: str = "session"
+    # after a death during the run: "fresh" (a new container for the next test) or "never"
+    restart: str = "fresh"
     # the engine's init (tini, catatonit) as PID 1: it reaps zombies and forwards signals
     init: bool = False
     # user, working_dir, entrypoint, tmpfs, capabilities, shm_size, ulimits, sysctls, healthcheck
@@ -372,6 +378,7 @@ def parse_server(
         wait=parse_wait(*fields["wait"], names) if "wait" in fields else None,
         reset=argv(*entry) if (entry := get("reset")) else None,
         scope=scope,
+        restart=v.choice(*entry, RESTART_MODES) if (entry := get("restart")) else "fresh",
         init=v.boolean(*entry) if (entry := get("init")) else False,
         options=parse_entrypoint_variables(
             parse_options(get, has_command=get("command") is not None), get("entrypoint"), names

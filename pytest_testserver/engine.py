@@ -647,6 +647,24 @@ class Engine:
             raise
         return _HeldStream(stream, lambda: session.__exit__(None, None, None))
 
+    def container_events(
+        self, labels: Mapping[str, str], events: Sequence[str], since: float
+    ) -> LogStream:
+        """The engine's events (decoded) of the containers that carry ``labels``, from
+        ``since`` (seconds since the epoch, the engine's clock) on, as they come, until close()
+        or the engine goes; one connection (one SSH session)."""
+        session = self._session("events", self.api.timeout)
+        session.__enter__()
+        filters = {"type": ["container"], "event": list(events), "label": _filters(labels)}
+        try:
+            stream: LogStream = self._call_unbounded(
+                self.api.events, since=int(since), filters=filters, decode=True
+            )
+        except BaseException:
+            session.__exit__(None, None, None)
+            raise
+        return _HeldStream(stream, lambda: session.__exit__(None, None, None))
+
     def remove_container(self, container: str) -> None:
         try:
             self._call(self.api.remove_container, container, force=True, v=True)

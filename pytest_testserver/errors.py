@@ -111,6 +111,19 @@ class ServerExited(ServerError):
         )
 
 
+class ServerDied(ServerError):
+    """A server that was ready stopped during the run: how it died, and its last log lines."""
+
+    def __init__(self, server: str, why: str, log_tail: str = "") -> None:
+        self.why = why
+        self.server = server
+        self.log_tail = log_tail
+        text = f"testserver: server {server!r} died during the run: {why}"
+        if log_tail:
+            text += f"\n--- last lines of the log of {server!r} ---\n{log_tail.rstrip()}"
+        TestserverError.__init__(self, text)  # "server 'web' died", not "server 'web': died"
+
+
 class NotReady(ServerError):
     """A readiness check did not pass in time."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import readiness
 from .config import Port
 
 if TYPE_CHECKING:
@@ -96,9 +97,10 @@ class ServerHandle:
             raise TypeError(
                 "exec takes an argument list such as ['cat', '/etc/hosts'], not a string"
             )
-        code, output = self._engine().exec(self.container_id, list(argv))
+        engine = self._engine()
+        code, output = engine.exec(self.container_id, list(argv))
         if code is None:
-            raise RuntimeError(f"server {self.name!r} is not running")
+            raise readiness.died_error(engine, self.name, self.container_id, self._redact)
         text = output.decode("utf-8", "replace")
         return code, text if raw else self._redact(text)
 

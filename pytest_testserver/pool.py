@@ -16,14 +16,16 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from . import variables
+from . import readiness, variables
 from .cleanup import Cleanup
 from .config import ServerConfig, ServerSpec, secret_values
 from .connection import Connection
+from .deaths import DeathWatch
 from .errors import (
     EngineError,
     EngineUnavailable,
     ResetError,
+    ServerDied,
     ServerError,
     StartError,
     TestserverError,
@@ -96,6 +98,8 @@ class ServerPool:
         self._handles: dict[str, ServerHandle] = {}
         self._failures: dict[str, TestserverError] = {}
         self._last_test: dict[str, str] = {}  # container id -> the last test that used it
+        self._deaths = DeathWatch(context.run_id)
+        self._restarts: dict[str, int] = {}  # server -> how often it died and started afresh
         self._scoped = {
             name: Instances(
                 name,
@@ -142,7 +146,9 @@ class ServerPool:
         return handles
 
     # getting servers
-    def get(self, name: str, keys: ScopeKeys | None = None) -> ServerHandle:
+    def get(
+        self, name: str, keys: ScopeKeys | None = None, *, test: str | None = None
+    ) -> ServerHandle:
         """The handle of ``name``, starting it (and its links) on first use.
 
         ``keys`` are the asking test's scope keys: a server of a shorter scope than the session
@@ -150,15 +156,18 @@ class ServerPool:
         """
         handle = None
         for dependency in self.config.start_order(name):
-            handle = self._handle_of(dependency, keys)
+            handle = self._handle_of(dependency, keys, test)
         assert handle is not None
         return handle
 
-    def _handle_of(self, name: str, keys: ScopeKeys | None) -> ServerHandle:
+    def _handle_of(self, name: str, keys: ScopeKeys | None, test: str | None) -> ServerHandle:
         spec = self.config.servers[name]
         if spec.scope == "session":
-            self._ensure(name)
-            return self._handles[name]
+            self._ensure(name, test)
+            handle = self._handles[name]
+            if self._alive(handle):  # the common path: a dict lookup, no engine request
+                return handle
+            return self._after_death(spec, handle, test)
         if keys is None:
             raise StartError(
                 name,
@@ -176,20 +185,22 @@ class ServerPool:
         first to use that server's container.
         """
         wanted = list(dict.fromkeys(names))
-        handles = self._start_many(wanted, keys)
+        handles = self._start_many(wanted, keys, test)
         if test is not None:
             self._reset_for(test, handles)
         return handles
 
-    def _start_many(self, wanted: list[str], keys: ScopeKeys | None) -> dict[str, ServerHandle]:
+    def _start_many(
+        self, wanted: list[str], keys: ScopeKeys | None, test: str | None = None
+    ) -> dict[str, ServerHandle]:
         if len(wanted) <= 1:
-            return {name: self.get(name, keys) for name in wanted}
+            return {name: self.get(name, keys, test=test) for name in wanted}
         errors: list[BaseException] = []
         handles: dict[str, ServerHandle] = {}
 
         def start(name: str) -> None:
             try:
-                handles[name] = self.get(name, keys)
+                handles[name] = self.get(name, keys, test=test)
             except BaseException as exc:
                 errors.append(exc)
 
@@ -279,7 +290,7 @@ class ServerPool:
             raise ResetError(spec.name, f"reset {argv} exited with code {code}", output=text)
 
     # starting: which container a server gets
-    def _ensure(self, name: str) -> None:
+    def _ensure(self, name: str, test: str | None = None) -> None:
         with self._server_locks[name]:
             if name in self._handles:
                 return
@@ -288,19 +299,118 @@ class ServerPool:
             spec = self.config.servers[name]
             try:
                 with self._as_server_error(spec):
-                    if self.shared and spec.share == "run":
-                        handle, elsewhere = self.sharing.handle(
-                            spec, self._start, self.kept.held_by_worker
-                        )
-                        if elsewhere:  # other workers' tests may have used it
-                            self._used_before(handle.container_id, "(another xdist worker)")
-                    else:
-                        handle = self._start(spec)
+                    handle = (
+                        self._shared(spec, test) if self._is_shared(spec) else self._start(spec)
+                    )
             except TestserverError as exc:
                 self._failures[name] = exc
                 raise
             with self._lock:
                 self._handles[name] = handle
+        self._deaths.start(self.connection.engine())  # once: from now on, deaths are seen
+
+    def _is_shared(self, spec: ServerSpec) -> bool:
+        return self.shared and spec.share == "run"
+
+    def _shared(
+        self,
+        spec: ServerSpec,
+        test: str | None,
+        replacing: str | None = None,
+        start: Callable[[ServerSpec], ServerHandle] | None = None,
+    ) -> ServerHandle:
+        """The run's container of a share: run server: another worker's, or started here
+        (``start``; a dead one another worker published is replaced here too)."""
+        restart = None
+        if spec.restart == "fresh":
+            restart = functools.partial(self._restart, spec, test)
+        handle, elsewhere = self.sharing.handle(
+            spec,
+            start or self._start,
+            self.kept.held_by_worker,
+            replacing=replacing,
+            restart=restart,
+        )
+        if elsewhere:  # other workers' tests may have used it: reset before ours
+            self._used_before(handle.container_id, "(another xdist worker)")
+        return handle
+
+    # a server that died during the run
+    def _alive(self, handle: ServerHandle) -> bool:
+        died = self._deaths.died(handle.container_id)
+        if died is None:  # the event stream is down: only the engine can tell
+            state = readiness.container_state(self.engine(), handle.container_id)
+            return bool(state and state.get("Running"))
+        return not died
+
+    def _after_death(
+        self, spec: ServerSpec, handle: ServerHandle, test: str | None
+    ) -> ServerHandle:
+        """A fresh container for a session server that died (``restart: fresh``), or its
+        death as every later test's error (``restart: never``)."""
+        name = spec.name
+        with self._server_locks[name]:
+            with self._lock:
+                current = self._handles.get(name)
+            if current is not handle:  # another thread saw the death first
+                if current is None:
+                    raise self._failures[name]
+                return current
+            with self._lock:
+                del self._handles[name]
+            self._deaths.forget(handle.container_id)
+            try:
+                with self._as_server_error(spec):
+                    if spec.restart == "never":
+                        raise self._death_of(spec, handle.container_id)
+                    dead = handle.container_id
+                    if self._is_shared(spec):  # another worker may have replaced it already
+                        fresh = self._shared(
+                            spec, test, dead, lambda spec: self._restart(spec, test, dead)
+                        )
+                    else:
+                        fresh = self._restart(spec, test, dead)
+            except TestserverError as exc:
+                self._failures[name] = exc
+                raise
+            with self._lock:
+                self._handles[name] = fresh
+            return fresh
+
+    def _restart(self, spec: ServerSpec, test: str | None, dead: str) -> ServerHandle:
+        """Say how ``dead`` died, and start the server afresh (its dead container goes: its
+        name is the fresh one's)."""
+        death = self._death_of(spec, dead)
+        who = test or "the next test"
+        self._event("ready", f"{spec.name} died ({death.why}); starting afresh for {who}")
+        self.cleanup.remove_quietly(spec.name)
+        handle = self._start(spec)
+        with self._lock:
+            self._restarts[spec.name] = self._restarts.get(spec.name, 0) + 1
+        return handle
+
+    def _death_of(self, spec: ServerSpec, container: str) -> ServerDied:
+        engine = self.engine()
+        with engine.deadline(time.monotonic() + spec.timeout):
+            return readiness.died_error(
+                engine, spec.name, container, self.redact, self._deaths.engine_lost()
+            )
+
+    def died_during(self, names: Iterable[str]) -> list[ServerDied]:
+        """The deaths, as the engine reported them, of these session servers' current
+        containers: for the report of the test that was running when they died."""
+        deaths = []
+        for name in names:
+            with self._lock:
+                handle = self._handles.get(name)
+            if handle is not None and self._deaths.died(handle.container_id):
+                deaths.append(self._death_of(self.config.servers[name], handle.container_id))
+        return deaths
+
+    def restarts(self) -> dict[str, int]:
+        """How often each server died during the run and was started afresh."""
+        with self._lock:
+            return dict(self._restarts)
 
     def _start_instance(self, spec: ServerSpec, instance: str) -> ServerHandle:
         """One fresh container of a server whose scope is shorter than the session."""
@@ -354,6 +464,7 @@ class ServerPool:
         """Start removing everything in the background; ``finish_close`` waits for it."""
         if not self.cleanup.begin_close():
             return  # sessionfinish began it; unconfigure is only a safety net
+        self._deaths.close()  # our own removals are not deaths
         for instances in self._scoped.values():
             instances.close()  # no more spares
         self.cleanup.start_removal(self._before_removal, self.sharing.close)

@@ -30,7 +30,15 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .config import BannerCheck, HttpCheck, PostStartup, ServerSpec
-from .errors import EngineError, NotReady, ServerError, ServerExited, StartError, TestserverError
+from .errors import (
+    EngineError,
+    NotReady,
+    ServerDied,
+    ServerError,
+    ServerExited,
+    StartError,
+    TestserverError,
+)
 from .launch import Launch
 from .variables import expand, expand_argv
 
@@ -132,6 +140,64 @@ def describe_exit(
         # A process not written to be PID 1 gets no default signal handling and no reaper there.
         text += "; a server that is not made to run as PID 1 can die so: try init: true"
     return text
+
+
+def describe_death(
+    state: Mapping[str, Any], redact: Callable[[str], str], tail: str, engine_lost: str = ""
+) -> str:
+    """How a server that was ready died: exit code, signal, the OOM killer, when, the engine's
+    own error, and whether the engine stopped or restarted meanwhile (``engine_lost``)."""
+    code = int(state.get("ExitCode", -1))
+    text = f"the container exited with code {code}"
+    signal_name = signal_of(code)
+    if state.get("OOMKilled"):
+        text += " (killed for lack of memory: OOMKilled)"
+    elif signal_name:
+        text += f" (killed by {signal_name})"
+    finished = finished_at(state)
+    if finished:
+        text += f" at {finished}"
+    error = str(state.get("Error") or "").strip()
+    if error:
+        text += f"; the engine says: {redact(error)}"
+    if engine_lost:
+        text += f"; {engine_lost}"
+    if not tail.strip():
+        text += "; the server printed nothing"
+    return text
+
+
+def finished_at(state: Mapping[str, Any]) -> str:
+    """When the container stopped, as the engine says (UTC, to the second); "" if unknown."""
+    stamp = str(state.get("FinishedAt") or "")
+    if not stamp or stamp.startswith("0001-"):
+        return ""
+    clock = stamp.partition("T")[2]
+    return f"{clock[:8]} UTC" if clock else ""
+
+
+def died_error(
+    engine: Engine,
+    server: str,
+    container: str,
+    redact: Callable[[str], str],
+    engine_lost: str = "",
+) -> ServerDied:
+    """The error for a server found dead during the run (its container stopped or gone)."""
+    try:
+        state = container_state(engine, container)
+    except EngineError as exc:
+        return ServerDied(server, f"the engine cannot say how: {redact(str(exc))}")
+    if state is None:
+        return ServerDied(
+            server,
+            "its container was removed (docker rm, a prune, or another run's sweep)"
+            + (f"; {engine_lost}" if engine_lost else ""),
+        )
+    if state.get("Running", False):
+        return ServerDied(server, "the engine says it is running, but it did not answer")
+    tail = log_tail(engine, container, redact)
+    return ServerDied(server, describe_death(state, redact, tail, engine_lost), tail)
 
 
 def signal_of(code: int) -> str | None:

@@ -19,7 +19,14 @@ from .cleanup import Cleanup, Closing
 from .config import ServerSpec
 from .connection import Connection
 from .coordination import SharedServers
-from .errors import EngineError, ServerExited, StartError, TestserverError, UnsafeFolder
+from .errors import (
+    EngineError,
+    ServerDied,
+    ServerExited,
+    StartError,
+    TestserverError,
+    UnsafeFolder,
+)
 from .handle import ServerHandle
 from .run import LABEL_RUN, LABEL_SERVER, RunContext, hold_lock
 from .settings import RunSettings
@@ -72,9 +79,17 @@ class WorkerSharing:
         spec: ServerSpec,
         start: Callable[[ServerSpec], ServerHandle],
         kept: KeptCheck,
+        *,
+        replacing: str | None = None,
+        restart: Callable[[str], ServerHandle] | None = None,
     ) -> tuple[ServerHandle, bool]:
         """Another worker's server if it started one (then True: its tests may have used it);
-        else ``start`` it here and publish it (False)."""
+        else ``start`` it here and publish it (False).
+
+        ``replacing``: the container of that server found dead here, which another worker may
+        have replaced already. ``restart(dead container)``: the fresh container for a published
+        one that died; without it, adopting a dead one raises how it died.
+        """
         try:
             shared = self.servers()
             claim = shared.claimed(spec.name, spec.image_timeout + spec.timeout + CLAIM_MARGIN)
@@ -82,26 +97,38 @@ class WorkerSharing:
             raise StartError(spec.name, f"cannot be shared by the workers: {exc}") from None
         with claim:
             state = shared.read(spec.name)
-            if state is not None:
+            found = str(state.get("container_id", "")) if state is not None else ""
+            if state is not None and (replacing is None or found != replacing):
                 if "error" in state:
                     raise TestserverError(str(state["error"]))
-                return self.adopt(spec, str(state["container_id"]), kept), True
-            try:
-                handle = start(spec)
-            except TestserverError as exc:
-                # A start cut short by this worker's own end (its container removed under it,
-                # or never started) says nothing of the server: the next worker to need it
-                # starts it afresh instead of failing with this worker's error.
-                if not self.cleanup.closed:
-                    shared.write(spec.name, {"error": self.redact(str(exc))})
-                raise
-            # The controller removes it when every worker is done. If this worker is ending,
-            # its end removes it: never a server for the other workers, who would get a
-            # container dying under their tests.
-            if not self.cleanup.disown(spec.name, handle.container_id):
-                raise Closing(spec.name)
-            shared.write(spec.name, {"container_id": handle.container_id})
-            return handle, False
+                try:
+                    return self.adopt(spec, found, kept), True
+                except ServerDied:
+                    if restart is None:
+                        raise
+                return self._publish(spec, shared, lambda _: restart(found)), False
+            return self._publish(spec, shared, start), False
+
+    def _publish(
+        self, spec: ServerSpec, shared: SharedServers, start: Callable[[ServerSpec], ServerHandle]
+    ) -> ServerHandle:
+        """Start the server here (under its claim) and tell the other workers which it is."""
+        try:
+            handle = start(spec)
+        except TestserverError as exc:
+            # A start cut short by this worker's own end (its container removed under it, or
+            # never started) says nothing of the server: the next worker to need it starts it
+            # afresh instead of failing with this worker's error.
+            if not self.cleanup.closed:
+                shared.write(spec.name, {"error": self.redact(str(exc))})
+            raise
+        # The controller removes it when every worker is done. If this worker is ending, its
+        # end removes it: never a server for the other workers, who would get a container
+        # dying under their tests.
+        if not self.cleanup.disown(spec.name, handle.container_id):
+            raise Closing(spec.name)
+        shared.write(spec.name, {"container_id": handle.container_id})
+        return handle
 
     def adopt(self, spec: ServerSpec, container: str, kept: KeptCheck) -> ServerHandle:
         """The handle of a server another worker of this run started, checked with the engine.
@@ -125,7 +152,10 @@ class WorkerSharing:
                 f"the run's state names container {container[:12]!r}, which is not this run's "
                 f"{spec.name!r}: refusing to use it",
             )
-        readiness.check_running(engine, spec, container, info, self.redact)
+        state = info.get("State")
+        if isinstance(state, dict) and not state.get("Running", False):
+            # Published once it was ready: it died since.
+            raise readiness.died_error(engine, spec.name, container, self.redact)
         host = ports.handle_host(engine.address, self.settings.bind_address)
         return ServerHandle(
             name=spec.name,
