@@ -55,6 +55,8 @@ class TestserverSession:
         self.problems: list[str] = []  # teardown's, for the terminal summary
         self.kept: str | None = None  # the --testserver-keep note of the xdist controller
         self.terminated = False  # SIGTERM arrived
+        self.restarts: dict[str, int] = {}  # server -> fresh starts after deaths (all workers)
+        self._restarts_seen: dict[str, int] = {}  # this process's pool's, as of the last test
         self._previous_sigterm: Any = None
 
     # --- the pool, and what it says as it goes
@@ -210,7 +212,13 @@ class TestserverSession:
         report = yield
         used = item.stash.get(used_key, set())
         pool = self.pool
+        if pool is not None and call.when == "setup":
+            self.note_restarts(item, pool)
         if report.failed and used and pool is not None:
+            for death in pool.died_during(sorted(used)):  # it died while this test ran
+                title = f"testserver {death.server}: died during this test"
+                report.sections.append((title, str(death)))
+                item.user_properties.append((title, str(death)))
             started = pool.started()
             for name in sorted(used & started.keys()):
                 try:
@@ -221,6 +229,16 @@ class TestserverSession:
                 report.sections.append((title, tail or "(the server printed nothing)"))
                 item.user_properties.append((title, tail))  # junitxml writes these as properties
         return report
+
+    def note_restarts(self, item: pytest.Item, pool: ServerPool) -> None:
+        """Servers started afresh for this test (a death before it): a junit property of it."""
+        now = pool.restarts()
+        if now == self._restarts_seen:
+            return
+        for name, count in sorted(now.items()):
+            if count != self._restarts_seen.get(name, 0):
+                item.user_properties.append((f"testserver {name} restarts", str(count)))
+        self._restarts_seen = now
 
     # --- the end of the run
 
@@ -250,6 +268,8 @@ class TestserverSession:
                     workeroutput["testserver_used"] = (
                         self.pool is not None and self.pool.used_engine
                     )
+                    if self.pool is not None:
+                        workeroutput["testserver_restarts"] = self.pool.restarts()
                 if self.pool is not None:
                     self.problems.extend(self.pool.redact(p) for p in self.pool.close())
             elif self.pool is not None:
@@ -267,12 +287,24 @@ class TestserverSession:
         if kept:
             self.kept = kept
 
+    def add_restarts(self, counts: dict[str, int]) -> None:
+        for name, count in counts.items():
+            self.restarts[name] = self.restarts.get(name, 0) + count
+
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         message = self.pool.keep_message() if self.pool is not None else None
         message = message or self.kept
-        if not self.problems and not message:
+        if self.pool is not None and not self.run.worker:
+            self.add_restarts(self.pool.restarts())
+        if not self.problems and not message and not self.restarts:
             return
         terminalreporter.section("testserver")
+        for name, count in sorted(self.restarts.items()):
+            terminalreporter.write_line(
+                f"testserver: {name} died during the run and was started afresh "
+                f"{count} time{'s' if count != 1 else ''}",
+                yellow=True,
+            )
         for problem in self.problems:
             terminalreporter.write_line(f"testserver: warning: teardown: {problem}", yellow=True)
         if message:
@@ -357,9 +389,12 @@ class XdistHooks:
     @pytest.hookimpl
     def pytest_testnodedown(self, node: Any, error: object) -> None:
         owner = self.session.owner
+        output = getattr(node, "workeroutput", None) or {}
         if owner is not None:
-            output = getattr(node, "workeroutput", None) or {}
             owner.worker_done(bool(output.get("testserver_used")), crashed=error is not None)
+        restarts = output.get("testserver_restarts")
+        if isinstance(restarts, dict):
+            self.session.add_restarts({str(k): int(v) for k, v in restarts.items()})
 
 
 def warn(config: pytest.Config, text: str) -> None:

@@ -35,8 +35,8 @@ SOURCE = "testservers.yaml"
 SERVER_KEYS_TEXT = (
     "build, image, from, before_install, install, copy, run, command, env, env_file, secret_env, "
     "ports, hostname, domain, aliases, links, post_startup, timeout, image_timeout, share, scope, "
-    "wait, reset, restart, init, user, working_dir, entrypoint, tmpfs, cap_add, cap_drop, shm_size, "
-    "ulimits, sysctls, healthcheck, volumes"
+    "wait, reset, restart, init, user, working_dir, entrypoint, tmpfs, cap_add, cap_drop, "
+    "shm_size, ulimits, sysctls, healthcheck, volumes"
 )
 
 

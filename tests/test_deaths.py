@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import textwrap
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -90,7 +91,7 @@ def test_a_killed_server_says_how_it_died_and_the_next_test_gets_a_fresh_one(
     # init: the engine's init is PID 1 and passes the signal on, as to any process in a
     # container (a bare PID 1 ignores signals it has no handler for).
     suite(servers_yaml(web=HTTPD + "    init: true\n"), KILLING.replace("{signal}", signal))
-    result = pytester.runpytest("-p", "no:randomly")
+    result = pytester.runpytest("-p", "no:randomly", "--junitxml=junit.xml")
     result.assert_outcomes(passed=3)
     died = (pytester.path / "died.txt").read_text()
     assert died.startswith(f"testserver: server 'web' died during the run: {how}"), died
@@ -99,8 +100,41 @@ def test_a_killed_server_says_how_it_died_and_the_next_test_gets_a_fresh_one(
     result.stdout.fnmatch_lines(
         [f"testserver: web died ({how}*); starting afresh for test_suite.py::test_2_after"]
     )
+    result.stdout.fnmatch_lines(
+        ["testserver: web died during the run and was started afresh 1 time"]
+    )
+    junit = ElementTree.parse(pytester.path / "junit.xml")
+    properties = {
+        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        for case in junit.iter("testcase")
+    }
+    assert properties["test_2_after"] == {"testserver web restarts": "1"}
+    assert properties["test_3_later"] == {}
     assert gone(engine, first)
     assert gone(engine, second)
+
+
+def test_the_test_running_when_its_server_dies_is_reported_with_the_death(
+    pytester: pytest.Pytester, suite: Any, engine: Any
+) -> None:
+    tests = KILLING.replace("{signal}", "SIGKILL").replace(
+        """    with pytest.raises(ServerDied) as caught:
+        testserver.exec(["true"])
+    with open("died.txt", "w") as died:
+        died.write(str(caught.value))""",
+        """    import urllib.request
+    urllib.request.urlopen(testserver.url(8080), timeout=10)  # fails: the server is dead""",
+    )
+    suite(servers_yaml(web=HTTPD + "    init: true\n"), tests)
+    result = pytester.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- testserver web: died during this test -*",
+            "testserver: server 'web' died during the run: the container exited with code 137 "
+            "(killed by SIGKILL) at *",
+        ]
+    )
 
 
 def test_restart_never_fails_every_later_test_with_the_death(
@@ -234,5 +268,8 @@ def test_a_shared_server_that_dies_under_xdist_is_started_afresh_once(
     assert len(set(seen)) == 2, seen  # the first container, and exactly one fresh one
     assert seen.count(seen[0]) == 1  # only the test that killed it used the first
     assert result.stdout.str().count("web died (") == 1  # one worker started it afresh
+    result.stdout.fnmatch_lines(
+        ["testserver: web died during the run and was started afresh 1 time"]
+    )
     for container in set(seen):
         assert gone(docker_api, container), container
