@@ -41,7 +41,7 @@ TESTS = {
 
 def project_digest() -> str:
     sys.path.insert(0, str(ROOT))
-    from pytest_testserver.run import project_digest as digest
+    from pytest_testserver.identity import project_digest as digest
 
     return digest(str(RECIPES.resolve()))
 

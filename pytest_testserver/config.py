@@ -15,11 +15,11 @@ from typing import Any
 
 from . import validate as v
 from . import variables
+from .containeroptions import OPTION_KEYS, ContainerOptions, parse_options
 from .envfile import EnvFile, read_env_file
 from .errors import ConfigError
 from .graph import cycle_from
 from .mounts import Volume, named, parse_volumes
-from .options import OPTION_KEYS, ContainerOptions, parse_options
 from .portspec import Port as Port  # re-exported: Port is imported from config as before
 from .portspec import describe_ports, parse_ports
 from .redact import looks_secret

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UnsafeFolder
-from .run import user_state_dir
+from .folders import user_state_dir
 from .validate import read_bytes
 
 FORMAT = 1

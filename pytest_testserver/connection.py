@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 from . import reaper
 from .errors import EngineUnavailable, TestserverError, UnsafeFolder
-from .run import RunContext, StateDir, discard, reason, tidy_locks, user_state_dir
+from .folders import StateDir, discard, reason, user_state_dir
+from .identity import RunContext
+from .locks import tidy_locks
 
 if TYPE_CHECKING:
     from .engine import Engine

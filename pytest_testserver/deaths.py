@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .run import LABEL_RUN
+from .identity import LABEL_RUN
 
 if TYPE_CHECKING:
     from .engine import Engine, LogStream

@@ -25,12 +25,12 @@ import docker.utils
 import requests.exceptions
 import urllib3.exceptions
 
+from .containeroptions import ContainerOptions
 from .errors import EngineError, EngineStalled, EngineUnavailable
+from .identity import LABEL_RUN
 from .liveness import Found
 from .locate import Location, locate
 from .mounts import EngineMount
-from .options import ContainerOptions
-from .run import LABEL_RUN
 
 # Without a deadline (teardown sets its own): a build step may print nothing for minutes.
 API_TIMEOUT = 600
@@ -576,7 +576,7 @@ class Engine:
     ) -> str:
         options = options or ContainerOptions()
         bindings: dict[int | str, Any] = {key: value for key, value in port_bindings.items()}
-        # The options' arguments come from values options.py checked against fixed lists.
+        # The options' arguments come from values containeroptions.py checked against fixed lists.
         host_config = self.api.create_host_config(
             port_bindings=bindings,
             network_mode=network or "default",

@@ -17,8 +17,8 @@ CHECK_EVERY = 5.0  # seconds between looks: a cleaned or superseded watch ends s
 
 def main(argv: list[str]) -> int:
     from .errors import UnsafeFolder
+    from .folders import StateDir
     from .reuse import Hold, forget, idle_left
-    from .run import StateDir
 
     folder_path, name, token = argv
     try:

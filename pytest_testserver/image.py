@@ -26,8 +26,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 from .config import BuildSource, CopyFile, GeneratedSource, ImageSource, ServerSpec
 from .errors import EngineError, ImageError
+from .identity import LABEL_PREFIX, project_digest
 from .progress import LARGE_CONTEXT, Heartbeat, PullProgress, Say, megabytes, strip_controls
-from .run import LABEL_PREFIX, project_digest
 
 if TYPE_CHECKING:
     from .engine import Engine

@@ -18,6 +18,7 @@ from .cleanup import Cleanup, Closing
 from .config import ServerConfig, ServerSpec
 from .connection import Connection, Event
 from .errors import EngineError, TestserverError, UnsafeFolder
+from .folders import StateDir, reason
 from .handle import ServerHandle
 from .launch import Launch
 from .launcher import ImageStep, Launcher
@@ -33,7 +34,6 @@ from .reuse import (
     remember_use,
     watch_idle,
 )
-from .run import StateDir, reason
 from .settings import RunSettings
 
 if TYPE_CHECKING:

@@ -22,10 +22,11 @@ from .config import Port, ServerConfig, ServerSpec
 from .connection import Connection, Event
 from .errors import EngineError, StartError
 from .handle import ServerHandle
+from .identity import RunContext
 from .launch import Launch, MaskedEnv
+from .locks import build_lock
 from .mounts import BindMount, EngineMount, engine_mounts, named
 from .ports import container_network
-from .run import RunContext, build_lock
 from .settings import RunSettings
 
 if TYPE_CHECKING:

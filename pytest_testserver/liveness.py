@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .run import LABEL_KEPT, LABEL_LEASE, LABEL_LEASE_TTL, LABEL_RUN, Owner, plain_number
+from .identity import LABEL_KEPT, LABEL_LEASE, LABEL_LEASE_TTL, LABEL_RUN, Owner, plain_number
 
 MIN_LEASE_TTL = 3
 

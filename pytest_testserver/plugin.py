@@ -227,9 +227,9 @@ def declared(config: pytest.Config) -> ServerConfig:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from . import hooks
+    from . import hookspec
 
-    pluginmanager.add_hookspecs(hooks)
+    pluginmanager.add_hookspecs(hookspec)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -30,18 +30,19 @@ from .errors import (
     StartError,
     TestserverError,
 )
+from .folders import StateDir
 from .handle import ServerHandle
+from .identity import RunContext
 from .kept import KeptServers
 from .launcher import Launcher
 from .lifetimes import Instances, ScopeKeys
 from .redact import Redactor
-from .run import RunContext, StateDir
 from .settings import RunSettings
 from .sharing import WorkerSharing
 
 if TYPE_CHECKING:
-    from .coordination import SharedServers
     from .engine import Engine
+    from .runfolder import SharedServers
 
 
 class ServerPool:

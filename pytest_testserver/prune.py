@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from .config import ServerConfig
 from .errors import EngineError
+from .identity import project_digest
 from .image import LABEL_IMAGE, LABEL_IMAGE_PROJECT, image_tag, plan_for
-from .run import project_digest
 
 if TYPE_CHECKING:  # importing the plugin must not import docker
     from .engine import Engine

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
+from .identity import LABEL_LEASE, LABEL_RUN, Owner, RunContext
 from .liveness import Found, dead_runs, removal_order
-from .run import LABEL_LEASE, LABEL_RUN, Owner, RunContext
 
 if TYPE_CHECKING:
     from .engine import Engine

@@ -24,7 +24,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .run import LABEL_PREFIX, LABEL_SERVER, StateDir
+from .folders import StateDir
+from .identity import LABEL_PREFIX, LABEL_SERVER
 
 LABEL_REUSE = LABEL_PREFIX + "reuse"  # the definition's digest
 LABEL_REUSE_OWNER = LABEL_PREFIX + "reuse-owner"  # uid@host
@@ -217,7 +218,7 @@ def idle_left(record: object, now: float) -> float | None:
 def clean(root: str) -> str:
     """``--testserver-reuse-clean``: remove this project's kept containers (not those in use)."""
     from .engine import Engine
-    from .run import user_state_dir
+    from .folders import user_state_dir
 
     keeper = Keeper.for_project(root)
     state, _ = user_state_dir(fallback=False)

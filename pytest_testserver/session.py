@@ -25,11 +25,11 @@ from .terminal import Progress, relay_from, worker_events
 
 if TYPE_CHECKING:
     from .config import ServerConfig
-    from .controller import RunOwner
     from .handle import ServerHandle
+    from .identity import RunContext
     from .lifetimes import Plan, ScopeKeys
     from .pool import ServerPool
-    from .run import RunContext
+    from .runowner import RunOwner
 
 used_key = pytest.StashKey[set[str]]()  # on an item: the servers it used
 REPORT_LOG_LINES = 50
@@ -371,7 +371,7 @@ class XdistHooks:
         context = session.run
         owner = session.owner
         if owner is None:
-            from .controller import RunOwner
+            from .runowner import RunOwner
 
             owner = session.owner = RunOwner(context)
             if owner.warning:
@@ -412,7 +412,7 @@ def warn(config: pytest.Config, text: str) -> None:
 
 def run_context(workerinput: dict[str, Any] | None, settings: RunSettings) -> RunContext:
     """Workers take the run id, owner and folder from the controller; anyone else starts a run."""
-    from .run import Owner, RunContext, lease_ttl, new_run_id
+    from .identity import Owner, RunContext, lease_ttl, new_run_id
 
     kept = settings.keep
     if workerinput and "testserver_run_id" in workerinput:

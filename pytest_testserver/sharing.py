@@ -18,7 +18,6 @@ from . import ports, readiness
 from .cleanup import Cleanup, Closing
 from .config import ServerSpec
 from .connection import Connection
-from .coordination import SharedServers
 from .errors import (
     EngineError,
     ServerDied,
@@ -28,7 +27,9 @@ from .errors import (
     UnsafeFolder,
 )
 from .handle import ServerHandle
-from .run import LABEL_RUN, LABEL_SERVER, RunContext, hold_lock
+from .identity import LABEL_RUN, LABEL_SERVER, RunContext
+from .locks import hold_lock
+from .runfolder import SharedServers
 from .settings import RunSettings
 
 if TYPE_CHECKING:

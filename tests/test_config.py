@@ -27,8 +27,8 @@ from pytest_testserver.config import (
     parse_config,
     require_server,
 )
+from pytest_testserver.containeroptions import ContainerOptions
 from pytest_testserver.errors import ConfigError
-from pytest_testserver.options import ContainerOptions
 from pytest_testserver.settings import bind_address
 
 SOURCE = "testservers.yaml"

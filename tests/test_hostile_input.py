@@ -47,14 +47,14 @@ from pytest_testserver.config import (
     ServerSpec,
     parse_config,
 )
-from pytest_testserver.errors import ConfigError
-from pytest_testserver.mounts import AnonymousVolume, BindMount, NamedVolume
-from pytest_testserver.options import (
+from pytest_testserver.containeroptions import (
     CAP_ADD_ALLOWED,
     CAPABILITIES,
     ULIMIT_NAMES,
     ContainerOptions,
 )
+from pytest_testserver.errors import ConfigError
+from pytest_testserver.mounts import AnonymousVolume, BindMount, NamedVolume
 from pytest_testserver.portspec import MAX_RANGE
 from pytest_testserver.validate import MAX_COPY_BYTES
 from pytest_testserver.yamlfile import read_yaml

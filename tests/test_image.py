@@ -19,6 +19,7 @@ import pytest
 
 from pytest_testserver import validate
 from pytest_testserver.config import BuildSource, CopyFile, GeneratedSource, ImageSource, ServerSpec
+from pytest_testserver.identity import LABEL_PREFIX, LABEL_RUN, RunContext, project_digest
 from pytest_testserver.image import (
     INSTALL_SCRIPT,
     LABEL_IMAGE,
@@ -35,7 +36,6 @@ from pytest_testserver.image import (
     plan_generated,
     user_step,
 )
-from pytest_testserver.run import LABEL_PREFIX, LABEL_RUN, RunContext, project_digest
 
 INSTRUCTIONS = {"FROM", "RUN", "COPY"}
 

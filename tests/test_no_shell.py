@@ -14,9 +14,9 @@ Every module of ``pytest_testserver`` is parsed with ``ast`` and searched for:
   capabilities, devices, sysctls, tmpfs, mounts), and ``network_mode="host"``, as keywords, as
   keys of a dict or an item assigned, or hidden behind a ``**`` splat into the engine's create
   calls; nor may a server key ask for one. Two exceptions are deliberate: ``cap_add``,
-  ``sysctls`` and ``tmpfs`` are built in ``options.py`` alone, from values checked there against
-  fixed lists (capabilities confined to the container, namespaced sysctls, a tmpfs's size and
-  mode), and reach the engine only through the options' own ``create_kwargs`` /
+  ``sysctls`` and ``tmpfs`` are built in ``containeroptions.py`` alone, from values checked
+  there against fixed lists (capabilities confined to the container, namespaced sysctls, a
+  tmpfs's size and mode), and reach the engine only through the options' own ``create_kwargs`` /
   ``host_config_kwargs``; and the one way to mount anything is ``mounts=docker_mounts(...)`` in
   ``engine.py``, from ``EngineMount`` values that only ``mounts.py`` makes (a bind's is
   read-only by construction, and ``docker_mounts`` makes it so again); the SDK's ``Mount`` is
@@ -37,12 +37,12 @@ import pytest
 
 import pytest_testserver
 from pytest_testserver.config import SERVER_KEYS, parse_config
-from pytest_testserver.errors import ConfigError
-from pytest_testserver.options import (
+from pytest_testserver.containeroptions import (
     CAP_ADD_ALLOWED,
     CAP_ADD_REFUSED,
     DOCKER_DEFAULT_CAPS,
 )
+from pytest_testserver.errors import ConfigError
 
 PACKAGE = Path(pytest_testserver.__file__).parent
 MODULES = sorted(PACKAGE.rglob("*.py"))
@@ -106,9 +106,10 @@ LOOSENING_OPTIONS = {
     "sysctls",
     "tmpfs",
 }
-# Allowed in options.py only, whose values are checked against fixed lists (see its docstring).
+# Allowed in containeroptions.py only, whose values are checked against fixed lists (see its
+# docstring).
 CONFINED_OPTIONS = {"cap_add", "sysctls", "tmpfs"}
-CONFINED_MODULE = "options.py"
+CONFINED_MODULE = "containeroptions.py"
 ENGINE_CREATE_CALLS = ("create_host_config", "create_container", "create_container_config")
 # The only splats the engine's create calls may take: the options' own arguments.
 OPTION_ARGUMENTS = ("host_config_kwargs", "create_kwargs")
@@ -129,7 +130,8 @@ class Checker(ast.NodeVisitor):
     """Collects findings as ``"line N: what"`` for one module (``name``: its file name)."""
 
     module: ast.Module
-    name: str = ""  # the module's path in the package: options.py, engine.py and mounts.py may more
+    # the module's path in the package: containeroptions.py, engine.py and mounts.py may more
+    name: str = ""
     findings: list[str] = field(default_factory=list)
     functions: list[str] = field(default_factory=list)  # the enclosing function definitions
     aliases: dict[str, str] = field(default_factory=dict)  # local name -> dotted origin

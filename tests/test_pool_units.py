@@ -31,11 +31,12 @@ from pytest_testserver.errors import (
     StartError,
     TestserverError,
 )
+from pytest_testserver.folders import StateDir
+from pytest_testserver.identity import LABEL_RUN, LABEL_SERVER, RunContext
 from pytest_testserver.liveness import Found
 from pytest_testserver.locate import Location
 from pytest_testserver.pool import ServerPool
 from pytest_testserver.reuse import LABEL_REUSE, Hold, Keeper
-from pytest_testserver.run import LABEL_RUN, LABEL_SERVER, RunContext, StateDir
 from pytest_testserver.settings import RunSettings
 from pytest_testserver.yamlfile import parse_yaml
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
+from pytest_testserver.identity import LABEL_PREFIX, project_digest
 from pytest_testserver.image import (
     LABEL_IMAGE,
     LABEL_IMAGE_CONTENT,
     LABEL_IMAGE_PROJECT,
     LABEL_IMAGE_SERVER,
 )
-from pytest_testserver.run import LABEL_PREFIX, project_digest
 
 BLOB_KB = 64  # each image's own run step writes this much: what pruning it must free
 

@@ -210,8 +210,10 @@ def test_sigterm_while_waiting_for_a_build_lock_ends_the_run_with_143(
     pytester: pytest.Pytester,
 ) -> None:
     from pytest_testserver.config import parse_config
+    from pytest_testserver.folders import user_state_dir
+    from pytest_testserver.identity import new_run_id
     from pytest_testserver.image import resolve
-    from pytest_testserver.run import build_lock, new_run_id, user_state_dir
+    from pytest_testserver.locks import build_lock
 
     yaml = servers_yaml(web=HTTPD.replace("echo ok", f"echo {new_run_id()}"))
     write(pytester, yaml, USE_WEB)
@@ -299,8 +301,10 @@ def test_a_held_build_lock_is_waited_for_only_within_the_image_budget(
     import yaml as pyyaml
 
     from pytest_testserver.config import parse_config
+    from pytest_testserver.folders import user_state_dir
+    from pytest_testserver.identity import new_run_id
     from pytest_testserver.image import resolve
-    from pytest_testserver.run import build_lock, new_run_id, user_state_dir
+    from pytest_testserver.locks import build_lock
 
     yaml = servers_yaml(
         web=HTTPD.replace("echo ok", f"echo {new_run_id()}") + "    image_timeout: 2\n"

@@ -2,7 +2,7 @@
 
 No engine, no pytester: ``run`` (``Owner``, ``process_start``, ``RunContext``, ``StateDir``,
 ``user_state_dir``, ``hold_lock`` and lock tidying), ``liveness`` (``dead_runs`` over hand-made
-``Found`` objects) and ``coordination`` (dead run folders, forged shared-server files).
+``Found`` objects) and ``runfolder`` (dead run folders, forged shared-server files).
 
 The tests run as root: they never rely on permission bits denying access, only on the checks the
 code makes (owner uid, mode bits, symlinks).
@@ -30,9 +30,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_testserver.coordination import SharedServers, dead_run_folders, make_run_folder
-from pytest_testserver.liveness import Found, dead_runs, removal_order
-from pytest_testserver.run import (
+from pytest_testserver.errors import LockTimeout, UnsafeFolder
+from pytest_testserver.folders import StateDir, discard, user_state_dir
+from pytest_testserver.identity import (
     LABEL_BOOT,
     LABEL_HOST,
     LABEL_KEPT,
@@ -43,21 +43,20 @@ from pytest_testserver.run import (
     LABEL_RUN,
     LABEL_SERVER,
     LABEL_STARTED,
+    Owner,
+    RunContext,
+    process_start,
+)
+from pytest_testserver.liveness import Found, dead_runs, removal_order
+from pytest_testserver.locks import (
     LOCK_FILE_AGE,
     LOCKS,
     MAX_LOCK_FILES,
-    LockTimeout,
-    Owner,
-    RunContext,
-    StateDir,
-    UnsafeFolder,
-    discard,
     hold_lock,
-    process_start,
     tidy_locks,
     try_remove_lock,
-    user_state_dir,
 )
+from pytest_testserver.runfolder import SharedServers, dead_run_folders, make_run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = 1_700_000_000.0  # the engine's clock, for hand-made objects
@@ -512,7 +511,8 @@ def test_remove_tree_of_a_missing_folder_does_nothing(state: StateDir) -> None:
 
 HOLDER = """
 import sys
-from pytest_testserver.run import StateDir, hold_lock
+from pytest_testserver.folders import StateDir
+from pytest_testserver.locks import hold_lock
 
 folder = StateDir.open(sys.argv[1])
 with hold_lock(folder, sys.argv[2], what="test", run="holder-run", timeout=5):
@@ -792,7 +792,7 @@ def test_removal_order_drops_empty_waves(dead_owner: Owner) -> None:
     assert removal_order([]) == []
 
 
-# --- coordination ---------------------------------------------------------------------------
+# --- runfolder -------------------------------------------------------------------------------
 
 
 def test_dead_run_folders_lists_only_folders_of_owners_known_dead(

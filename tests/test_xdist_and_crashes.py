@@ -327,7 +327,7 @@ def test_sigterm_removes_everything_before_pytest_exits(
 def test_leftovers_of_dead_runs_are_reaped_and_live_runs_are_not_touched(
     pytester: pytest.Pytester, suite: Any, docker_api: Any
 ) -> None:
-    from pytest_testserver.run import Owner, process_start
+    from pytest_testserver.identity import Owner, process_start
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no longer runs

@@ -14,16 +14,11 @@ from typing import TYPE_CHECKING
 
 from . import reaper
 from .connection import connect_engine, engine_env
-from .coordination import dead_run_folders, make_run_folder, remove_run_folder
 from .errors import TestserverError, UnsafeFolder
-from .run import (
-    RunContext,
-    StateDir,
-    discard,
-    reason,
-    tidy_locks,
-    user_state_dir,
-)
+from .folders import StateDir, discard, reason, user_state_dir
+from .identity import RunContext
+from .locks import tidy_locks
+from .runfolder import dead_run_folders, make_run_folder, remove_run_folder
 
 if TYPE_CHECKING:
     from .engine import Engine

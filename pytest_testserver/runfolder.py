@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import UnsafeFolder
-from .run import Owner, StateDir, file_name, hold_lock
+from .folders import StateDir, file_name
+from .identity import Owner
+from .locks import hold_lock
 
 RUNS = "runs"
 OWNER_FILE = "owner.json"
