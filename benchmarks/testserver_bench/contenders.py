@@ -12,11 +12,14 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import json
+import os
 import re
 import shutil
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 from . import images
 from .engine import BENCH_LABEL
@@ -83,6 +86,7 @@ class Contender:
     plugins: tuple[str, ...] = ()
     scopes: tuple[str, ...] = ("session",)  # the server scopes it can render
     resets = False  # whether it can exec a command in a server between tests
+    env: Mapping[str, str] = MappingProxyType({})  # added to each of its runs' environment
 
     def refusal(self, scenario: Scenario) -> str | None:
         """Why this contender cannot do what ``scenario`` asks, or None."""
@@ -457,7 +461,34 @@ class PytestDocker(Contender):
         return {"docker-compose.yml": compose, "conftest.py": conftest, **_plain_tests(scenario)}
 
 
-ALL: tuple[Contender, ...] = (Floor(), Ours(), Testcontainers(), DockerTools(), PytestDocker())
+class Baseline(Ours):
+    """pytest-testserver as another checkout has it (``$TESTSERVER_BENCH_BASELINE``: its folder),
+    measured beside this one: a refactor's before and after, side by side in one run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = os.environ.get(BASELINE_ENV, "")
+        self.name = "pytest-testserver@baseline"
+        # Its package first on the path: the same entry point loads the other checkout's code.
+        self.env = {"PYTHONPATH": self.folder} if self.folder else {}
+
+    def unavailable(self) -> str | None:
+        if not self.folder:
+            return f"${BASELINE_ENV} names no checkout to compare with"
+        if not os.path.isfile(os.path.join(self.folder, "pytest_testserver", "plugin.py")):
+            return f"${BASELINE_ENV}={self.folder} holds no pytest_testserver"
+        return None
+
+
+BASELINE_ENV = "TESTSERVER_BENCH_BASELINE"
+ALL: tuple[Contender, ...] = (
+    Floor(),
+    Ours(),
+    Baseline(),
+    Testcontainers(),
+    DockerTools(),
+    PytestDocker(),
+)
 BY_NAME = {c.name: c for c in ALL}
 
 

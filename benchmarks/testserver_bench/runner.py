@@ -197,6 +197,7 @@ class Runner:
         args = cell.full_args() if args is None else args
         log = self.watch.listen(time.time())
         try:
+            env = {**(env or child_env()), **cell.contender.env}
             run = run_pytest(cell.project, args, self.cap, env)
             run.engine = self.watch.observe(run.started, run.ended, log, keep=cell.keep)
         finally:
