@@ -4,13 +4,19 @@ OOM killer, exit code, log tail), the test after it gets a fresh container unles
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
 import pytest
 
-from tests.conftest import HTTPD, servers_yaml
+from tests.conftest import HTTPD, servers_yaml, wait_for
 
 # The test kills its server with the engine's own API (as an OOM killer, a segfault or an
 # operator would), waits until the engine says it stopped, then asks the server something.
@@ -153,6 +159,8 @@ def test_restart_never_fails_every_later_test_with_the_death(
         ]
     )
     assert "starting afresh" not in result.stdout.str()
+    listed = pytester.runpytest("--testserver-list")
+    listed.stdout.fnmatch_lines(["    restart: never (a death fails every later test)"])
     (first,) = ids(pytester)
     assert gone(engine, first)
 
@@ -273,3 +281,91 @@ def test_a_shared_server_that_dies_under_xdist_is_started_afresh_once(
     )
     for container in set(seen):
         assert gone(docker_api, container), container
+
+
+RESTARTED = """
+import os
+import pathlib
+import time
+
+import pytest
+
+
+@pytest.mark.testserver("web")
+def test_1_before(testserver):
+    with open("ids.txt", "a") as ids:
+        ids.write(testserver.container_id + "\\n")
+    pathlib.Path("up.tmp").write_text("")
+    os.replace("up.tmp", "up")
+    deadline = time.monotonic() + 180
+    while not pathlib.Path("restarted").exists():  # the engine is restarted meanwhile
+        assert time.monotonic() < deadline, "the engine was never restarted"
+        time.sleep(0.05)
+
+
+@pytest.mark.testserver("web")
+def test_2_after(testserver):
+    with open("ids.txt", "a") as ids:
+        ids.write(testserver.container_id + "\\n")
+    assert testserver.exec(["cat", "/www/index.html"]) == (0, "ok\\n")
+"""
+
+
+def restart_engine(api: Any) -> None:
+    """Stop the engine this machine runs (CI's dockerd, found by its pid file) and start it
+    again with the same command line, detached: it outlives this test, as CI's engine."""
+    pid = int(Path("/var/run/docker.pid").read_text())
+    argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    assert os.path.basename(argv[0]) == "dockerd", argv
+    executable = shutil.which(argv[0]) or argv[0]
+    os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not os.path.exists(f"/proc/{pid}"), 90, "dockerd to stop")
+    log = os.open("/tmp/dockerd.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        quiet = [(os.POSIX_SPAWN_DUP2, log, 1), (os.POSIX_SPAWN_DUP2, log, 2)]
+        os.posix_spawn(executable, argv, dict(os.environ), file_actions=quiet, setsid=True)
+    finally:
+        os.close(log)
+    wait_for(lambda: answers(api), 90, "dockerd to answer again")
+
+
+def answers(api: Any) -> bool:
+    try:
+        return bool(api.ping())
+    except Exception:
+        return False
+
+
+@pytest.mark.needs_root_and_local_engine
+def test_an_engine_restart_under_the_run_is_said_and_the_server_started_afresh(
+    pytester: pytest.Pytester, suite: Any, docker_api: Any
+) -> None:
+    suite(servers_yaml(web=HTTPD + "    init: true\n"), RESTARTED)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: (pytester.path / "up").exists(), 120, "the first test to hold its server")
+        restart_engine(docker_api)
+        (pytester.path / "restarted").write_text("")
+        output = run.communicate(timeout=300)[0]
+    finally:
+        run.kill()
+        run.communicate(timeout=60)
+    assert run.returncode == 0, output
+    said = [line for line in output.splitlines() if line.startswith("testserver: web died (")]
+    assert len(said) == 1, output
+    assert "the container exited with code " in said[0]
+    assert (
+        "the engine stopped, restarted or dropped its connection during the run (its event "
+        "stream ended at " in said[0]
+    )
+    assert said[0].endswith("starting afresh for test_suite.py::test_2_after")
+    first, second = ids(pytester)
+    assert first != second
+    assert gone(docker_api, first), first
+    assert gone(docker_api, second), second

@@ -422,6 +422,7 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
         yamlish,
     ),
     "share": st.one_of(st.sampled_from(["run", "worker"]), texts, yamlish),
+    "restart": st.one_of(st.sampled_from(["fresh", "never"]), texts, yamlish),
     "scope": st.one_of(st.sampled_from(["session", "module", "class", "function"]), texts, yamlish),
     "reset": argvs,
     "init": st.one_of(st.booleans(), texts, yamlish),
