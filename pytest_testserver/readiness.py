@@ -123,19 +123,8 @@ def describe_exit(
 ) -> str:
     """Why the container stopped, as far as the engine can tell: the signal's name, the OOM
     killer, the engine's own error, an empty log; and a hint where one fits."""
-    code = int(state.get("ExitCode", -1))
-    text = f"the container exited with code {code}"
-    signal_name = signal_of(code)
-    if state.get("OOMKilled"):
-        text += " (killed for lack of memory: OOMKilled)"
-    elif signal_name:
-        text += f" (killed by {signal_name})"
-    text += " before it was ready"
-    error = str(state.get("Error") or "").strip()
-    if error:
-        text += f"; the engine says: {redact(error)}"
-    if not tail.strip():
-        text += "; the server printed nothing"
+    text = how_it_stopped(state) + " before it was ready" + engine_said(state, redact, tail)
+    signal_name = signal_of(int(state.get("ExitCode", -1)))
     if signal_name and signal_name != "SIGKILL" and not spec.init:
         # A process not written to be PID 1 gets no default signal handling and no reaper there.
         text += "; a server that is not made to run as PID 1 can die so: try init: true"
@@ -147,6 +136,13 @@ def describe_death(
 ) -> str:
     """How a server that was ready died: exit code, signal, the OOM killer, when, the engine's
     own error, and whether the engine stopped or restarted meanwhile (``engine_lost``)."""
+    finished = finished_at(state)
+    text = how_it_stopped(state) + (f" at {finished}" if finished else "")
+    return text + engine_said(state, redact, tail, engine_lost)
+
+
+def how_it_stopped(state: Mapping[str, Any]) -> str:
+    """The exit code, and the signal or the OOM killer behind it."""
     code = int(state.get("ExitCode", -1))
     text = f"the container exited with code {code}"
     signal_name = signal_of(code)
@@ -154,9 +150,14 @@ def describe_death(
         text += " (killed for lack of memory: OOMKilled)"
     elif signal_name:
         text += f" (killed by {signal_name})"
-    finished = finished_at(state)
-    if finished:
-        text += f" at {finished}"
+    return text
+
+
+def engine_said(
+    state: Mapping[str, Any], redact: Callable[[str], str], tail: str, engine_lost: str = ""
+) -> str:
+    """What follows: the engine's own error, an engine that went away, an empty log."""
+    text = ""
     error = str(state.get("Error") or "").strip()
     if error:
         text += f"; the engine says: {redact(error)}"
