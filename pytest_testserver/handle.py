@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import readiness
+from . import exits
 from .config import Port
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ class ServerHandle:
         engine = self._engine()
         code, output = engine.exec(self.container_id, list(argv))
         if code is None:
-            raise readiness.died_error(engine, self.name, self.container_id, self._redact)
+            raise exits.died_error(engine, self.name, self.container_id, self._redact)
         text = output.decode("utf-8", "replace")
         return code, text if raw else self._redact(text)
 

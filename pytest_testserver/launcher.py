@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import image, ports, readiness, variables
+from . import exits, image, ports, readiness, variables
 from .cleanup import TEARDOWN_BOUND, Cleanup
 from .config import Port, ServerConfig, ServerSpec
 from .connection import Connection, Event
@@ -272,7 +272,7 @@ class Launcher:
         try:
             return self.ready(launch)
         except EngineError as exc:  # an inspect, exec or log call failed under the checks
-            raise readiness.engine_failure(
+            raise exits.engine_failure(
                 launch.engine, launch.spec, launch.container, exc, self.redact
             ) from None
 
@@ -280,7 +280,7 @@ class Launcher:
         """Wait until a started container is ready; its handle."""
         engine, spec, container = launch.engine, launch.spec, launch.container
         info = engine.inspect(container)
-        readiness.check_running(engine, spec, container, info, self.redact)
+        exits.check_running(engine, spec, container, info, self.redact)
         host = ports.handle_host(engine.address, self.settings.bind_address)
         published = ports.published_ports(info, spec.ports, self.settings)
         ip, gateway = container_network(info)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from . import readiness, variables
+from . import exits, variables
 from .cleanup import Cleanup
 from .config import ServerConfig, ServerSpec, secret_values
 from .connection import Connection
@@ -340,7 +340,7 @@ class ServerPool:
     def _alive(self, handle: ServerHandle) -> bool:
         died = self._deaths.died(handle.container_id)
         if died is None:  # the event stream is down: only the engine can tell
-            state = readiness.container_state(self.engine(), handle.container_id)
+            state = exits.container_state(self.engine(), handle.container_id)
             return bool(state and state.get("Running"))
         return not died
 
@@ -393,7 +393,7 @@ class ServerPool:
     def _death_of(self, spec: ServerSpec, container: str) -> ServerDied:
         engine = self.engine()
         with engine.deadline(time.monotonic() + spec.timeout):
-            return readiness.died_error(
+            return exits.died_error(
                 engine, spec.name, container, self.redact, self._deaths.engine_lost()
             )
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-from . import ports, readiness
+from . import exits, ports
 from .cleanup import Cleanup, Closing
 from .config import ServerSpec
 from .connection import Connection
@@ -156,7 +156,7 @@ class WorkerSharing:
         state = info.get("State")
         if isinstance(state, dict) and not state.get("Running", False):
             # Published once it was ready: it died since.
-            raise readiness.died_error(engine, spec.name, container, self.redact)
+            raise exits.died_error(engine, spec.name, container, self.redact)
         host = ports.handle_host(engine.address, self.settings.bind_address)
         return ServerHandle(
             name=spec.name,

@@ -13,7 +13,8 @@ import pytest
 
 from pytest_testserver.config import ImageSource, PostStartup, ServerSpec
 from pytest_testserver.errors import EngineError, ServerExited, StartError
-from pytest_testserver.readiness import describe_exit, engine_failure, wait_post_startup
+from pytest_testserver.exits import describe_exit, engine_failure
+from pytest_testserver.readiness import wait_post_startup
 
 SPEC = ServerSpec(name="web", image=ImageSource("busybox:stable"))
 
