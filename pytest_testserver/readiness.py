@@ -28,7 +28,8 @@ from functools import partial
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .config import BannerCheck, HttpCheck, PostStartup, ServerSpec
+from .checks import BannerCheck, HttpCheck, PostStartup
+from .config import ServerSpec
 from .errors import (
     NotReady,
     StartError,

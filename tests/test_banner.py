@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from pytest_testserver.config import BannerCheck, HttpCheck, parse_config
+from pytest_testserver.checks import BannerCheck, HttpCheck
+from pytest_testserver.config import parse_config
 from pytest_testserver.errors import ConfigError
 from pytest_testserver.listing import describe
 from pytest_testserver.readiness import Target, banner_ready, show_bytes

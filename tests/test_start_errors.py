@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from pytest_testserver.config import ImageSource, PostStartup, ServerSpec
+from pytest_testserver.checks import PostStartup
+from pytest_testserver.config import ImageSource, ServerSpec
 from pytest_testserver.errors import EngineError, ServerExited, StartError
 from pytest_testserver.exits import describe_exit, engine_failure
 from pytest_testserver.readiness import wait_post_startup
