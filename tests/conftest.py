@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import importlib
+import ipaddress
+import json
 import os
 import pkgutil
 import shutil
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -75,17 +80,77 @@ def bind_address() -> str:
     return os.environ.get("TESTSERVER_BIND_ADDRESS") or "127.0.0.1"
 
 
-def expected_host() -> str:
-    """The handles' host for this run's engine and bind address."""
-    from pytest_testserver.locate import locate
-    from pytest_testserver.ports import handle_host
+# Which engine CI started for this run: .ci/run sets "docker" (its own dockerd), .ci/engine_suites
+# the engine's name. The CI job's own knowledge, an oracle that does not come from the plugin:
+# were every engine misdetected (say, as rootless), the tests would otherwise adjust and pass.
+CI_ENGINE = os.environ.get("TESTSERVER_CI_ENGINE", "")
 
-    return handle_host(locate().address, bind_address())
+
+@dataclass(frozen=True)
+class EngineFacts:
+    kind: str  # "docker" or "podman"
+    rootless: bool
+    remote: bool  # its published ports are on another host
+
+
+CI_ENGINES = {
+    "docker": EngineFacts("docker", rootless=False, remote=False),
+    "podman": EngineFacts("podman", rootless=False, remote=False),  # as root, .ci/engines/podman
+    "rootless": EngineFacts("docker", rootless=True, remote=False),
+    "tls": EngineFacts("docker", rootless=False, remote=True),  # another network namespace
+    "ssh": EngineFacts("docker", rootless=False, remote=False),  # this machine's dockerd
+}
+
+
+def engine_facts(api: Any) -> EngineFacts:
+    """What the engine says of itself, read here and not by the plugin (/version's components,
+    /info's security options), and checked against what CI started when it says."""
+    components = api.version().get("Components") or []
+    podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
+    options = [str(o) for o in api.info().get("SecurityOptions") or []]
+    rootless = any("name=rootless" in o.split(",") for o in options)
+    try:
+        remote = not ipaddress.ip_address(expected_host()).is_loopback
+    except ValueError:
+        remote = expected_host() != "localhost"
+    facts = EngineFacts("podman" if podman else "docker", rootless, remote)
+    if CI_ENGINE:
+        if CI_ENGINE not in CI_ENGINES:
+            pytest.fail(f"TESTSERVER_CI_ENGINE={CI_ENGINE!r}: not one of {sorted(CI_ENGINES)}")
+        assert facts == CI_ENGINES[CI_ENGINE], f"CI started {CI_ENGINE}, the engine says {facts}"
+    return facts
+
+
+def expected_host() -> str:
+    """The handles' host for this run's engine and bind address, worked out here from
+    $DOCKER_HOST: a tcp:// or ssh:// engine publishes on its own host, a socket on this one."""
+    address = os.environ.get("DOCKER_HOST", "")
+    if not address and not CI_ENGINE and _docker_context_named():
+        # A developer's Docker context (CI always sets DOCKER_HOST or uses the default socket):
+        # the one case where the plugin's own reading stands in for the oracle.
+        from pytest_testserver.locate import locate
+        from pytest_testserver.ports import handle_host
+
+        return handle_host(locate().address, bind_address())
+    parts = urlsplit(address)
+    if parts.scheme in ("tcp", "ssh", "http", "https") and parts.hostname:
+        return parts.hostname
+    bind = bind_address()
+    return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+
+
+def _docker_context_named() -> bool:
+    if os.environ.get("DOCKER_CONTEXT", "default") != "default":
+        return True
+    config = Path(os.environ.get("DOCKER_CONFIG") or Path(REAL_HOME) / ".docker") / "config.json"
+    try:
+        current = json.loads(config.read_text()).get("currentContext")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return current not in (None, "", "default")
 
 
 def _publishes_on_this_machine() -> bool:
-    import ipaddress
-
     try:
         return ipaddress.ip_address(expected_host()).is_loopback
     except ValueError:
