@@ -70,9 +70,46 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items
         if any(item.get_closest_marker(name) and not met() for name, met in unmet.items())
     ]
+    if wanted and CI_ENGINE == "docker":
+        # CI's own job runs as root beside its own dockerd: every test applies there.
+        names = ", ".join(item.nodeid for item in wanted[:3])
+        raise pytest.UsageError(
+            f"TESTSERVER_CI_ENGINE=docker, yet {len(wanted)} test(s) would be deselected as not "
+            f"applying to this engine ({names}): run as root beside the local engine"
+        )
     if wanted:
         config.hook.pytest_deselected(items=wanted)
         items[:] = [item for item in items if item not in wanted]
+
+
+def require_module(name: str, why: str) -> Any:
+    """``pytest.importorskip``, except in CI, where a missing test dependency is a failure: a
+    skip there would hide a test that never ran (.ci/run and every nox session install them)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if IN_CI:
+            pytest.fail(f"{name} is not installed, and CI must run this test: {why}", False)
+        pytest.skip(f"{name} is not installed: {why}")
+
+
+def require_command(name: str, why: str) -> str:
+    """The path of a command a test runs: a skip for a developer without it, a failure in CI."""
+    path = shutil.which(name)
+    if path:
+        return path
+    if IN_CI:
+        pytest.fail(f"{name} is not installed, and CI must run this test: {why}", False)
+    pytest.skip(f"{name} is not installed: {why}")
+
+
+def require_root(why: str) -> None:
+    """A test that only root can run: a skip for a developer, a failure in CI (which is root)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return
+    if IN_CI:
+        pytest.fail(f"needs root, and CI must run this test: {why}", False)
+    pytest.skip(f"needs root: {why}")
 
 
 def bind_address() -> str:
@@ -175,7 +212,7 @@ def _root_and_local_engine() -> bool:
         local = locate().is_local_socket
     except EngineUnavailable:
         local = False
-    return local and hasattr(os, "geteuid") and os.geteuid() == 0 and bool(shutil.which("unshare"))
+    return local and hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 # The user's own home, before pytester points HOME at a temporary one for its runs.

@@ -20,7 +20,7 @@ import pytest
 
 from pytest_testserver.engine import Engine
 from pytest_testserver.locate import Location, context_id, locate
-from tests.conftest import HTTPD, engine_facts, expected_host, servers_yaml
+from tests.conftest import HTTPD, engine_facts, expected_host, require_command, servers_yaml
 
 SLEEPER = """
     image: busybox:stable
@@ -332,6 +332,7 @@ def test_ports_that_do_not_answer_from_here_are_named_with_the_remedy(
 ) -> None:
     """pytest in a network namespace of its own, the engine's socket still reachable: like an
     engine through a tunnel, the container is ready but its published ports are elsewhere."""
+    require_command("unshare", "util-linux's unshare runs pytest in a network namespace")
     suite(
         servers_yaml(
             byexec=HTTPD + '    wait: false\n    post_startup: {command: ["true"]}\n',

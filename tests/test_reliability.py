@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HTTPD, servers_yaml, wait_for
+from tests.conftest import HTTPD, require_command, require_root, servers_yaml, wait_for
 from tests.stallproxy import StallProxy
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -432,8 +431,7 @@ def in_own_pid_namespace() -> list[str]:
     long-lived processes has it, so a sweep that wrongly asked ``kill(pid, 0)`` here would call
     the run dead (and remove it) at once, instead of waiting for its lease to run out.
     """
-    if shutil.which("unshare") is None:
-        pytest.fail("unshare (util-linux) is needed to run pytest in its own PID namespace")
+    require_command("unshare", "util-linux's unshare runs pytest in its own PID namespace")
     burn = 'i=0; while [ $i -lt 1500 ]; do /bin/true; i=$((i+1)); done; "$@"'
     return ["unshare", "--pid", "--fork", "--kill-child=SIGKILL", "sh", "-c", burn, "sh"]
 
@@ -535,8 +533,7 @@ def test_a_live_run_in_another_pid_namespace_is_never_reaped(
 @pytest.fixture
 def other_user() -> Iterator[str]:
     """A second local user, made for this test (and removed after it) when it did not exist."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a second local user")
+    require_root("it creates a second local user")
     name = "tsother"
     try:
         pwd.getpwnam(name)
