@@ -18,7 +18,8 @@ import pytest
 from pytest_testserver.errors import StartError
 from pytest_testserver.lifetimes import Instances
 from tests.conftest import servers_yaml, wait_for
-from tests.test_xdist_and_crashes import REAP_WITHIN, container_creations, nothing_left, run_of
+from tests.events import container_creations, server_of
+from tests.test_xdist_and_crashes import REAP_WITHIN, nothing_left, run_of
 
 RESETTABLE = """
     image: busybox:stable
@@ -407,12 +408,11 @@ def test_late(testserver):
         out.write(f"{started_at(testserver.container_id) - began:.3f}")
 """,
     )
-    created = {
-        name: container_creations(docker_api, name) for name in ("late", "deselected", "skipped")
-    }
+    created = container_creations(docker_api)  # one reader: "late" is its positive control
     result = pytester.runpytest("-p", "no:randomly", "-k", "not unwanted")
     result.assert_outcomes(passed=5, skipped=1, deselected=1)
-    counts = {name: len(events.stop()) for name, events in created.items()}
+    made = [server_of(event) for event in created.stop()]
+    counts = {name: made.count(name) for name in ("late", "deselected", "skipped")}
     assert counts == {"late": 1, "deselected": 0, "skipped": 0}
     # started while the 2 s of other tests ran, not when its test asked
     assert float((pytester.path / "lead.txt").read_text()) < -1.0
@@ -431,11 +431,12 @@ def test_it():
     pass
 """,
     )
-    created = container_creations(docker_api, "box")
-    fresh = container_creations(docker_api, "fn")
+    created = container_creations(docker_api)
     pytester.runpytest("--collect-only").assert_outcomes()
-    assert created.stop() == []
-    assert fresh.stop() == []
+    assert created.until_now() == []
+    # the positive control: the same reader sees both start when the test runs
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert sorted(server_of(event) for event in created.stop()) == ["box", "fn"]
 
 
 # -- the instances of one scoped server, without an engine ----------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import HTTPD, require_command, require_root, servers_yaml, wait_for
+from tests.events import container_creations, server_of
 from tests.stallproxy import StallProxy
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -94,11 +95,41 @@ def test_pair(testservers, i):
 """
 
 
+# Each worker writes down the networks labelled with its run while its test runs.
+NETWORKS_SEEN = """
+from pathlib import Path
+import pytest
+from tests.conftest import engine_api, inspect
+
+@pytest.fixture(autouse=True)
+def run_networks(request, testservers):
+    yield
+    client = testservers[f"client{request.node.callspec.params['i']}"]
+    run = inspect(client.container_id)["Config"]["Labels"]["pytest-testserver.run"]
+    api = engine_api()
+    try:
+        nets = api.networks(filters={"label": f"pytest-testserver.run={run}"})
+    finally:
+        api.close()
+    with open(Path(__file__).parent / "networks.txt", "a") as f:
+        f.write(f"{run} {','.join(sorted(n['Id'] for n in nets))}\\n")
+"""
+
+
 def test_linked_servers_at_n4_share_one_run_network(pytester: pytest.Pytester) -> None:
     write(pytester, f"servers:\n{LINKED_PAIRS}", LINKED_TESTS)
+    pytester.makeconftest(NETWORKS_SEEN)
+    seen = pytester.path / "networks.txt"
     for _ in range(3):
+        seen.unlink(missing_ok=True)
         result = pytester.runpytest_subprocess("-n", "4", "-p", "no:randomly")
         result.assert_outcomes(passed=4)
+        lines = [line.split() for line in seen.read_text().splitlines()]
+        assert len(lines) == 4, lines  # one per test, each on its worker
+        assert len({run for run, _ in lines}) == 1, lines  # one run
+        # exactly one network labelled with the run, the same for every worker
+        assert len({nets for _, nets in lines}) == 1, lines
+        assert all(len(nets.split(",")) == 1 for _, nets in lines), lines
 
 
 def test_a_server_called_network_does_not_lock_out_the_run_network(
@@ -122,31 +153,44 @@ def test_a_server_called_network_does_not_lock_out_the_run_network(
 def test_a_test_pytest_will_not_run_never_starts_its_server(
     pytester: pytest.Pytester, docker_api: Any
 ) -> None:
+    # "broken" cannot be pulled: a start would say so at setup. "box" would start quietly in
+    # the background (a failed background start prints nothing): its creations are counted, by
+    # the same reader that sees "ran" start for the test that does run.
     write(
         pytester,
-        servers_yaml(broken="image: pytest-testserver-test/no-such-image:never"),
+        servers_yaml(
+            broken="image: pytest-testserver-test/no-such-image:never",
+            box=SLEEPER,
+            ran=SLEEPER,
+        ),
         """
         import pytest
 
         @pytest.mark.skip(reason="not today")
-        @pytest.mark.testserver("broken")
+        @pytest.mark.testserver("broken", "box")
         def test_skipped(testserver):
             pass
 
         @pytest.mark.skipif(True, reason="not here")
-        @pytest.mark.testserver("broken")
+        @pytest.mark.testserver("broken", "box")
         def test_skipif(testserver):
             pass
 
         @pytest.mark.xfail(run=False, reason="known")
-        @pytest.mark.testserver("broken")
+        @pytest.mark.testserver("broken", "box")
         def test_xfail_not_run(testserver):
+            pass
+
+        @pytest.mark.testserver("ran")
+        def test_runs(testserver):
             pass
         """,
     )
+    created = container_creations(docker_api)
     result = pytester.runpytest()
-    result.assert_outcomes(skipped=2, xfailed=1)
+    result.assert_outcomes(passed=1, skipped=2, xfailed=1)
     assert "cannot be pulled" not in result.stdout.str()
+    assert sorted(server_of(event) for event in created.stop()) == ["ran"]
 
 
 # 3. --testserver-keep survives later runs' sweeps

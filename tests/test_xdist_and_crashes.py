@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import signal
 import socket
 import subprocess
@@ -18,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import HTTPD, servers_yaml, wait_for
+from tests.events import Events, container_creations
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -43,57 +41,6 @@ def test_uses_web(testserver, i):
 def seen(pytester: pytest.Pytester) -> list[tuple[str, str, str]]:
     lines = (pytester.path / "seen.txt").read_text().split("\n")
     return [tuple(line.split()) for line in lines if line]  # type: ignore[misc]
-
-
-class Events:
-    """The engine's events for this test's own runs, received live while the run happens.
-
-    Live, not replayed from the engine's history afterwards: on a shared engine that history is
-    a short buffer other runs overrun. Filtered to what carries this process's pid (the owner of
-    its in-process pytester runs) or names an exact tag: other runs' events are not counted.
-    """
-
-    def __init__(self, api: Any, filters: dict[str, Any]) -> None:
-        import threading
-
-        self.seen: list[dict[str, Any]] = []
-        self._stream = api.events(decode=True, filters=filters)
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            # Podman 4 tails its events file and rotates it at 1 MB: after a rotation, events
-            # already sent can come again. One event is one moment of one object's action.
-            # (Two real events differ at least in their timeNano.)
-            sent: set[str] = set()
-            for event in self._stream:
-                key = json.dumps(event, sort_keys=True)
-                if key not in sent:
-                    sent.add(key)
-                    self.seen.append(event)
-        except Exception:
-            pass
-
-    def stop(self) -> list[dict[str, Any]]:
-        time.sleep(0.5)  # events of the run's last moments are still on their way
-        with contextlib.suppress(Exception):  # docker-py cannot cancel a stream over ssh://
-            self._stream.close()
-        # and the response: its file object would keep the socket open until collected
-        self._stream._response.close()
-        self._thread.join(5)
-        return self.seen
-
-
-def container_creations(api: Any, server: str) -> Events:
-    return Events(
-        api,
-        {
-            "type": "container",
-            "event": "create",
-            "label": [f"pytest-testserver.server={server}", f"pytest-testserver.pid={os.getpid()}"],
-        },
-    )
 
 
 @pytest.mark.parametrize("workers", [2, 4])
@@ -155,21 +102,33 @@ def test_an_image_is_built_once_by_many_workers_and_not_again(
     tag = resolve(spec).ref  # this test's own image: nobody else builds this content
 
     podman = "podman" in str(docker_api.version().get("Components", "")).lower()
+    if podman:  # Podman reports a build, not a tag, naming the image it made by id only
+        made = Events(docker_api, {"type": "image", "event": ["build", "tag"]})
+    else:
+        made = Events(
+            docker_api,
+            {"type": "image", "event": "tag"},
+            where=lambda e: e.get("Actor", {}).get("Attributes", {}).get("name") == tag,
+        )
 
     def tags_made(*args: str) -> int:
-        if not podman:
-            made = Events(docker_api, {"type": "image", "event": "tag", "image": tag})
-            pytester.runpytest(*args).assert_outcomes(passed=int(args[1]) if args else 1)
-            return len(made.stop())
-        # Podman reports a build, not a tag, naming the image it made by id only
-        built = Events(docker_api, {"type": "image", "event": "build"})
+        before = len(made.until_now())
         pytester.runpytest(*args).assert_outcomes(passed=int(args[1]) if args else 1)
+        events = made.until_now()[before:]
+        if not podman:
+            return len(events)
         image = str(docker_api.inspect_image(tag)["Id"]).removeprefix("sha256:")
-        names = [e.get("Actor", {}).get("Attributes", {}).get("name", "") for e in built.stop()]
+        names = [
+            e.get("Actor", {}).get("Attributes", {}).get("name", "")
+            for e in events
+            if e.get("Action") == "build"
+        ]
         return sum(1 for name in names if name.removeprefix("sha256:") == image)
 
+    # The same reader sees the one build (its positive control), then none.
     assert tags_made("-n", "4", "--dist", "each") == 1
     assert tags_made("-n", "4", "--dist", "each") == 0
+    made.stop()
 
 
 def test_a_crashed_worker_does_not_take_the_shared_server_down_or_leak_it(
