@@ -261,6 +261,74 @@ def docker_api() -> Iterator[Any]:
     api.close()
 
 
+@pytest.fixture(scope="session")
+def run_births(docker_api: Any) -> Iterator[Any]:
+    """The containers of the runs this process and the pytests it starts make, all session."""
+    from tests.events import run_births
+
+    births = run_births(docker_api)
+    yield births
+    births.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_runs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The leak check of every test that uses the engine: nothing is left of any run the test
+    made, in this process or in a pytest it started (subprocesses, -n, other PID namespaces).
+    Other runs on the same engine (other jobs, a developer's) are not this test's business."""
+    if "docker_api" not in request.fixturenames:
+        yield
+        return
+    from tests.events import run_of_event
+
+    births = request.getfixturevalue("run_births")
+    api = request.getfixturevalue("docker_api")
+    start = len(births.until_now())
+    yield
+    runs = {run_of_event(event) for event in births.until_now()[start:]} - {""}
+    left: dict[str, list[str]] = {}
+
+    def gone() -> bool:
+        left.clear()
+        for run in runs:
+            objects = everything_of(api, run)
+            if objects:
+                left[run] = objects
+        return not left
+
+    try:
+        wait_for(gone, LEFT_WITHIN, "the test's runs to remove what they made")
+    except AssertionError:
+        for run in list(left):
+            remove_run(api, run)
+        pytest.fail(f"leaked by the runs of this test: {left}", pytrace=False)
+
+
+# A run removes what it made before its pytest exits; a killed one within the watchdog's 10 s.
+LEFT_WITHIN = 15.0
+
+
+def everything_of(api: Any, run: str) -> list[str]:
+    """The containers, networks and volumes labelled with ``run``."""
+    label = {"label": f"{LABEL}={run}"}
+    return [
+        *(c["Id"][:12] for c in api.containers(all=True, filters=label)),
+        *(f"network {n['Name']}" for n in api.networks(filters=label)),
+        *(f"volume {v['Name']}" for v in (api.volumes(filters=label).get("Volumes") or [])),
+    ]
+
+
+def remove_run(api: Any, run: str) -> None:
+    """Remove what ``run`` (an exact run id this session made) left."""
+    label = {"label": f"{LABEL}={run}"}
+    for c in api.containers(all=True, filters=label):
+        api.remove_container(c["Id"], force=True, v=True)
+    for n in api.networks(filters=label):
+        api.remove_network(n["Id"])
+    for v in api.volumes(filters=label).get("Volumes") or []:
+        api.remove_volume(v["Name"], force=True)
+
+
 def labelled(api: Any, label: str = LABEL) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     containers = api.containers(all=True, filters={"label": label})
     networks = api.networks(filters={"label": label})

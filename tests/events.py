@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import docker.errors
 import pytest
 
 from tests.conftest import BASE_IMAGE
@@ -83,13 +84,14 @@ class Events:
         else:
             assert self._filters.get("event") == "create", self._filters
             label = self._filters.get("label") or []
-            pairs = dict(
-                str(x).split("=", 1) for x in ([label] if isinstance(label, str) else label)
-            )
+            labels = [label] if isinstance(label, str) else label
+            # "key=value" as it is; a bare "key" (any value) gets the marker's
+            pairs = dict((*str(x).split("=", 1), mark)[:2] for x in labels)
             container = self._api.create_container(
                 BASE_IMAGE, ["true"], labels={**pairs, MARK: mark}
             )
-            self._api.remove_container(container["Id"], force=True)
+            with contextlib.suppress(docker.errors.NotFound):  # a sweep of another run's
+                self._api.remove_container(container["Id"], force=True)
         with self._changed:
             self._changed.wait_for(lambda: name in self._marks or self._ended, self.WAIT)
             if name not in self._marks:
@@ -125,3 +127,59 @@ def container_creations(api: Any, server: str | None = None) -> Events:
     if server is not None:
         labels.insert(0, f"pytest-testserver.server={server}")
     return Events(api, {"type": "container", "event": "create", "label": labels})
+
+
+def descendants(pid: int) -> set[int]:
+    """``pid`` and every process below it, now (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        if current not in found:
+            found.add(current)
+            todo.extend(children.get(current, []))
+    return found
+
+
+def made_by_this_process(event: dict[str, Any]) -> bool:
+    """Whether the run that created this container is this process, or a pytest it started
+    (a subprocess, an xdist controller, one in a PID namespace of its own): decided when the
+    event arrives, while that run is alive."""
+    labels = event.get("Actor", {}).get("Attributes", {})
+    try:
+        pid = int(labels.get("pytest-testserver.pid", ""))
+    except ValueError:
+        return False
+    mine = descendants(os.getpid())
+    pidns = labels.get("pytest-testserver.pidns", "")
+    here = str(os.stat("/proc/self/ns/pid").st_ino)
+    if pidns == here:
+        return pid in mine
+    namespaces = set()
+    for below in mine:  # a run in its own PID namespace names its pid there
+        with contextlib.suppress(OSError):
+            namespaces.add(str(os.stat(f"/proc/{below}/ns/pid").st_ino))
+    return pidns in namespaces
+
+
+def run_births(api: Any) -> Events:
+    """Every container of a run this process (or a pytest below it) makes, from now on."""
+    return Events(
+        api,
+        {"type": "container", "event": "create", "label": ["pytest-testserver.run"]},
+        where=made_by_this_process,
+    )
+
+
+def run_of_event(event: dict[str, Any]) -> str:
+    return str(event.get("Actor", {}).get("Attributes", {}).get("pytest-testserver.run", ""))

@@ -29,6 +29,7 @@ RESETTABLE = """
     """
 
 
+@pytest.mark.usefixtures("engine")
 def test_reset_runs_before_each_test_that_uses_the_server_except_the_first(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
@@ -67,6 +68,7 @@ def test_reset_runs_before_each_test_that_uses_the_server_except_the_first(
     pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=5)
 
 
+@pytest.mark.usefixtures("engine")
 def test_reset_under_xdist_runs_before_every_test_but_the_first_of_the_run(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
@@ -97,6 +99,7 @@ def test_reset_under_xdist_runs_before_every_test_but_the_first_of_the_run(
     assert max(seen) >= 11 - len(counts), counts
 
 
+@pytest.mark.usefixtures("engine")
 def test_a_failing_reset_fails_that_test_in_setup_with_its_output_masked(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
@@ -164,6 +167,7 @@ def ids_of(records: list[dict[str, Any]], server: str) -> list[str]:
     return [r["id"] for r in records if r["server"] == server]
 
 
+@pytest.mark.usefixtures("engine")
 def test_each_scope_gets_a_fresh_container_and_none_is_left(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
@@ -213,9 +217,11 @@ def test_e(request, testservers):
     assert ids_of(records, "cls")[1] == ids_of(records, "cls")[2] == ids_of(records, "cls")[3]
     assert len(set(ids_of(records, "mod"))) == 2  # one per module
     assert len(set(ids_of(records, "ses"))) == 1
-    # the autouse leak check of tests/conftest.py then finds no container of this run left
+    # the `engine` fixture and the autouse leak check of tests/conftest.py then find no
+    # container of this run left
 
 
+@pytest.mark.usefixtures("engine")
 def test_reset_runs_between_the_tests_of_one_container_not_before_a_fresh_one(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
@@ -245,6 +251,7 @@ def test_reset_runs_between_the_tests_of_one_container_not_before_a_fresh_one(
     pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
 
 
+@pytest.mark.usefixtures("engine")
 @pytest.mark.parametrize("spares", ["1", "0"])
 def test_a_warm_spare_is_started_before_its_test_begins(
     pytester: pytest.Pytester, suite: Any, spares: str
@@ -286,6 +293,7 @@ def test_busy(request, testservers, i):
     assert float(lead["2"]) < -1.5, lead
 
 
+@pytest.mark.usefixtures("engine")
 def test_a_fresh_container_per_test_under_xdist(pytester: pytest.Pytester, suite: Any) -> None:
     suite(
         servers_yaml(fn=SLEEPER.format(scope="function")),
@@ -303,6 +311,7 @@ def test_it(request, testserver, i):
     assert len({r["id"] for r in seen(pytester)}) == 6
 
 
+@pytest.mark.usefixtures("engine")
 def test_spares_are_removed_after_a_failing_test_and_a_failing_run(
     pytester: pytest.Pytester, suite: Any, docker_api: Any
 ) -> None:
@@ -325,6 +334,7 @@ def test_it(testserver, i):
     assert docker_api.containers(all=True, filters=mine) == []
 
 
+@pytest.mark.usefixtures("engine")
 @pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
 def test_spares_are_removed_when_the_run_is_interrupted_or_killed(
     pytester: pytest.Pytester, suite: Any, docker_api: Any, how: str
@@ -372,6 +382,7 @@ def test_hold(testserver, i):
         log.close()
 
 
+@pytest.mark.usefixtures("engine")
 def test_a_session_server_starts_when_collection_ends_if_a_selected_test_that_runs_needs_it(
     pytester: pytest.Pytester, suite: Any, docker_api: Any
 ) -> None:
@@ -418,6 +429,7 @@ def test_late(testserver):
     assert float((pytester.path / "lead.txt").read_text()) < -1.0
 
 
+@pytest.mark.usefixtures("engine")
 def test_collect_only_starts_nothing(
     pytester: pytest.Pytester, suite: Any, docker_api: Any
 ) -> None:
