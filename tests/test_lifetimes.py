@@ -260,37 +260,60 @@ def test_a_warm_spare_is_started_before_its_test_begins(
         servers_yaml(fn=SLEEPER.format(scope="function")),
         RECORD
         + """
-import time
+import os
 import pytest
 from pytest_testserver.engine import engine_time
-from tests.conftest import inspect
+from tests.conftest import engine_api, inspect, wait_for
 
 def started_at(container):
     return engine_time(inspect(container)["State"]["StartedAt"])
 
+USED = set()
+
+def a_spare_runs(server):  # a running container of server that no test has had yet
+    api = engine_api()
+    try:
+        mine = [f"pytest-testserver.server={server}", f"pytest-testserver.pid={os.getpid()}"]
+        found = api.containers(filters={"label": mine, "status": "running"})
+        return any(c["Id"] not in USED for c in found)
+    finally:
+        api.close()
+
 @pytest.mark.parametrize("i", range(3))
 @pytest.mark.testserver("fn")
 def test_busy(request, testservers, i):
-    began = time.time()
     server = testservers["fn"]
+    USED.add(server.container_id)
     record(request, server)
+    if SPARES and i < 2:  # the next test's container is started while this one runs
+        wait_for(lambda: a_spare_runs("fn"), 60, "the spare")
     with open("started.txt", "a") as out:
-        out.write(f"{i} {started_at(server.container_id) - began:.3f}\\n")
-    time.sleep(3)  # longer than a start: the next test's container is started meanwhile
-""",
+        out.write(f"{i} {started_at(server.container_id):.3f} {engine_time_now():.3f}\\n")
+
+def engine_time_now():
+    api = engine_api()
+    try:
+        return engine_time(api.info()["SystemTime"])
+    finally:
+        api.close()
+""".replace("SPARES", spares),
     )
     pytester.runpytest("-p", "no:randomly", "-o", f"testserver_spares={spares}").assert_outcomes(
         passed=3
     )
     assert len({r["id"] for r in seen(pytester)}) == 3
-    lead = dict(line.split() for line in (pytester.path / "started.txt").read_text().splitlines())
-    # Started in the test's own setup (readiness since then: tenths of a second), or during
-    # the 3 s of the test before.
-    if spares == "0":
-        assert all(float(seconds) > -1.5 for seconds in lead.values()), lead
-        return
-    assert float(lead["1"]) < -1.5, lead
-    assert float(lead["2"]) < -1.5, lead
+    lines = (pytester.path / "started.txt").read_text().splitlines()
+    started, ended = {}, {}
+    for line in lines:
+        i, start, end = line.split()
+        started[int(i)], ended[int(i)] = float(start), float(end)
+    # Order, by the engine's clock: with a spare, each next container started before the test
+    # before it ended; without, only after (in its own test's setup).
+    for i in (1, 2):
+        if spares == "0":
+            assert started[i] > ended[i - 1], (started, ended)
+        else:
+            assert started[i] < ended[i - 1], (started, ended)
 
 
 @pytest.mark.usefixtures("engine")
@@ -391,17 +414,22 @@ def test_a_session_server_starts_when_collection_ends_if_a_selected_test_that_ru
         servers_yaml(late=sleeper, deselected=sleeper, skipped=sleeper),
         RECORD
         + """
-import time
+import os
 import pytest
-from pytest_testserver.engine import engine_time
-from tests.conftest import inspect
+from tests.conftest import engine_api, wait_for
 
-def started_at(container):
-    return engine_time(inspect(container)["State"]["StartedAt"])
+def running(server):
+    api = engine_api()
+    try:
+        mine = [f"pytest-testserver.server={server}", f"pytest-testserver.pid={os.getpid()}"]
+        return bool(api.containers(filters={"label": mine, "status": "running"}))
+    finally:
+        api.close()
 
 @pytest.mark.parametrize("i", range(4))
 def test_other(i):
-    time.sleep(0.5)
+    if i == 0:  # before any test asked for it
+        wait_for(lambda: running("late"), 60, "'late' to start when collection ended")
 
 @pytest.mark.testserver("deselected")
 def test_unwanted():
@@ -414,9 +442,7 @@ def test_skipped():
 
 @pytest.mark.testserver("late")
 def test_late(testserver):
-    began = time.time()
-    with open("lead.txt", "w") as out:
-        out.write(f"{started_at(testserver.container_id) - began:.3f}")
+    pass
 """,
     )
     created = container_creations(docker_api)  # one reader: "late" is its positive control
@@ -425,8 +451,7 @@ def test_late(testserver):
     made = [server_of(event) for event in created.stop()]
     counts = {name: made.count(name) for name in ("late", "deselected", "skipped")}
     assert counts == {"late": 1, "deselected": 0, "skipped": 0}
-    # started while the 2 s of other tests ran, not when its test asked
-    assert float((pytester.path / "lead.txt").read_text()) < -1.0
+    # and it was running while the first test ran, before its own test asked (test_other[0])
 
 
 @pytest.mark.usefixtures("engine")
