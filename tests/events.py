@@ -82,7 +82,9 @@ class Events:
             self._api.tag(BASE_IMAGE, repo, mark)
             self._api.remove_image(f"{repo}:{mark}")
         else:
-            assert self._filters.get("event") == "create", self._filters
+            wanted = self._filters.get("event")
+            actions = {wanted} if isinstance(wanted, str) else set(wanted or ())
+            assert actions & {"create", "destroy"}, self._filters  # what the marker makes
             label = self._filters.get("label") or []
             labels = [label] if isinstance(label, str) else label
             # "key=value" as it is; a bare "key" (any value) gets the marker's
