@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -159,31 +160,85 @@ def test_a_crashed_worker_does_not_take_the_shared_server_down_or_leak_it(
     # the `engine` fixture asserts that nothing labelled by this run is left
 
 
+# Forces the race of the test below, whatever the machine's speed: gw0 wins the start of "slow"
+# (gw1 waits for its container before starting anything), skips its own test and ends while
+# its start waits for readiness and gw1 waits on that start (gw0's end waits for both).
+FORCED_RACE = """
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import engine_api
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+HERE = Path(__file__).parent
+
+
+def until(condition, what):
+    deadline = time.monotonic() + 60
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{WORKER}: timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def slow(**filters):
+    api = engine_api()
+    try:  # this run's (its owner is the controller, our parent)
+        mine = ["pytest-testserver.server=slow", f"pytest-testserver.pid={os.getppid()}"]
+        return bool(api.containers(all=True, filters={"label": mine, **filters}))
+    finally:
+        api.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session):  # before the plugin starts the marked servers
+    if WORKER == "gw1":
+        until(slow, "gw0 to win the start of slow")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):  # before the plugin's setup, which waits for the server
+    if WORKER == "gw0":
+        pytest.skip("gw0 only starts slow, then ends")
+    (HERE / "gw1-waits").touch()
+
+
+def pytest_sessionfinish(session):  # inside the plugin's wrapper: before its teardown
+    if WORKER == "gw0":  # its start is in the readiness wait (post_startup), gw1 waits on it
+        until(lambda: slow(status="running"), "slow's container to run")
+        until((HERE / "gw1-waits").exists, "gw1 to wait on slow")
+        (HERE / "gw0-ends").touch()
+"""
+
+
 def test_a_worker_that_ends_while_it_starts_a_shared_server_does_not_fail_it_for_the_others(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
-    """Every worker starts the marked session servers when collection ends; three of four have
-    only a quick test and end at once. One of them usually wins the start of ``slow`` and its
-    end removes the container under it: that must not be published as the server's failure
-    (it was, and the one test needing it failed with "exited with code 137"). Before the fix
-    this failed in about one run of three: only when a quick worker won the start."""
-    slow = HTTPD + '    post_startup: ["sleep", "2"]\n'
+    """Every worker starts the marked session servers when collection ends. A worker that
+    has won the start of ``slow`` and ends (its tests done) while another waits on that
+    start removed the container under it: that must not be published as the server's failure
+    (it was, and the one test needing it failed with "exited with code 137"). It once failed
+    in about one run of three, when a quick worker happened to win: the conftest above makes
+    that happen every time."""
+    slow = HTTPD + '    post_startup: ["sleep", "3"]\n'
     suite(
         servers_yaml(slow=slow),
         """
         from urllib.request import urlopen
         import pytest
 
-        @pytest.mark.parametrize("i", range(3))
-        def test_quick(i):
-            pass
-
         @pytest.mark.testserver("slow")
         def test_slow(testserver):
             assert urlopen(testserver.url(8080)).read() == b"ok\\n"
         """,
     )
-    pytester.runpytest("-n", "4").assert_outcomes(passed=4)
+    pytester.makeconftest(FORCED_RACE)
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", "each", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, skipped=1)
+    assert (pytester.path / "gw0-ends").exists()  # the race happened as forced
 
 
 def test_bind_local_is_shared_by_workers(
@@ -319,6 +374,8 @@ def test_leftovers_of_dead_runs_are_reaped_and_live_runs_are_not_touched(
 def test_two_concurrent_runs_in_one_project_do_not_disturb_each_other(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
+    """The second run starts, runs and ends (teardown, sweep) while the first holds its server;
+    the first's server still answers after. Ordered by files, not by sleeps."""
     suite(
         servers_yaml(web=HTTPD),
         """
@@ -329,16 +386,29 @@ def test_two_concurrent_runs_in_one_project_do_not_disturb_each_other(
         def test_long(testservers):
             web = testservers["web"]
             Path(f"run-{os.getpid()}.txt").write_text(web.container_id)
-            time.sleep(3)  # the other run starts and ends meanwhile
+            if os.environ.get("ROLE") == "first":  # until the second run has ended
+                deadline = time.monotonic() + 120
+                while not Path("second-ended").exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert Path("second-ended").exists()
             assert urlopen(web.url(8080)).read() == b"ok\\n"
         """,
     )
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
-    first = subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE)
-    time.sleep(1)
-    second = subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE)
-    outputs = [p.communicate(timeout=120)[0].decode() for p in (first, second)]
-    assert [first.returncode, second.returncode] == [0, 0], outputs
+
+    def run(role: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "ROLE": role}
+        return subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE, env=env)
+
+    first = run("first")
+    try:
+        wait_for(lambda: any(pytester.path.glob("run-*.txt")), 60, "the first run's server")
+        second = run("second")
+        second_out = second.communicate(timeout=120)[0].decode()
+    finally:
+        (pytester.path / "second-ended").touch()
+    first_out = first.communicate(timeout=120)[0].decode()
+    assert [first.returncode, second.returncode] == [0, 0], [first_out, second_out]
     ids = {p.read_text() for p in Path(pytester.path).glob("run-*.txt")}
     assert len(ids) == 2
 
