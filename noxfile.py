@@ -9,15 +9,19 @@
   the example suite from outside the checkout.
 - ``lint``: ruff check, ruff format --check, mypy --strict, lint-imports (the layers).
 
+Every session that runs pytest checks that its runs left nothing on the engine (``.ci/leaks.py``).
+
 Every session runs with ``CI=true``: a test that needs the engine fails when none answers, it
 never skips.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import nox
@@ -58,35 +62,53 @@ SUBSET = [
     "tests/test_engines.py",
 ]
 SLOW = ["tests/test_xdist_and_crashes.py"]
+# Docker over SSH: docker-py's ssh:// transport. tests/test_locate.py checks its errors, and in CI
+# a test may not skip for a missing dependency (as .ci/run installs it for the full suite).
+SSH = "paramiko>=2.4.3"
 
 
 def ci_env() -> dict[str, str]:
     return {"CI": "true", "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+@contextlib.contextmanager
+def no_leaks(session: nox.Session, python: str = "python") -> Iterator[None]:
+    """The session's leak check: no run that its pytest started may leave anything on the
+    engine (.ci/leaks.py), whether the tests passed or not."""
+    with tempfile.TemporaryDirectory(prefix="testserver-leaks-") as folder:
+        state = str(Path(folder) / "runs.json")
+        session.run(python, str(ROOT / ".ci" / "leaks.py"), "before", state, external=True)
+        try:
+            yield
+        finally:
+            session.run(python, str(ROOT / ".ci" / "leaks.py"), "after", state, external=True)
+
+
 def run_subset(session: nox.Session, *, slow: bool = True) -> None:
     tests = [*SUBSET, *SLOW] if slow else SUBSET
-    session.run("python", "-m", "pytest", "-q", "-p", "no:randomly", *tests, env=ci_env())
-    session.run("python", "-m", "pytest", "-q", "examples", env=ci_env())
+    with no_leaks(session):
+        session.run("python", "-m", "pytest", "-q", "-p", "no:randomly", *tests, env=ci_env())
+        session.run("python", "-m", "pytest", "-q", "examples", env=ci_env())
 
 
 @nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    session.install("-e", ".[test]")
+    session.install("-e", ".[test]", SSH)
     run_subset(session, slow=session.python == PYTHONS[1])
 
 
 @nox.session(python=PYTHONS)
 def full(session: nox.Session) -> None:
-    session.install("-e", ".[test]")
-    session.run("python", "-m", "pytest", "-q", env=ci_env())
-    session.run("python", "-m", "pytest", "-q", "examples", env=ci_env())
+    session.install("-e", ".[test]", SSH)
+    with no_leaks(session):
+        session.run("python", "-m", "pytest", "-q", env=ci_env())
+        session.run("python", "-m", "pytest", "-q", "examples", env=ci_env())
 
 
 @nox.session(python=PYTHONS[0])
 def oldest(session: nox.Session) -> None:
     # hypothesis is a test tool, not a floor of ours: its newest is fine.
-    session.install(*OLDEST, "hypothesis")
+    session.install(*OLDEST, "hypothesis", SSH)
     session.install("--no-deps", "-e", ".")
     session.run("python", "-m", "pip", "check")
     session.run("python", "-m", "pip", "freeze", silent=False)
@@ -122,9 +144,17 @@ def release(session: nox.Session) -> None:
             )
             if "site-packages" not in str(where):
                 session.error(f"the example suite would not test the wheel: {where}")
-            session.run(
-                python, "-m", "pytest", "-q", "-p", "no:cacheprovider", external=True, env=ci_env()
-            )
+            with no_leaks(session, python):
+                session.run(
+                    python,
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    external=True,
+                    env=ci_env(),
+                )
     finally:
         shutil.rmtree(dist, ignore_errors=True)
 

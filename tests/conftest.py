@@ -1,13 +1,18 @@
 from __future__ import annotations
 
 import importlib
+import ipaddress
+import json
 import os
 import pkgutil
 import shutil
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -65,9 +70,46 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items
         if any(item.get_closest_marker(name) and not met() for name, met in unmet.items())
     ]
+    if wanted and CI_ENGINE == "docker":
+        # CI's own job runs as root beside its own dockerd: every test applies there.
+        names = ", ".join(item.nodeid for item in wanted[:3])
+        raise pytest.UsageError(
+            f"TESTSERVER_CI_ENGINE=docker, yet {len(wanted)} test(s) would be deselected as not "
+            f"applying to this engine ({names}): run as root beside the local engine"
+        )
     if wanted:
         config.hook.pytest_deselected(items=wanted)
         items[:] = [item for item in items if item not in wanted]
+
+
+def require_module(name: str, why: str) -> Any:
+    """``pytest.importorskip``, except in CI, where a missing test dependency is a failure: a
+    skip there would hide a test that never ran (.ci/run and every nox session install them)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if IN_CI:
+            pytest.fail(f"{name} is not installed, and CI must run this test: {why}", False)
+        pytest.skip(f"{name} is not installed: {why}")
+
+
+def require_command(name: str, why: str) -> str:
+    """The path of a command a test runs: a skip for a developer without it, a failure in CI."""
+    path = shutil.which(name)
+    if path:
+        return path
+    if IN_CI:
+        pytest.fail(f"{name} is not installed, and CI must run this test: {why}", False)
+    pytest.skip(f"{name} is not installed: {why}")
+
+
+def require_root(why: str) -> None:
+    """A test that only root can run: a skip for a developer, a failure in CI (which is root)."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return
+    if IN_CI:
+        pytest.fail(f"needs root, and CI must run this test: {why}", False)
+    pytest.skip(f"needs root: {why}")
 
 
 def bind_address() -> str:
@@ -75,17 +117,77 @@ def bind_address() -> str:
     return os.environ.get("TESTSERVER_BIND_ADDRESS") or "127.0.0.1"
 
 
-def expected_host() -> str:
-    """The handles' host for this run's engine and bind address."""
-    from pytest_testserver.locate import locate
-    from pytest_testserver.ports import handle_host
+# Which engine CI started for this run: .ci/run sets "docker" (its own dockerd), .ci/engine_suites
+# the engine's name. The CI job's own knowledge, an oracle that does not come from the plugin:
+# were every engine misdetected (say, as rootless), the tests would otherwise adjust and pass.
+CI_ENGINE = os.environ.get("TESTSERVER_CI_ENGINE", "")
 
-    return handle_host(locate().address, bind_address())
+
+@dataclass(frozen=True)
+class EngineFacts:
+    kind: str  # "docker" or "podman"
+    rootless: bool
+    remote: bool  # its published ports are on another host
+
+
+CI_ENGINES = {
+    "docker": EngineFacts("docker", rootless=False, remote=False),
+    "podman": EngineFacts("podman", rootless=False, remote=False),  # as root, .ci/engines/podman
+    "rootless": EngineFacts("docker", rootless=True, remote=False),
+    "tls": EngineFacts("docker", rootless=False, remote=True),  # another network namespace
+    "ssh": EngineFacts("docker", rootless=False, remote=False),  # this machine's dockerd
+}
+
+
+def engine_facts(api: Any) -> EngineFacts:
+    """What the engine says of itself, read here and not by the plugin (/version's components,
+    /info's security options), and checked against what CI started when it says."""
+    components = api.version().get("Components") or []
+    podman = any("podman" in str(c.get("Name", "")).lower() for c in components)
+    options = [str(o) for o in api.info().get("SecurityOptions") or []]
+    rootless = any("name=rootless" in o.split(",") for o in options)
+    try:
+        remote = not ipaddress.ip_address(expected_host()).is_loopback
+    except ValueError:
+        remote = expected_host() != "localhost"
+    facts = EngineFacts("podman" if podman else "docker", rootless, remote)
+    if CI_ENGINE:
+        if CI_ENGINE not in CI_ENGINES:
+            pytest.fail(f"TESTSERVER_CI_ENGINE={CI_ENGINE!r}: not one of {sorted(CI_ENGINES)}")
+        assert facts == CI_ENGINES[CI_ENGINE], f"CI started {CI_ENGINE}, the engine says {facts}"
+    return facts
+
+
+def expected_host() -> str:
+    """The handles' host for this run's engine and bind address, worked out here from
+    $DOCKER_HOST: a tcp:// or ssh:// engine publishes on its own host, a socket on this one."""
+    address = os.environ.get("DOCKER_HOST", "")
+    if not address and not CI_ENGINE and _docker_context_named():
+        # A developer's Docker context (CI always sets DOCKER_HOST or uses the default socket):
+        # the one case where the plugin's own reading stands in for the oracle.
+        from pytest_testserver.locate import locate
+        from pytest_testserver.ports import handle_host
+
+        return handle_host(locate().address, bind_address())
+    parts = urlsplit(address)
+    if parts.scheme in ("tcp", "ssh", "http", "https") and parts.hostname:
+        return parts.hostname
+    bind = bind_address()
+    return "127.0.0.1" if bind in ("0.0.0.0", "::") else bind
+
+
+def _docker_context_named() -> bool:
+    if os.environ.get("DOCKER_CONTEXT", "default") != "default":
+        return True
+    config = Path(os.environ.get("DOCKER_CONFIG") or Path(REAL_HOME) / ".docker") / "config.json"
+    try:
+        current = json.loads(config.read_text()).get("currentContext")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return current not in (None, "", "default")
 
 
 def _publishes_on_this_machine() -> bool:
-    import ipaddress
-
     try:
         return ipaddress.ip_address(expected_host()).is_loopback
     except ValueError:
@@ -110,7 +212,7 @@ def _root_and_local_engine() -> bool:
         local = locate().is_local_socket
     except EngineUnavailable:
         local = False
-    return local and hasattr(os, "geteuid") and os.geteuid() == 0 and bool(shutil.which("unshare"))
+    return local and hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 # The user's own home, before pytester points HOME at a temporary one for its runs.
@@ -157,6 +259,74 @@ def docker_api() -> Iterator[Any]:
         pytest.fail(f"{BASE_IMAGE} is missing: run python .ci/base_image.py", pytrace=False)
     yield api
     api.close()
+
+
+@pytest.fixture(scope="session")
+def run_births(docker_api: Any) -> Iterator[Any]:
+    """The containers of the runs this process and the pytests it starts make, all session."""
+    from tests.events import run_births
+
+    births = run_births(docker_api)
+    yield births
+    births.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_runs(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The leak check of every test that uses the engine: nothing is left of any run the test
+    made, in this process or in a pytest it started (subprocesses, -n, other PID namespaces).
+    Other runs on the same engine (other jobs, a developer's) are not this test's business."""
+    if "docker_api" not in request.fixturenames:
+        yield
+        return
+    from tests.events import run_of_event
+
+    births = request.getfixturevalue("run_births")
+    api = request.getfixturevalue("docker_api")
+    start = len(births.until_now())
+    yield
+    runs = {run_of_event(event) for event in births.until_now()[start:]} - {""}
+    left: dict[str, list[str]] = {}
+
+    def gone() -> bool:
+        left.clear()
+        for run in runs:
+            objects = everything_of(api, run)
+            if objects:
+                left[run] = objects
+        return not left
+
+    try:
+        wait_for(gone, LEFT_WITHIN, "the test's runs to remove what they made")
+    except AssertionError:
+        for run in list(left):
+            remove_run(api, run)
+        pytest.fail(f"leaked by the runs of this test: {left}", pytrace=False)
+
+
+# A run removes what it made before its pytest exits; a killed one within the watchdog's 10 s.
+LEFT_WITHIN = 15.0
+
+
+def everything_of(api: Any, run: str) -> list[str]:
+    """The containers, networks and volumes labelled with ``run``."""
+    label = {"label": f"{LABEL}={run}"}
+    return [
+        *(c["Id"][:12] for c in api.containers(all=True, filters=label)),
+        *(f"network {n['Name']}" for n in api.networks(filters=label)),
+        *(f"volume {v['Name']}" for v in (api.volumes(filters=label).get("Volumes") or [])),
+    ]
+
+
+def remove_run(api: Any, run: str) -> None:
+    """Remove what ``run`` (an exact run id this session made) left."""
+    label = {"label": f"{LABEL}={run}"}
+    for c in api.containers(all=True, filters=label):
+        api.remove_container(c["Id"], force=True, v=True)
+    for n in api.networks(filters=label):
+        api.remove_network(n["Id"])
+    for v in api.volumes(filters=label).get("Volumes") or []:
+        api.remove_volume(v["Name"], force=True)
 
 
 def labelled(api: Any, label: str = LABEL) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

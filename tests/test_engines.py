@@ -20,7 +20,7 @@ import pytest
 
 from pytest_testserver.engine import Engine
 from pytest_testserver.locate import Location, context_id, locate
-from tests.conftest import HTTPD, servers_yaml
+from tests.conftest import HTTPD, engine_facts, expected_host, require_command, servers_yaml
 
 SLEEPER = """
     image: busybox:stable
@@ -213,6 +213,34 @@ def sleeper(engine: Any) -> Iterator[tuple[Engine, str]]:
         connected.close()
 
 
+@pytest.mark.usefixtures("engine")
+def test_the_plugin_sees_the_engine_as_it_describes_itself_and_as_ci_started_it(
+    docker_api: Any, pytester: pytest.Pytester, suite: Any
+) -> None:
+    """Rootless and Podman detection and the handles' host, against an oracle of the test's
+    own: the engine's /info and /version read here, and in CI the engine the job started."""
+    facts = engine_facts(docker_api)
+    connected = Engine.connect()
+    try:
+        assert (connected.kind, connected.rootless) == (facts.kind, facts.rootless)
+        assert connected.sets_domainname == (facts.kind == "docker" and not facts.rootless)
+    finally:
+        connected.close()
+    suite(
+        servers_yaml(sleeper=SLEEPER),
+        """
+        import pytest
+
+        @pytest.mark.testserver("sleeper")
+        def test_host(testserver):
+            print(f"handle host: {testserver.host}")
+        """,
+    )
+    result = pytester.runpytest("-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"handle host: {expected_host()}"])
+
+
 def test_concurrent_calls_stay_within_what_the_engine_transport_allows(
     sleeper: tuple[Engine, str],
 ) -> None:
@@ -242,7 +270,8 @@ def test_probes_go_to_container_addresses_only_on_a_local_rootful_engine(
 
     engine, container = sleeper
     ip, gateway = container_network(engine.inspect(container))
-    local_rootful = engine.location.is_local_socket and not engine.rootless
+    # from the engine's own /info, read by the test (and CI's knowledge), not the plugin's guess
+    local_rootful = engine.location.is_local_socket and not engine_facts(engine.api).rootless
     routes = engine.routes_directly(ip, gateway)
     assert routes == (local_rootful and _routable_here(ip, gateway)), (
         engine.location,
@@ -269,8 +298,9 @@ def test_domain_is_set_or_said_once_where_the_engine_cannot(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
     connected = Engine.connect()
-    sets = connected.sets_domainname
+    facts = engine_facts(connected.api)
     connected.close()
+    sets = facts.kind == "docker" and not facts.rootless  # Podman ignores it, rootless refuses
     suite(
         servers_yaml(
             web=HTTPD,
@@ -302,6 +332,7 @@ def test_ports_that_do_not_answer_from_here_are_named_with_the_remedy(
 ) -> None:
     """pytest in a network namespace of its own, the engine's socket still reachable: like an
     engine through a tunnel, the container is ready but its published ports are elsewhere."""
+    require_command("unshare", "util-linux's unshare runs pytest in a network namespace")
     suite(
         servers_yaml(
             byexec=HTTPD + '    wait: false\n    post_startup: {command: ["true"]}\n',

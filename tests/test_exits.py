@@ -9,6 +9,8 @@ import pytest
 
 from tests.conftest import servers_yaml
 
+pytestmark = pytest.mark.usefixtures("engine")  # real servers: each test's leak checks
+
 NEVER_READY = """
     image: busybox:stable
     post_startup: ["false"]

@@ -19,6 +19,7 @@ tolerate exactly those bugs' signatures (``KNOWN_BUGS``), so they keep exploring
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,6 +27,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,15 +79,88 @@ FUZZ = settings(
 FUZZ_EACH_FIELD = settings(FUZZ, max_examples=100)
 
 
+class Tripwire:
+    """A unix socket standing in for the engine: it answers nothing and counts who connected.
+
+    Independent of how the plugin is laid out: whatever module reaches for the engine, in this
+    process or in a pytest it starts, connects to $DOCKER_HOST.
+    """
+
+    def __init__(self) -> None:
+        import socket
+        import tempfile
+        import threading
+
+        self.folder = tempfile.mkdtemp(prefix="ts-trip-")  # short: a socket path has 107 bytes
+        self.path = os.path.join(self.folder, "docker.sock")
+        self.contacts = 0
+        self._server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._server.bind(self.path)
+        self._server.listen(16)
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.path}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            self.contacts += 1
+            conn.close()  # the client fails at once, as with an engine that hangs up
+
+    def close(self) -> None:
+        import shutil
+        import socket
+
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
+        self._server.close()
+        self._thread.join(5)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def tripwire() -> Iterator[Tripwire]:
+    wire = Tripwire()
+    yield wire
+    wire.close()
+
+
 @pytest.fixture(autouse=True)
-def no_engine_call(monkeypatch: pytest.MonkeyPatch) -> None:
+def no_engine_call(monkeypatch: pytest.MonkeyPatch, tripwire: Tripwire) -> Iterator[None]:
     """A tripwire: nothing in this file may reach for the engine."""
+    monkeypatch.setenv("DOCKER_HOST", tripwire.docker_host)
+    for key in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"):
+        monkeypatch.delenv(key, raising=False)
+    before = tripwire.contacts
+    yield
+    assert tripwire.contacts == before, "the engine was contacted while loading a configuration"
 
-    def refuse() -> None:
-        raise AssertionError("the engine was contacted while loading a configuration")
 
-    monkeypatch.setattr("pytest_testserver.connection.connect_engine", refuse)
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/hostile-input.sock")
+def test_the_tripwire_fires_when_a_server_is_really_needed(
+    pytester: pytest.Pytester, tripwire: Tripwire
+) -> None:
+    """The positive control: a valid server, a test that needs it: the engine is contacted."""
+    (pytester.path / "testservers.yaml").write_text(
+        "servers:\n  web:\n    image: busybox:stable\n    command: [sleep, '600']\n"
+    )
+    pytester.makepyfile(
+        "import pytest\n\n@pytest.mark.testserver('web')\ndef test_it(testserver):\n    pass\n"
+    )
+    before = tripwire.contacts
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    # (not tests.conftest's wait_for: a fresh interpreter imports this file without docker)
+    deadline = time.monotonic() + 10
+    while tripwire.contacts == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert tripwire.contacts > before, "the positive control never reached the tripwire"
+    tripwire.contacts = before  # seen: not this file's business past this test
 
 
 # --- known bugs ---------------------------------------------------------------------------------

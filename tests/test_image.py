@@ -591,8 +591,38 @@ def digest_of(ctx: Path, **kwargs: object) -> str:
 def test_digest_is_a_sha256_hex_and_stable(small_context: Path) -> None:
     plan = plan_build(BuildSource(context=small_context, dockerfile="Dockerfile"))
     assert re.fullmatch(r"[0-9a-f]{64}", plan.digest())
-    assert plan.digest() == plan.digest()
-    assert digest_of(small_context) == plan.digest()
+    assert digest_of(small_context) == plan.digest()  # a second plan of the same folder
+
+
+def test_digest_is_the_same_in_another_process_and_folder(
+    small_context: Path, tmp_path: Path
+) -> None:
+    """The tag is found again by the next run: another interpreter (another hash seed), the
+    same content copied elsewhere."""
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "elsewhere" / "ctx"
+    shutil.copytree(small_context, copy, symlinks=True)
+    code = (
+        "import sys; from pathlib import Path; "
+        "from pytest_testserver.config import BuildSource; "
+        "from pytest_testserver.image import plan_build; "
+        "print(plan_build(BuildSource(context=Path(sys.argv[1]), dockerfile='Dockerfile'))"
+        ".digest())"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(copy)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout.strip()
+        for seed in (1, 2, 3)
+    }
+    assert digests == {digest_of(small_context)}
 
 
 def test_digest_ignores_mtimes(small_context: Path) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import HTTPD, servers_yaml
+from tests.events import container_creations
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -62,7 +63,7 @@ def test_built_server_is_published_on_loopback_only(
 
 
 def test_server_is_shared_by_the_session_and_started_once(
-    pytester: pytest.Pytester, suite: Any
+    pytester: pytest.Pytester, suite: Any, docker_api: Any
 ) -> None:
     suite(
         servers_yaml(web=HTTPD),
@@ -79,7 +80,9 @@ def test_server_is_shared_by_the_session_and_started_once(
             assert len(seen) == 1
         """,
     )
+    created = container_creations(docker_api, "web")
     pytester.runpytest().assert_outcomes(passed=2)
+    assert len(created.stop()) == 1  # one start: the background one at collection's end
 
 
 def test_unchanged_image_is_not_rebuilt_unless_asked(

@@ -18,7 +18,8 @@ import pytest
 from pytest_testserver.errors import StartError
 from pytest_testserver.lifetimes import LOOKAHEAD, Instances, Plan, PlannedTest
 from tests.conftest import servers_yaml, wait_for
-from tests.test_xdist_and_crashes import REAP_WITHIN, container_creations, nothing_left, run_of
+from tests.events import container_creations, server_of
+from tests.test_xdist_and_crashes import REAP_WITHIN, nothing_left, run_of
 
 RESETTABLE = """
     image: busybox:stable
@@ -28,6 +29,7 @@ RESETTABLE = """
     """
 
 
+@pytest.mark.usefixtures("engine")
 def test_reset_runs_before_each_test_that_uses_the_server_except_the_first(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
@@ -66,6 +68,7 @@ def test_reset_runs_before_each_test_that_uses_the_server_except_the_first(
     pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=5)
 
 
+@pytest.mark.usefixtures("engine")
 def test_reset_under_xdist_runs_before_every_test_but_the_first_of_the_run(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
@@ -96,6 +99,7 @@ def test_reset_under_xdist_runs_before_every_test_but_the_first_of_the_run(
     assert max(seen) >= 11 - len(counts), counts
 
 
+@pytest.mark.usefixtures("engine")
 def test_a_failing_reset_fails_that_test_in_setup_with_its_output_masked(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
@@ -163,6 +167,7 @@ def ids_of(records: list[dict[str, Any]], server: str) -> list[str]:
     return [r["id"] for r in records if r["server"] == server]
 
 
+@pytest.mark.usefixtures("engine")
 def test_each_scope_gets_a_fresh_container_and_none_is_left(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
@@ -212,9 +217,11 @@ def test_e(request, testservers):
     assert ids_of(records, "cls")[1] == ids_of(records, "cls")[2] == ids_of(records, "cls")[3]
     assert len(set(ids_of(records, "mod"))) == 2  # one per module
     assert len(set(ids_of(records, "ses"))) == 1
-    # the autouse leak check of tests/conftest.py then finds no container of this run left
+    # the `engine` fixture and the autouse leak check of tests/conftest.py then find no
+    # container of this run left
 
 
+@pytest.mark.usefixtures("engine")
 def test_reset_runs_between_the_tests_of_one_container_not_before_a_fresh_one(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
@@ -244,6 +251,7 @@ def test_reset_runs_between_the_tests_of_one_container_not_before_a_fresh_one(
     pytester.runpytest("-p", "no:randomly").assert_outcomes(passed=3)
 
 
+@pytest.mark.usefixtures("engine")
 @pytest.mark.parametrize("spares", ["1", "0"])
 def test_a_warm_spare_is_started_before_its_test_begins(
     pytester: pytest.Pytester, suite: Any, spares: str
@@ -252,39 +260,63 @@ def test_a_warm_spare_is_started_before_its_test_begins(
         servers_yaml(fn=SLEEPER.format(scope="function")),
         RECORD
         + """
-import time
+import os
 import pytest
 from pytest_testserver.engine import engine_time
-from tests.conftest import inspect
+from tests.conftest import engine_api, inspect, wait_for
 
 def started_at(container):
     return engine_time(inspect(container)["State"]["StartedAt"])
 
+USED = set()
+
+def a_spare_runs(server):  # a running container of server that no test has had yet
+    api = engine_api()
+    try:
+        mine = [f"pytest-testserver.server={server}", f"pytest-testserver.pid={os.getpid()}"]
+        found = api.containers(filters={"label": mine, "status": "running"})
+        return any(c["Id"] not in USED for c in found)
+    finally:
+        api.close()
+
 @pytest.mark.parametrize("i", range(3))
 @pytest.mark.testserver("fn")
 def test_busy(request, testservers, i):
-    began = time.time()
     server = testservers["fn"]
+    USED.add(server.container_id)
     record(request, server)
+    if SPARES and i < 2:  # the next test's container is started while this one runs
+        wait_for(lambda: a_spare_runs("fn"), 60, "the spare")
     with open("started.txt", "a") as out:
-        out.write(f"{i} {started_at(server.container_id) - began:.3f}\\n")
-    time.sleep(3)  # longer than a start: the next test's container is started meanwhile
-""",
+        out.write(f"{i} {started_at(server.container_id):.3f} {engine_time_now():.3f}\\n")
+
+def engine_time_now():
+    api = engine_api()
+    try:
+        return engine_time(api.info()["SystemTime"])
+    finally:
+        api.close()
+""".replace("SPARES", spares),
     )
     pytester.runpytest("-p", "no:randomly", "-o", f"testserver_spares={spares}").assert_outcomes(
         passed=3
     )
     assert len({r["id"] for r in seen(pytester)}) == 3
-    lead = dict(line.split() for line in (pytester.path / "started.txt").read_text().splitlines())
-    # Started in the test's own setup (readiness since then: tenths of a second), or during
-    # the 3 s of the test before.
-    if spares == "0":
-        assert all(float(seconds) > -1.5 for seconds in lead.values()), lead
-        return
-    assert float(lead["1"]) < -1.5, lead
-    assert float(lead["2"]) < -1.5, lead
+    lines = (pytester.path / "started.txt").read_text().splitlines()
+    started, ended = {}, {}
+    for line in lines:
+        i, start, end = line.split()
+        started[int(i)], ended[int(i)] = float(start), float(end)
+    # Order, by the engine's clock: with a spare, each next container started before the test
+    # before it ended; without, only after (in its own test's setup).
+    for i in (1, 2):
+        if spares == "0":
+            assert started[i] > ended[i - 1], (started, ended)
+        else:
+            assert started[i] < ended[i - 1], (started, ended)
 
 
+@pytest.mark.usefixtures("engine")
 def test_a_fresh_container_per_test_under_xdist(pytester: pytest.Pytester, suite: Any) -> None:
     suite(
         servers_yaml(fn=SLEEPER.format(scope="function")),
@@ -302,6 +334,7 @@ def test_it(request, testserver, i):
     assert len({r["id"] for r in seen(pytester)}) == 6
 
 
+@pytest.mark.usefixtures("engine")
 def test_spares_are_removed_after_a_failing_test_and_a_failing_run(
     pytester: pytest.Pytester, suite: Any, docker_api: Any
 ) -> None:
@@ -324,6 +357,7 @@ def test_it(testserver, i):
     assert docker_api.containers(all=True, filters=mine) == []
 
 
+@pytest.mark.usefixtures("engine")
 @pytest.mark.parametrize("how", ["SIGINT", "SIGKILL"])
 def test_spares_are_removed_when_the_run_is_interrupted_or_killed(
     pytester: pytest.Pytester, suite: Any, docker_api: Any, how: str
@@ -371,6 +405,7 @@ def test_hold(testserver, i):
         log.close()
 
 
+@pytest.mark.usefixtures("engine")
 def test_a_session_server_starts_when_collection_ends_if_a_selected_test_that_runs_needs_it(
     pytester: pytest.Pytester, suite: Any, docker_api: Any
 ) -> None:
@@ -379,17 +414,22 @@ def test_a_session_server_starts_when_collection_ends_if_a_selected_test_that_ru
         servers_yaml(late=sleeper, deselected=sleeper, skipped=sleeper),
         RECORD
         + """
-import time
+import os
 import pytest
-from pytest_testserver.engine import engine_time
-from tests.conftest import inspect
+from tests.conftest import engine_api, wait_for
 
-def started_at(container):
-    return engine_time(inspect(container)["State"]["StartedAt"])
+def running(server):
+    api = engine_api()
+    try:
+        mine = [f"pytest-testserver.server={server}", f"pytest-testserver.pid={os.getpid()}"]
+        return bool(api.containers(filters={"label": mine, "status": "running"}))
+    finally:
+        api.close()
 
 @pytest.mark.parametrize("i", range(4))
 def test_other(i):
-    time.sleep(0.5)
+    if i == 0:  # before any test asked for it
+        wait_for(lambda: running("late"), 60, "'late' to start when collection ended")
 
 @pytest.mark.testserver("deselected")
 def test_unwanted():
@@ -402,22 +442,19 @@ def test_skipped():
 
 @pytest.mark.testserver("late")
 def test_late(testserver):
-    began = time.time()
-    with open("lead.txt", "w") as out:
-        out.write(f"{started_at(testserver.container_id) - began:.3f}")
+    pass
 """,
     )
-    created = {
-        name: container_creations(docker_api, name) for name in ("late", "deselected", "skipped")
-    }
+    created = container_creations(docker_api)  # one reader: "late" is its positive control
     result = pytester.runpytest("-p", "no:randomly", "-k", "not unwanted")
     result.assert_outcomes(passed=5, skipped=1, deselected=1)
-    counts = {name: len(events.stop()) for name, events in created.items()}
+    made = [server_of(event) for event in created.stop()]
+    counts = {name: made.count(name) for name in ("late", "deselected", "skipped")}
     assert counts == {"late": 1, "deselected": 0, "skipped": 0}
-    # started while the 2 s of other tests ran, not when its test asked
-    assert float((pytester.path / "lead.txt").read_text()) < -1.0
+    # and it was running while the first test ran, before its own test asked (test_other[0])
 
 
+@pytest.mark.usefixtures("engine")
 def test_collect_only_starts_nothing(
     pytester: pytest.Pytester, suite: Any, docker_api: Any
 ) -> None:
@@ -431,11 +468,12 @@ def test_it():
     pass
 """,
     )
-    created = container_creations(docker_api, "box")
-    fresh = container_creations(docker_api, "fn")
+    created = container_creations(docker_api)
     pytester.runpytest("--collect-only").assert_outcomes()
-    assert created.stop() == []
-    assert fresh.stop() == []
+    assert created.until_now() == []
+    # the positive control: the same reader sees both start when the test runs
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert sorted(server_of(event) for event in created.stop()) == ["box", "fn"]
 
 
 # -- the instances of one scoped server, without an engine ----------------------------------------

@@ -20,6 +20,7 @@ from pytest_testserver.config import ServerSpec, parse_config
 from pytest_testserver.errors import EngineUnavailable, StartError
 from pytest_testserver.locate import Location, context_id, locate, socket_candidates, usable_socket
 from pytest_testserver.readiness import Target, check_reachable, healthcheck_argv, unanswered_hint
+from tests.conftest import require_module
 
 
 def write_context(
@@ -300,7 +301,7 @@ def test_tls_and_ssh_failures_are_told_apart() -> None:
     assert "DOCKER_CERT_PATH" in found[1]
     assert "/c" in found[1]
 
-    paramiko = pytest.importorskip("paramiko")
+    paramiko = require_module("paramiko", "docker-py's ssh:// transport raises its exceptions")
     ssh = engine_module._tls_or_auth(
         paramiko.AuthenticationException("Authentication failed."), where
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import pwd
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HTTPD, servers_yaml, wait_for
+from tests.conftest import HTTPD, require_command, require_root, servers_yaml, wait_for
+from tests.events import Events, container_creations, server_of
 from tests.stallproxy import StallProxy
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -95,11 +95,41 @@ def test_pair(testservers, i):
 """
 
 
+# Each worker writes down the networks labelled with its run while its test runs.
+NETWORKS_SEEN = """
+from pathlib import Path
+import pytest
+from tests.conftest import engine_api, inspect
+
+@pytest.fixture(autouse=True)
+def run_networks(request, testservers):
+    yield
+    client = testservers[f"client{request.node.callspec.params['i']}"]
+    run = inspect(client.container_id)["Config"]["Labels"]["pytest-testserver.run"]
+    api = engine_api()
+    try:
+        nets = api.networks(filters={"label": f"pytest-testserver.run={run}"})
+    finally:
+        api.close()
+    with open(Path(__file__).parent / "networks.txt", "a") as f:
+        f.write(f"{run} {','.join(sorted(n['Id'] for n in nets))}\\n")
+"""
+
+
 def test_linked_servers_at_n4_share_one_run_network(pytester: pytest.Pytester) -> None:
     write(pytester, f"servers:\n{LINKED_PAIRS}", LINKED_TESTS)
+    pytester.makeconftest(NETWORKS_SEEN)
+    seen = pytester.path / "networks.txt"
     for _ in range(3):
+        seen.unlink(missing_ok=True)
         result = pytester.runpytest_subprocess("-n", "4", "-p", "no:randomly")
         result.assert_outcomes(passed=4)
+        lines = [line.split() for line in seen.read_text().splitlines()]
+        assert len(lines) == 4, lines  # one per test, each on its worker
+        assert len({run for run, _ in lines}) == 1, lines  # one run
+        # exactly one network labelled with the run, the same for every worker
+        assert len({nets for _, nets in lines}) == 1, lines
+        assert all(len(nets.split(",")) == 1 for _, nets in lines), lines
 
 
 def test_a_server_called_network_does_not_lock_out_the_run_network(
@@ -123,31 +153,44 @@ def test_a_server_called_network_does_not_lock_out_the_run_network(
 def test_a_test_pytest_will_not_run_never_starts_its_server(
     pytester: pytest.Pytester, docker_api: Any
 ) -> None:
+    # "broken" cannot be pulled: a start would say so at setup. "box" would start quietly in
+    # the background (a failed background start prints nothing): its creations are counted, by
+    # the same reader that sees "ran" start for the test that does run.
     write(
         pytester,
-        servers_yaml(broken="image: pytest-testserver-test/no-such-image:never"),
+        servers_yaml(
+            broken="image: pytest-testserver-test/no-such-image:never",
+            box=SLEEPER,
+            ran=SLEEPER,
+        ),
         """
         import pytest
 
         @pytest.mark.skip(reason="not today")
-        @pytest.mark.testserver("broken")
+        @pytest.mark.testserver("broken", "box")
         def test_skipped(testserver):
             pass
 
         @pytest.mark.skipif(True, reason="not here")
-        @pytest.mark.testserver("broken")
+        @pytest.mark.testserver("broken", "box")
         def test_skipif(testserver):
             pass
 
         @pytest.mark.xfail(run=False, reason="known")
-        @pytest.mark.testserver("broken")
+        @pytest.mark.testserver("broken", "box")
         def test_xfail_not_run(testserver):
+            pass
+
+        @pytest.mark.testserver("ran")
+        def test_runs(testserver):
             pass
         """,
     )
+    created = container_creations(docker_api)
     result = pytester.runpytest()
-    result.assert_outcomes(skipped=2, xfailed=1)
+    result.assert_outcomes(passed=1, skipped=2, xfailed=1)
     assert "cannot be pulled" not in result.stdout.str()
+    assert sorted(server_of(event) for event in created.stop()) == ["ran"]
 
 
 # 3. --testserver-keep survives later runs' sweeps
@@ -210,10 +253,10 @@ def test_sigterm_while_waiting_for_a_build_lock_ends_the_run_with_143(
     pytester: pytest.Pytester,
 ) -> None:
     from pytest_testserver.config import parse_config
-    from pytest_testserver.folders import user_state_dir
+    from pytest_testserver.folders import file_name, user_state_dir
     from pytest_testserver.identity import new_run_id
     from pytest_testserver.image import resolve
-    from pytest_testserver.locks import build_lock
+    from pytest_testserver.locks import LOCKS, build_lock
 
     yaml = servers_yaml(web=HTTPD.replace("echo ok", f"echo {new_run_id()}"))
     write(pytester, yaml, USE_WEB)
@@ -221,15 +264,60 @@ def test_sigterm_while_waiting_for_a_build_lock_ends_the_run_with_143(
 
     spec = parse_config(pyyaml.safe_load(yaml), base=pytester.path, source="t").servers["web"]
     state, _ = user_state_dir()
-    with build_lock(state, resolve(spec).ref, "holder-test", timeout=5):
-        process = pytest_process(pytester.path, "-s")
-        time.sleep(3)  # collection, engine contact, the create that finds no image, the lock
+    tag = resolve(spec).ref
+    with build_lock(state, tag, "holder-test", timeout=5):
+        lock = state.path / LOCKS / f"build-{file_name(tag)}.lock"
+        with OpenWatch(lock.parent) as opened:
+            process = pytest_process(pytester.path, "-s")
+            # collection, engine contact, the create that finds no image: then the lock, which
+            # the run tries again and again (each try opens its file)
+            wait_for(lambda: opened(lock.name) >= 2, 60, "the run to wait on the build lock")
         signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=60)[0].decode()
     state.close()
     print(f"SIGTERM in a lock wait: pytest exited after {time.monotonic() - signalled:.2f}s")
     assert process.returncode == 143, output
+
+
+class OpenWatch:
+    """Counts the opens of files in a folder, by name, as they happen (Linux inotify)."""
+
+    IN_OPEN = 0x20
+
+    def __init__(self, folder: Path) -> None:
+        import ctypes
+
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self._fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        if self._libc.inotify_add_watch(self._fd, str(folder).encode(), self.IN_OPEN) < 0:
+            os.close(self._fd)
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch {folder}")
+        self._counts: dict[str, int] = {}
+
+    def __call__(self, name: str) -> int:
+        import struct
+
+        while True:
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                return self._counts.get(name, 0)
+            at = 0
+            while at < len(data):  # struct inotify_event: wd, mask, cookie, len, name[len]
+                _, mask, _, length = struct.unpack_from("iIII", data, at)
+                found = data[at + 16 : at + 16 + length].rstrip(b"\0").decode()
+                if mask & self.IN_OPEN:
+                    self._counts[found] = self._counts.get(found, 0) + 1
+                at += 16 + length
+
+    def __enter__(self) -> OpenWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)
 
 
 # 5. the image has its own budget, and not-ready messages say what it took
@@ -436,10 +524,25 @@ def in_own_pid_namespace() -> list[str]:
     long-lived processes has it, so a sweep that wrongly asked ``kill(pid, 0)`` here would call
     the run dead (and remove it) at once, instead of waiting for its lease to run out.
     """
-    if shutil.which("unshare") is None:
-        pytest.fail("unshare (util-linux) is needed to run pytest in its own PID namespace")
+    require_command("unshare", "util-linux's unshare runs pytest in its own PID namespace")
     burn = 'i=0; while [ $i -lt 1500 ]; do /bin/true; i=$((i+1)); done; "$@"'
     return ["unshare", "--pid", "--fork", "--kill-child=SIGKILL", "sh", "-c", burn, "sh"]
+
+
+def lease_expiry(api: Any, run: str) -> float:
+    """When every object of ``run`` is older than its time-to-live (the engine's clock)."""
+    from pytest_testserver.engine import engine_time
+
+    label = {"label": f"pytest-testserver.run={run}"}
+    created = [
+        *((float(c["Created"]), c["Labels"]) for c in api.containers(all=True, filters=label)),
+        *((engine_time(n["Created"]), n["Labels"]) for n in api.networks(filters=label)),
+        *(
+            (engine_time(v["CreatedAt"]), v["Labels"])
+            for v in api.volumes(filters=label).get("Volumes") or []
+        ),
+    ]
+    return max(at + int(labels["pytest-testserver.lease-ttl"]) for at, labels in created)
 
 
 def test_a_run_killed_in_another_pid_namespace_is_reaped_by_its_lease(
@@ -462,10 +565,17 @@ def test_a_run_killed_in_another_pid_namespace_is_reaped_by_its_lease(
     wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the victim's server")
     container = (pytester.path / "started.txt").read_text()
     run = docker_api.inspect_container(container)["Config"]["Labels"]["pytest-testserver.run"]
+    removals = Events(
+        docker_api,
+        {
+            "type": "container",
+            "event": "destroy",
+            "label": [f"pytest-testserver.run={run}"],
+        },
+    )
     # unshare is the namespace's init: killing it kills pytest and its watchdog together.
     victim.send_signal(signal.SIGKILL)
     victim.communicate()
-    died = time.time()
     reaper_dir = pytester.path / "reaper"
     reaper_dir.mkdir()
     (reaper_dir / "testservers.yaml").write_text(servers_yaml(other=HTTPD))
@@ -488,14 +598,16 @@ def test_a_run_killed_in_another_pid_namespace_is_reaped_by_its_lease(
     )
     try:
         assert everything_of(docker_api, run), "the victim's objects should be left at first"
+        expiry = lease_expiry(docker_api, run)  # what it left does not change any more
         reaper = pytest_process(reaper_dir, env=ttl)
         output = reaper.communicate(timeout=120)[0].decode()
         assert reaper.returncode == 0, output
         wait_for(lambda: not everything_of(docker_api, run), 30, "the lease to run out")
-        took = float((reaper_dir / "reaped.txt").read_text()) - died
-        print(f"killed with its watchdog in another PID namespace: reaped {took:.1f}s after")
-        # Not at once (its pid says nothing here), and not long after its lease ran out.
-        assert 5 <= took <= 6 + 6, took
+        removed = min(event["timeNano"] for event in removals.stop()) / 1e9
+        # Not at once (its pid says nothing here): only once its newest lease ran out. Both
+        # times by the engine's clock: an order, not a duration.
+        print(f"killed in another PID namespace: reaped {removed - expiry:.1f}s after its lease")
+        assert removed >= expiry, (removed, expiry)
     finally:
         remove_run(docker_api, run)
 
@@ -514,13 +626,18 @@ def test_a_live_run_in_another_pid_namespace_is_never_reaped(
         def test_hold(testservers):
             web = testservers["web"]
             Path("started.txt").write_text(web.container_id)
-            time.sleep(8)  # two lease periods and more pass while another run sweeps
+            # alive until another run has swept for two lease periods and more, and ended
+            deadline = time.monotonic() + 120
+            while not Path("other-done").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert Path("other-done").exists()
             assert urlopen(web.url(8080)).read() == b"ok\\n"
         """,
     )
     ttl = {"TESTSERVER_LEASE_TTL": "4"}
     live = pytest_process(pytester.path, env=ttl, prefix=in_own_pid_namespace())
     wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the live run's server")
+    container = (pytester.path / "started.txt").read_text()
     other_dir = pytester.path / "other"
     other_dir.mkdir()
     (other_dir / "testservers.yaml").write_text(servers_yaml(other=HTTPD))
@@ -529,8 +646,13 @@ def test_a_live_run_in_another_pid_namespace_is_never_reaped(
         "def test_sweeps(testservers):\n    testservers['other']\n    time.sleep(6)\n"
     )
     other = pytest_process(other_dir, env=ttl)
-    assert other.communicate(timeout=120)[0] is not None
-    assert other.returncode == 0
+    try:
+        swept = other.communicate(timeout=120)[0].decode()
+        assert other.returncode == 0, swept
+        # the other run swept for 6 s (two lease periods and more): the live run's server stayed
+        assert docker_api.inspect_container(container)["State"]["Running"], swept
+    finally:
+        (pytester.path / "other-done").touch()
     output = live.communicate(timeout=120)[0].decode()
     assert live.returncode == 0, output
 
@@ -539,8 +661,7 @@ def test_a_live_run_in_another_pid_namespace_is_never_reaped(
 @pytest.fixture
 def other_user() -> Iterator[str]:
     """A second local user, made for this test (and removed after it) when it did not exist."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to create a second local user")
+    require_root("it creates a second local user")
     name = "tsother"
     try:
         pwd.getpwnam(name)

@@ -442,7 +442,7 @@ def test_an_http_path_takes_a_variable(
     pytester: pytest.Pytester, suite: Any, page: str, outcome: str
 ) -> None:
     server = HTTPD + (
-        f"    env: {{PAGE: {page}}}\n    timeout: 4\n"
+        f"    env: {{PAGE: {page}}}\n    timeout: {60 if outcome == 'passed' else 4}\n"
         "    wait: {http: {port: 8080, path: '/${PAGE}'}}\n"
     )
     suite(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import signal
 import socket
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import HTTPD, servers_yaml, wait_for
+from tests.events import Events, container_creations
 
 pytestmark = pytest.mark.usefixtures("engine")
 
@@ -43,57 +42,6 @@ def test_uses_web(testserver, i):
 def seen(pytester: pytest.Pytester) -> list[tuple[str, str, str]]:
     lines = (pytester.path / "seen.txt").read_text().split("\n")
     return [tuple(line.split()) for line in lines if line]  # type: ignore[misc]
-
-
-class Events:
-    """The engine's events for this test's own runs, received live while the run happens.
-
-    Live, not replayed from the engine's history afterwards: on a shared engine that history is
-    a short buffer other runs overrun. Filtered to what carries this process's pid (the owner of
-    its in-process pytester runs) or names an exact tag: other runs' events are not counted.
-    """
-
-    def __init__(self, api: Any, filters: dict[str, Any]) -> None:
-        import threading
-
-        self.seen: list[dict[str, Any]] = []
-        self._stream = api.events(decode=True, filters=filters)
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        try:
-            # Podman 4 tails its events file and rotates it at 1 MB: after a rotation, events
-            # already sent can come again. One event is one moment of one object's action.
-            # (Two real events differ at least in their timeNano.)
-            sent: set[str] = set()
-            for event in self._stream:
-                key = json.dumps(event, sort_keys=True)
-                if key not in sent:
-                    sent.add(key)
-                    self.seen.append(event)
-        except Exception:
-            pass
-
-    def stop(self) -> list[dict[str, Any]]:
-        time.sleep(0.5)  # events of the run's last moments are still on their way
-        with contextlib.suppress(Exception):  # docker-py cannot cancel a stream over ssh://
-            self._stream.close()
-        # and the response: its file object would keep the socket open until collected
-        self._stream._response.close()
-        self._thread.join(5)
-        return self.seen
-
-
-def container_creations(api: Any, server: str) -> Events:
-    return Events(
-        api,
-        {
-            "type": "container",
-            "event": "create",
-            "label": [f"pytest-testserver.server={server}", f"pytest-testserver.pid={os.getpid()}"],
-        },
-    )
 
 
 @pytest.mark.parametrize("workers", [2, 4])
@@ -155,21 +103,33 @@ def test_an_image_is_built_once_by_many_workers_and_not_again(
     tag = resolve(spec).ref  # this test's own image: nobody else builds this content
 
     podman = "podman" in str(docker_api.version().get("Components", "")).lower()
+    if podman:  # Podman reports a build, not a tag, naming the image it made by id only
+        made = Events(docker_api, {"type": "image", "event": ["build", "tag"]})
+    else:
+        made = Events(
+            docker_api,
+            {"type": "image", "event": "tag"},
+            where=lambda e: e.get("Actor", {}).get("Attributes", {}).get("name") == tag,
+        )
 
     def tags_made(*args: str) -> int:
-        if not podman:
-            made = Events(docker_api, {"type": "image", "event": "tag", "image": tag})
-            pytester.runpytest(*args).assert_outcomes(passed=int(args[1]) if args else 1)
-            return len(made.stop())
-        # Podman reports a build, not a tag, naming the image it made by id only
-        built = Events(docker_api, {"type": "image", "event": "build"})
+        before = len(made.until_now())
         pytester.runpytest(*args).assert_outcomes(passed=int(args[1]) if args else 1)
+        events = made.until_now()[before:]
+        if not podman:
+            return len(events)
         image = str(docker_api.inspect_image(tag)["Id"]).removeprefix("sha256:")
-        names = [e.get("Actor", {}).get("Attributes", {}).get("name", "") for e in built.stop()]
+        names = [
+            e.get("Actor", {}).get("Attributes", {}).get("name", "")
+            for e in events
+            if e.get("Action") == "build"
+        ]
         return sum(1 for name in names if name.removeprefix("sha256:") == image)
 
+    # The same reader sees the one build (its positive control), then none.
     assert tags_made("-n", "4", "--dist", "each") == 1
     assert tags_made("-n", "4", "--dist", "each") == 0
+    made.stop()
 
 
 def test_a_crashed_worker_does_not_take_the_shared_server_down_or_leak_it(
@@ -200,31 +160,85 @@ def test_a_crashed_worker_does_not_take_the_shared_server_down_or_leak_it(
     # the `engine` fixture asserts that nothing labelled by this run is left
 
 
+# Forces the race of the test below, whatever the machine's speed: gw0 wins the start of "slow"
+# (gw1 waits for its container before starting anything), skips its own test and ends while
+# its start waits for readiness and gw1 waits on that start (gw0's end waits for both).
+FORCED_RACE = """
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import engine_api
+
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+HERE = Path(__file__).parent
+
+
+def until(condition, what):
+    deadline = time.monotonic() + 60
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{WORKER}: timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def slow(**filters):
+    api = engine_api()
+    try:  # this run's (its owner is the controller, our parent)
+        mine = ["pytest-testserver.server=slow", f"pytest-testserver.pid={os.getppid()}"]
+        return bool(api.containers(all=True, filters={"label": mine, **filters}))
+    finally:
+        api.close()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session):  # before the plugin starts the marked servers
+    if WORKER == "gw1":
+        until(slow, "gw0 to win the start of slow")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):  # before the plugin's setup, which waits for the server
+    if WORKER == "gw0":
+        pytest.skip("gw0 only starts slow, then ends")
+    (HERE / "gw1-waits").touch()
+
+
+def pytest_sessionfinish(session):  # inside the plugin's wrapper: before its teardown
+    if WORKER == "gw0":  # its start is in the readiness wait (post_startup), gw1 waits on it
+        until(lambda: slow(status="running"), "slow's container to run")
+        until((HERE / "gw1-waits").exists, "gw1 to wait on slow")
+        (HERE / "gw0-ends").touch()
+"""
+
+
 def test_a_worker_that_ends_while_it_starts_a_shared_server_does_not_fail_it_for_the_others(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
-    """Every worker starts the marked session servers when collection ends; three of four have
-    only a quick test and end at once. One of them usually wins the start of ``slow`` and its
-    end removes the container under it: that must not be published as the server's failure
-    (it was, and the one test needing it failed with "exited with code 137"). Before the fix
-    this failed in about one run of three: only when a quick worker won the start."""
-    slow = HTTPD + '    post_startup: ["sleep", "2"]\n'
+    """Every worker starts the marked session servers when collection ends. A worker that
+    has won the start of ``slow`` and ends (its tests done) while another waits on that
+    start removed the container under it: that must not be published as the server's failure
+    (it was, and the one test needing it failed with "exited with code 137"). It once failed
+    in about one run of three, when a quick worker happened to win: the conftest above makes
+    that happen every time."""
+    slow = HTTPD + '    post_startup: ["sleep", "3"]\n'
     suite(
         servers_yaml(slow=slow),
         """
         from urllib.request import urlopen
         import pytest
 
-        @pytest.mark.parametrize("i", range(3))
-        def test_quick(i):
-            pass
-
         @pytest.mark.testserver("slow")
         def test_slow(testserver):
             assert urlopen(testserver.url(8080)).read() == b"ok\\n"
         """,
     )
-    pytester.runpytest("-n", "4").assert_outcomes(passed=4)
+    pytester.makeconftest(FORCED_RACE)
+    result = pytester.runpytest_subprocess("-n", "2", "--dist", "each", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, skipped=1)
+    assert (pytester.path / "gw0-ends").exists()  # the race happened as forced
 
 
 def test_bind_local_is_shared_by_workers(
@@ -360,6 +374,8 @@ def test_leftovers_of_dead_runs_are_reaped_and_live_runs_are_not_touched(
 def test_two_concurrent_runs_in_one_project_do_not_disturb_each_other(
     pytester: pytest.Pytester, suite: Any
 ) -> None:
+    """The second run starts, runs and ends (teardown, sweep) while the first holds its server;
+    the first's server still answers after. Ordered by files, not by sleeps."""
     suite(
         servers_yaml(web=HTTPD),
         """
@@ -370,16 +386,29 @@ def test_two_concurrent_runs_in_one_project_do_not_disturb_each_other(
         def test_long(testservers):
             web = testservers["web"]
             Path(f"run-{os.getpid()}.txt").write_text(web.container_id)
-            time.sleep(3)  # the other run starts and ends meanwhile
+            if os.environ.get("ROLE") == "first":  # until the second run has ended
+                deadline = time.monotonic() + 120
+                while not Path("second-ended").exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert Path("second-ended").exists()
             assert urlopen(web.url(8080)).read() == b"ok\\n"
         """,
     )
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
-    first = subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE)
-    time.sleep(1)
-    second = subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE)
-    outputs = [p.communicate(timeout=120)[0].decode() for p in (first, second)]
-    assert [first.returncode, second.returncode] == [0, 0], outputs
+
+    def run(role: str) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "ROLE": role}
+        return subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE, env=env)
+
+    first = run("first")
+    try:
+        wait_for(lambda: any(pytester.path.glob("run-*.txt")), 60, "the first run's server")
+        second = run("second")
+        second_out = second.communicate(timeout=120)[0].decode()
+    finally:
+        (pytester.path / "second-ended").touch()
+    first_out = first.communicate(timeout=120)[0].decode()
+    assert [first.returncode, second.returncode] == [0, 0], [first_out, second_out]
     ids = {p.read_text() for p in Path(pytester.path).glob("run-*.txt")}
     assert len(ids) == 2
 
