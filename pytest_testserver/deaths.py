@@ -58,7 +58,7 @@ class DeathWatch:
 
     def _run(self, engine: Engine, since: float) -> None:
         try:
-            stream = engine.container_events({LABEL_RUN: self.run_id}, ["die"], since)
+            stream = engine.container_events({LABEL_RUN: self.run_id}, since)
         except Exception:
             self._lost()
             return
@@ -77,7 +77,7 @@ class DeathWatch:
             self._lost()
 
     def _record(self, event: Any) -> None:
-        if not isinstance(event, dict):
+        if not isinstance(event, dict) or event.get("Action", event.get("status")) != "die":
             return
         actor = event.get("Actor") or {}
         container = str(actor.get("ID") or event.get("id") or "")

@@ -45,7 +45,7 @@ class Events:
         self._marks: set[str] = set()
         self._ended: str | None = None
         self._changed = threading.Condition()
-        self._stream = api.events(decode=True, filters=filters)
+        self._stream = api.events(decode=True, filters=engine_side(filters))
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
         self._mark("begin")  # live, and letting through what the filter matches
@@ -62,6 +62,8 @@ class Events:
                 if key in sent:
                     continue
                 sent.add(key)
+                if not passes(event, self._filters):
+                    continue
                 with self._changed:
                     if self._token in key:
                         self._marks.add(key.split(f"{self._token}-")[1].split('"')[0])
@@ -117,6 +119,33 @@ class Events:
         self._stream._response.close()
         self._thread.join(5)
         return seen
+
+
+def as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else [str(v) for v in value or ()]
+
+
+def engine_side(filters: dict[str, Any]) -> dict[str, Any]:
+    """What the engine filters itself: the type and ``key=value`` labels. Podman 4's Docker API
+    lets nothing through an ``event`` filter or a bare ``key`` label; those are ours to apply."""
+    sent: dict[str, Any] = {k: v for k, v in filters.items() if k == "type"}
+    pairs = [label for label in as_list(filters.get("label")) if "=" in label]
+    if pairs:
+        sent["label"] = pairs
+    return sent
+
+
+def passes(event: dict[str, Any], filters: dict[str, Any]) -> bool:
+    """The whole filter, applied here (the engine applied ``engine_side`` of it)."""
+    actions = as_list(filters.get("event"))
+    if actions and event.get("Action", event.get("status")) not in actions:
+        return False
+    attributes = event.get("Actor", {}).get("Attributes", {})
+    for label in as_list(filters.get("label")):
+        key, _, value = label.partition("=")
+        if key not in attributes or ("=" in label and attributes[key] != value):
+            return False
+    return True
 
 
 def server_of(event: dict[str, Any]) -> str:

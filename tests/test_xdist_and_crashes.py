@@ -170,9 +170,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import engine_api
+from pytest_testserver.engine import Engine
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def engine_api():
+    # the engine the plugin finds, as tests.conftest's (not importable from this folder)
+    return Engine.connect().api
 HERE = Path(__file__).parent
 
 
