@@ -7,6 +7,7 @@ import shutil
 import textwrap
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -225,6 +226,15 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
     return time.monotonic() - start
+
+
+def written(path: Path, timeout: float, what: str) -> str:
+    """The text of ``path`` once another process has made it: the runs under test write such
+    files whole (a temporary file, then ``os.replace``), so a file that exists is complete.
+    ``Path.write_text`` in place would truncate first and write after: a read in between gets
+    ''."""
+    wait_for(path.exists, timeout, what)
+    return path.read_text()
 
 
 def inspect(container: str) -> dict[str, Any]:

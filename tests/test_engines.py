@@ -6,12 +6,14 @@ engine it finds, so the same test proves the local engine, Podman, rootless, TLS
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
 import socket
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -233,6 +235,39 @@ def test_concurrent_calls_stay_within_what_the_engine_transport_allows(
     for thread in threads:
         thread.join(60)
     assert results == [(0, b"")] * 20
+
+
+SEQ = "".join(f"{n}\n" for n in range(1, 20001)).encode()  # ~108 kB: many frames
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["echo", "ok"], (0, b"ok\n")),
+        (["seq", "1", "20000"], (0, SEQ)),
+        (["ls", "/no-such-file"], (1, b"ls: /no-such-file: No such file or directory\n")),
+    ],
+    ids=["short", "long", "stderr"],
+)
+def test_exec_output_that_comes_with_the_response_headers_is_kept(
+    sleeper: tuple[Engine, str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    expected: tuple[int, bytes],
+) -> None:
+    """A client slow to read the exec's response headers (a loaded machine) finds the output
+    already in the socket behind them: http.client's buffered reader takes it in with the
+    headers. docker-py's exec_start read past that buffer and lost it (exit 0, no output)."""
+    engine, container = sleeper
+    begin = http.client.HTTPResponse.begin
+
+    def late_begin(self: http.client.HTTPResponse) -> None:
+        if self._method == "POST":  # type: ignore[attr-defined]  # the exec's start
+            time.sleep(0.5)  # the command has run and printed by now
+        begin(self)
+
+    monkeypatch.setattr(http.client.HTTPResponse, "begin", late_begin)
+    assert engine.exec(container, argv) == expected
 
 
 def test_probes_go_to_container_addresses_only_on_a_local_rootful_engine(

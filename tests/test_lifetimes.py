@@ -17,7 +17,7 @@ import pytest
 
 from pytest_testserver.errors import StartError
 from pytest_testserver.lifetimes import Instances
-from tests.conftest import servers_yaml, wait_for
+from tests.conftest import servers_yaml, wait_for, written
 from tests.test_xdist_and_crashes import REAP_WITHIN, container_creations, nothing_left, run_of
 
 RESETTABLE = """
@@ -331,6 +331,7 @@ def test_spares_are_removed_when_the_run_is_interrupted_or_killed(
     suite(
         servers_yaml(fn=SLEEPER.format(scope="function")),
         """
+import os
 import time
 from pathlib import Path
 import pytest
@@ -338,7 +339,8 @@ import pytest
 @pytest.mark.parametrize("i", range(2))
 @pytest.mark.testserver("fn")
 def test_hold(testserver, i):
-    Path("started.txt").write_text(testserver.container_id)
+    Path("started.tmp").write_text(testserver.container_id)
+    os.replace("started.tmp", "started.txt")  # whole or not at all
     time.sleep(120)
 """,
     )
@@ -353,8 +355,7 @@ def test_hold(testserver, i):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the first test")
-        run = run_of(docker_api, (pytester.path / "started.txt").read_text())
+        run = run_of(docker_api, written(pytester.path / "started.txt", 60, "the first test"))
         mine = {"label": f"pytest-testserver.run={run}"}
         wait_for(lambda: len(docker_api.containers(filters=mine)) == 2, 60, "the spare")
         process.send_signal(getattr(signal, how))
