@@ -13,16 +13,16 @@ import shutil
 import socket
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pytest_testserver import engine as engine_module
 from pytest_testserver.engine import Engine
 from pytest_testserver.locate import Location, context_id, locate
-from tests.conftest import HTTPD, servers_yaml
+from tests.conftest import HTTPD, servers_yaml, wait_for
 
 SLEEPER = """
     image: busybox:stable
@@ -259,15 +259,27 @@ def test_exec_output_that_comes_with_the_response_headers_is_kept(
     already in the socket behind them: http.client's buffered reader takes it in with the
     headers. docker-py's exec_start read past that buffer and lost it (exit 0, no output)."""
     engine, container = sleeper
+    started: list[str] = []
+    exec_output = engine_module.exec_output
+
+    def recorded(api: Any, exec_id: str) -> bytes:
+        started.append(exec_id)
+        return exec_output(api, exec_id)
+
     begin = http.client.HTTPResponse.begin
 
     def late_begin(self: http.client.HTTPResponse) -> None:
-        if self._method == "POST":  # type: ignore[attr-defined]  # the exec's start
-            time.sleep(0.5)  # the command has run and printed by now
+        if started and self._method == "POST":  # type: ignore[attr-defined]  # the exec's start
+            wait_for(ended, 30, "the exec to end before its response is read")
         begin(self)
 
+    def ended() -> bool:
+        return not engine.api.exec_inspect(started[-1])["Running"]
+
+    monkeypatch.setattr(engine_module, "exec_output", recorded)
     monkeypatch.setattr(http.client.HTTPResponse, "begin", late_begin)
     assert engine.exec(container, argv) == expected
+    assert started
 
 
 def test_probes_go_to_container_addresses_only_on_a_local_rootful_engine(

@@ -331,10 +331,15 @@ def test_spares_are_removed_when_the_run_is_interrupted_or_killed(
     suite(
         servers_yaml(fn=SLEEPER.format(scope="function")),
         """
+import faulthandler
 import os
+import signal
 import time
 from pathlib import Path
 import pytest
+
+STACKS = open("stacks.txt", "w")  # every thread's stack on SIGUSR1: where a run hangs
+faulthandler.register(signal.SIGUSR1, file=STACKS, all_threads=True)
 
 @pytest.mark.parametrize("i", range(2))
 @pytest.mark.testserver("fn")
@@ -364,8 +369,15 @@ def test_hold(testserver, i):
             wait_for(nothing_left(docker_api, run), bound, f"the run's containers after {how}")
         except AssertionError:
             left = docker_api.containers(all=True, filters=mine)
+            stacks = pytester.path / "stacks.txt"
+            if process.poll() is None:
+                process.send_signal(signal.SIGUSR1)
+                wait_for(lambda: stacks.stat().st_size > 0, 10, "the run's stacks")
             output = (pytester.path / "run.log").read_text()
-            raise AssertionError(f"left: {left}\n--- the run's output ---\n{output}") from None
+            raise AssertionError(
+                f"left: {left}\n--- the run's output ---\n{output}\n"
+                f"--- its threads ---\n{stacks.read_text()}"
+            ) from None
     finally:
         process.kill()
         process.wait(30)
