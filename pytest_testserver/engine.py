@@ -10,6 +10,7 @@ import contextlib
 import os
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -92,6 +93,55 @@ class DeadlineClient(docker.APIClient):
         if self.verify is not True:  # a CA file of the engine's, or verification off
             settings["verify"] = self.verify
         return settings
+
+
+def _read_exactly(reader: Any, size: int) -> bytes:
+    """``size`` bytes from ``reader``, or fewer when the stream ends first."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = reader.read(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+def exec_output(api: docker.APIClient, exec_id: str) -> bytes:
+    """Start the exec ``exec_id`` (no tty) and read all it prints, stdout and stderr, until it ends.
+
+    docker-py's ``exec_start`` reads the upgraded stream from the socket *under* the HTTP
+    response's buffered reader. Whatever the engine sent before the client read the response's
+    headers was taken into that buffer along with them, and docker-py never looks there: a short
+    command's whole output is lost, its exit code still 0: 5 of 3,000 ``echo``/``wget`` execs on a
+    busy 2-core machine, 30-66 of 3,000 with 4 at once and 2 CPU hogs (``.ci/exec_loop.py``).
+    Reading the frames through the buffer loses nothing (0 of 3,000 under that load).
+    """
+    client: Any = api
+    response = client._post_json(
+        client._url("/exec/{0}/start", exec_id),
+        headers={"Connection": "Upgrade", "Upgrade": "tcp"},
+        data={"Tty": False, "Detach": False},
+        stream=True,
+    )
+    try:
+        client._raise_for_status(response)
+        # http.client's file over the socket (unix, TCP, TLS) or the SSH channel: buffered.
+        reader = getattr(getattr(response.raw, "_fp", None), "fp", None)
+        if reader is None or not hasattr(reader, "read"):  # not http.client's: docker-py's way
+            return bytes(client._read_from_socket(response, False, tty=False) or b"")
+        chunks = []
+        while True:
+            header = _read_exactly(reader, 8)  # stream (1 byte), 3 zero bytes, size (4 bytes)
+            if len(header) < 8:
+                break
+            (size,) = struct.unpack(">xxxxL", header)
+            chunk = _read_exactly(reader, size)
+            chunks.append(chunk)
+            if len(chunk) < size:
+                break
+        return b"".join(chunks)
+    finally:
+        response.close()
 
 
 def _explain(exc: docker.errors.APIError) -> str:
@@ -621,13 +671,13 @@ class Engine:
         """
         try:
             exec_id = self._call(self.api.exec_create, container, list(argv))["Id"]
-            output = self._call(self.api.exec_start, exec_id)
+            output = self._call(exec_output, self.api, exec_id)
             code = self._call(self.api.exec_inspect, exec_id).get("ExitCode")
         except EngineError as exc:
             if exc.status in (404, 409):
                 return None, b""
             raise
-        return (int(code) if code is not None else -1), bytes(output or b"")
+        return (int(code) if code is not None else -1), output
 
     def logs(self, container: str, tail: int | str = "all") -> str:
         data = self._call(self.api.logs, container, stdout=True, stderr=True, tail=tail)

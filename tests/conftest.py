@@ -397,6 +397,15 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
     return time.monotonic() - start
 
 
+def written(path: Path, timeout: float, what: str) -> str:
+    """The text of ``path`` once another process has made it: the runs under test write such
+    files whole (a temporary file, then ``os.replace``), so a file that exists is complete.
+    ``Path.write_text`` in place would truncate first and write after: a read in between gets
+    ''."""
+    wait_for(path.exists, timeout, what)
+    return path.read_text()
+
+
 def inspect(container: str) -> dict[str, Any]:
     """A container's inspect data, through a client closed at once (an open one is a warning)."""
     api = engine_api()

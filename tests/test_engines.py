@@ -6,6 +6,7 @@ engine it finds, so the same test proves the local engine, Podman, rootless, TLS
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -18,9 +19,17 @@ from typing import Any
 
 import pytest
 
+from pytest_testserver import engine as engine_module
 from pytest_testserver.engine import Engine
 from pytest_testserver.locate import Location, context_id, locate
-from tests.conftest import HTTPD, engine_facts, expected_host, require_command, servers_yaml
+from tests.conftest import (
+    HTTPD,
+    engine_facts,
+    expected_host,
+    require_command,
+    servers_yaml,
+    wait_for,
+)
 
 SLEEPER = """
     image: busybox:stable
@@ -261,6 +270,51 @@ def test_concurrent_calls_stay_within_what_the_engine_transport_allows(
     for thread in threads:
         thread.join(60)
     assert results == [(0, b"")] * 20
+
+
+SEQ = "".join(f"{n}\n" for n in range(1, 20001)).encode()  # ~108 kB: many frames
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["echo", "ok"], (0, b"ok\n")),
+        (["seq", "1", "20000"], (0, SEQ)),
+        (["ls", "/no-such-file"], (1, b"ls: /no-such-file: No such file or directory\n")),
+    ],
+    ids=["short", "long", "stderr"],
+)
+def test_exec_output_that_comes_with_the_response_headers_is_kept(
+    sleeper: tuple[Engine, str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    expected: tuple[int, bytes],
+) -> None:
+    """A client slow to read the exec's response headers (a loaded machine) finds the output
+    already in the socket behind them: http.client's buffered reader takes it in with the
+    headers. docker-py's exec_start read past that buffer and lost it (exit 0, no output)."""
+    engine, container = sleeper
+    started: list[str] = []
+    exec_output = engine_module.exec_output
+
+    def recorded(api: Any, exec_id: str) -> bytes:
+        started.append(exec_id)
+        return exec_output(api, exec_id)
+
+    begin = http.client.HTTPResponse.begin
+
+    def late_begin(self: http.client.HTTPResponse) -> None:
+        if started and self._method == "POST":  # type: ignore[attr-defined]  # the exec's start
+            wait_for(ended, 30, "the exec to end before its response is read")
+        begin(self)
+
+    def ended() -> bool:
+        return not engine.api.exec_inspect(started[-1])["Running"]
+
+    monkeypatch.setattr(engine_module, "exec_output", recorded)
+    monkeypatch.setattr(http.client.HTTPResponse, "begin", late_begin)
+    assert engine.exec(container, argv) == expected
+    assert started
 
 
 def test_probes_go_to_container_addresses_only_on_a_local_rootful_engine(

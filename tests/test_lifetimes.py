@@ -17,7 +17,7 @@ import pytest
 
 from pytest_testserver.errors import StartError
 from pytest_testserver.lifetimes import LOOKAHEAD, Instances, Plan, PlannedTest
-from tests.conftest import servers_yaml, wait_for
+from tests.conftest import servers_yaml, wait_for, written
 from tests.events import container_creations, server_of
 from tests.test_xdist_and_crashes import REAP_WITHIN, nothing_left, run_of
 
@@ -365,14 +365,21 @@ def test_spares_are_removed_when_the_run_is_interrupted_or_killed(
     suite(
         servers_yaml(fn=SLEEPER.format(scope="function")),
         """
+import faulthandler
+import os
+import signal
 import time
 from pathlib import Path
 import pytest
 
+STACKS = open("stacks.txt", "w")  # every thread's stack on SIGUSR1: where a run hangs
+faulthandler.register(signal.SIGUSR1, file=STACKS, all_threads=True)
+
 @pytest.mark.parametrize("i", range(2))
 @pytest.mark.testserver("fn")
 def test_hold(testserver, i):
-    Path("started.txt").write_text(testserver.container_id)
+    Path("started.tmp").write_text(testserver.container_id)
+    os.replace("started.tmp", "started.txt")  # whole or not at all
     time.sleep(120)
 """,
     )
@@ -387,8 +394,7 @@ def test_hold(testserver, i):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
-        wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the first test")
-        run = run_of(docker_api, (pytester.path / "started.txt").read_text())
+        run = run_of(docker_api, written(pytester.path / "started.txt", 60, "the first test"))
         mine = {"label": f"pytest-testserver.run={run}"}
         wait_for(lambda: len(docker_api.containers(filters=mine)) == 2, 60, "the spare")
         process.send_signal(getattr(signal, how))
@@ -397,8 +403,15 @@ def test_hold(testserver, i):
             wait_for(nothing_left(docker_api, run), bound, f"the run's containers after {how}")
         except AssertionError:
             left = docker_api.containers(all=True, filters=mine)
+            stacks = pytester.path / "stacks.txt"
+            if process.poll() is None:
+                process.send_signal(signal.SIGUSR1)
+                wait_for(lambda: stacks.stat().st_size > 0, 10, "the run's stacks")
             output = (pytester.path / "run.log").read_text()
-            raise AssertionError(f"left: {left}\n--- the run's output ---\n{output}") from None
+            raise AssertionError(
+                f"left: {left}\n--- the run's output ---\n{output}\n"
+                f"--- its threads ---\n{stacks.read_text()}"
+            ) from None
     finally:
         process.kill()
         process.wait(30)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HTTPD, require_command, require_root, servers_yaml, wait_for
+from tests.conftest import HTTPD, require_command, require_root, servers_yaml, wait_for, written
 from tests.events import Events, container_creations, server_of
 from tests.stallproxy import StallProxy
 
@@ -473,14 +473,14 @@ def test_sigkill_with_a_forked_child_alive_is_still_reaped(
             if child == 0:  # inherits every descriptor, the watchdog's pipe included
                 time.sleep(60)
                 os._exit(0)
-            Path("child.txt").write_text(str(child))
-            Path("started.txt").write_text(web.container_id)
+            Path("child.txt").write_text(str(child))  # before started.txt appears
+            Path("started.tmp").write_text(web.container_id)
+            os.replace("started.tmp", "started.txt")  # whole or not at all
             time.sleep(120)
         """,
     )
     process = pytest_process(pytester.path)
-    wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the server")
-    container = (pytester.path / "started.txt").read_text()
+    container = written(pytester.path / "started.txt", 60, "the server")
     run = docker_api.inspect_container(container)["Config"]["Labels"]["pytest-testserver.run"]
     child = int((pytester.path / "child.txt").read_text())
     try:
@@ -552,18 +552,18 @@ def test_a_run_killed_in_another_pid_namespace_is_reaped_by_its_lease(
         pytester,
         servers_yaml(web=HTTPD),
         """
-        import time
+        import os, time
         from pathlib import Path
 
         def test_hold(testservers):
-            Path("started.txt").write_text(testservers["web"].container_id)
+            Path("started.tmp").write_text(testservers["web"].container_id)
+            os.replace("started.tmp", "started.txt")  # whole or not at all
             time.sleep(120)
         """,
     )
     ttl = {"TESTSERVER_LEASE_TTL": "6"}
     victim = pytest_process(pytester.path, env=ttl, prefix=in_own_pid_namespace())
-    wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the victim's server")
-    container = (pytester.path / "started.txt").read_text()
+    container = written(pytester.path / "started.txt", 60, "the victim's server")
     run = docker_api.inspect_container(container)["Config"]["Labels"]["pytest-testserver.run"]
     removals = Events(
         docker_api,
@@ -619,13 +619,14 @@ def test_a_live_run_in_another_pid_namespace_is_never_reaped(
         pytester,
         servers_yaml(web=HTTPD),
         """
-        import time
+        import os, time
         from pathlib import Path
         from urllib.request import urlopen
 
         def test_hold(testservers):
             web = testservers["web"]
-            Path("started.txt").write_text(web.container_id)
+            Path("started.tmp").write_text(web.container_id)
+            os.replace("started.tmp", "started.txt")  # whole or not at all
             # alive until another run has swept for two lease periods and more, and ended
             deadline = time.monotonic() + 120
             while not Path("other-done").exists() and time.monotonic() < deadline:
@@ -636,8 +637,7 @@ def test_a_live_run_in_another_pid_namespace_is_never_reaped(
     )
     ttl = {"TESTSERVER_LEASE_TTL": "4"}
     live = pytest_process(pytester.path, env=ttl, prefix=in_own_pid_namespace())
-    wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the live run's server")
-    container = (pytester.path / "started.txt").read_text()
+    container = written(pytester.path / "started.txt", 60, "the live run's server")
     other_dir = pytester.path / "other"
     other_dir.mkdir()
     (other_dir / "testservers.yaml").write_text(servers_yaml(other=HTTPD))

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HTTPD, servers_yaml, wait_for
+from tests.conftest import HTTPD, servers_yaml, wait_for, written
 from tests.events import Events, container_creations
 
 pytestmark = pytest.mark.usefixtures("engine")
@@ -277,12 +277,14 @@ def test_bind_local_is_shared_by_workers(
 # -- killed runs: pytest in a subprocess ---------------------------------------------------------
 
 HOLDING_TESTS = """
+import os
 import time
 from pathlib import Path
 
 def test_hold(testservers):
     web = testservers["client"]
-    Path("started.txt").write_text(testservers["web"].container_id)
+    Path("started.tmp").write_text(testservers["web"].container_id)
+    os.replace("started.tmp", "started.txt")  # whole or not at all
     time.sleep(120)
 """
 
@@ -300,7 +302,7 @@ def start_holding_run(pytester: pytest.Pytester, suite: Any, *args: str) -> subp
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    wait_for(lambda: (pytester.path / "started.txt").exists(), 60, "the server to start")
+    written(pytester.path / "started.txt", 60, "the server to start")
     return process
 
 
