@@ -105,6 +105,26 @@ class Events:
                     pytrace=False,
                 )
 
+    def reopen(self) -> None:
+        """A new stream after the engine restarted under this reader (its stream ended with
+        the engine): from now on, proved live by a marker as at the start. What the engine did
+        while it was down is not seen: the test that restarts it checks its own runs itself."""
+        self._close_stream()
+        self._thread.join(5)
+        with self._changed:
+            self._ended = None
+        self._stream = self._api.events(decode=True, filters=engine_side(self._filters))
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        self._mark(f"reopen{len(self._marks)}")
+
+    def _close_stream(self) -> None:
+        with contextlib.suppress(Exception):  # docker-py cannot cancel a stream over ssh://
+            self._stream.close()
+        # and the response: its file object would keep the socket open until collected
+        with contextlib.suppress(Exception):
+            self._stream._response.close()
+
     def until_now(self) -> list[dict[str, Any]]:
         """What was seen so far: everything the engine did before this call."""
         self._mark(f"read{len(self._marks)}")
@@ -113,10 +133,7 @@ class Events:
 
     def stop(self) -> list[dict[str, Any]]:
         seen = self.until_now()
-        with contextlib.suppress(Exception):  # docker-py cannot cancel a stream over ssh://
-            self._stream.close()
-        # and the response: its file object would keep the socket open until collected
-        self._stream._response.close()
+        self._close_stream()
         self._thread.join(5)
         return seen
 

@@ -32,7 +32,7 @@ def test_importing_the_plugin_imports_neither_docker_nor_yaml() -> None:
 
 
 def test_a_suite_without_config_or_servers_is_untouched(
-    pytester: pytest.Pytester, no_engine: None
+    pytester: pytest.Pytester, no_engine: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # In a process of its own: this one has imported docker long ago (other tests, the conftest).
     pytester.makeconftest(
@@ -43,7 +43,7 @@ def test_a_suite_without_config_or_servers_is_untouched(
         @pytest.hookimpl(trylast=True)
         def pytest_unconfigure(config):  # after the plugin's own end-of-run work
             heavy = sorted(m for m in ("docker", "requests") if m in sys.modules)
-            loaded = config.pluginmanager.hasplugin("testserver")
+            loaded = config.pluginmanager.hasplugin("pytest_testserver.plugin")
             print(f"plugin loaded: {loaded}; heavy at the end: {heavy}")
         """
     )
@@ -55,7 +55,10 @@ def test_a_suite_without_config_or_servers_is_untouched(
             assert "docker" not in sys.modules
         """
     )
-    result = pytester.runpytest_subprocess("-s")
+    # Only this plugin: another one installed here (pytest-docker-tools, say) may import docker
+    # at load, which says nothing of ours.
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    result = pytester.runpytest_subprocess("-s", "-p", "pytest_testserver.plugin")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["plugin loaded: True; heavy at the end: []"])
     assert "testserver" not in result.stdout.str().replace("plugins: ", "").split("collected")[1]
