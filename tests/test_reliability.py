@@ -99,15 +99,16 @@ def test_pair(testservers, i):
 NETWORKS_SEEN = """
 from pathlib import Path
 import pytest
-from tests.conftest import engine_api, inspect
+from pytest_testserver.engine import Engine  # (tests/ is not importable from this folder)
 
 @pytest.fixture(autouse=True)
 def run_networks(request, testservers):
     yield
     client = testservers[f"client{request.node.callspec.params['i']}"]
-    run = inspect(client.container_id)["Config"]["Labels"]["pytest-testserver.run"]
-    api = engine_api()
+    api = Engine.connect().api
     try:
+        labels = api.inspect_container(client.container_id)["Config"]["Labels"]
+        run = labels["pytest-testserver.run"]
         nets = api.networks(filters={"label": f"pytest-testserver.run={run}"})
     finally:
         api.close()
