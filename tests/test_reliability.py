@@ -18,7 +18,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HTTPD, require_command, require_root, servers_yaml, wait_for, written
+from tests.conftest import (
+    HTTPD,
+    everything_of,
+    remove_run,
+    require_command,
+    require_root,
+    servers_yaml,
+    wait_for,
+    written,
+)
 from tests.events import Events, container_creations, server_of
 from tests.stallproxy import StallProxy
 
@@ -36,25 +45,6 @@ def test_it(testserver):
 
 def labelled(api: Any, label: str) -> list[dict[str, Any]]:
     return list(api.containers(all=True, filters={"label": label}))
-
-
-def everything_of(api: Any, run: str) -> list[str]:
-    label = {"label": f"pytest-testserver.run={run}"}
-    return [
-        *(c["Id"] for c in api.containers(all=True, filters=label)),
-        *(n["Id"] for n in api.networks(filters=label)),
-        *(v["Name"] for v in (api.volumes(filters=label).get("Volumes") or [])),
-    ]
-
-
-def remove_run(api: Any, run: str) -> None:
-    label = {"label": f"pytest-testserver.run={run}"}
-    for c in api.containers(all=True, filters=label):
-        api.remove_container(c["Id"], force=True, v=True)
-    for n in api.networks(filters=label):
-        api.remove_network(n["Id"])
-    for v in api.volumes(filters=label).get("Volumes") or []:
-        api.remove_volume(v["Name"], force=True)
 
 
 def pytest_process(
