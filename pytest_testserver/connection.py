@@ -105,11 +105,11 @@ class Connection:
         self._watchdog = reaper.Watchdog.start(self.context.run_id, engine.location.environ())
 
     def hold_lease(self) -> None:
-        """The run's lease, from the first container's start on (called in the background).
+        """The run's lease, one period after the first container's start (see reaper.Lease).
 
         Until then nothing needs it: another run judges an object without a lease by the
-        object's own age, and ours are younger than their time-to-live. Its first round also
-        sweeps runs known to be dead, and tidies this user's folder.
+        object's own age, and ours are younger than their time-to-live. Its rounds also sweep
+        runs known to be dead; this user's folder is tidied now, in the background.
         """
         with self._lock:
             engine = self._engine
@@ -168,9 +168,20 @@ class Connection:
         if self._watchdog is None:
             return
         if clean:
-            self._watchdog.done()
+            self._watchdog.done(sweep_dead_runs=self._sweep_is_due())
         else:
             self._watchdog.abandon()
+
+    def _sweep_is_due(self) -> bool:
+        """The runs known to be dead are swept by every run: by its lease's rounds when it
+        lasted a lease period, else by its watchdog once it is over (sparingly, see reaper)."""
+        if self._lease is not None and self._lease.swept:
+            return False
+        try:
+            state: StateDir | None = self.state_dir()
+        except UnsafeFolder:
+            state = None
+        return reaper.sweep_is_due(state, reaper.sweep_period(self.context.lease_ttl))
 
     def close(self) -> None:
         engine = self.connected

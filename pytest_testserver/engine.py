@@ -301,6 +301,20 @@ def probe_unix_socket(address: str) -> None:
             raise EngineUnavailable(address, exc.strerror or str(exc)) from None
 
 
+def owned_by_root(address: str) -> bool:
+    """A local socket whose file belongs to root: only a rootful engine can have made it.
+
+    Rootless Docker and rootless Podman make their sockets as the user who runs them; a socket
+    mounted from elsewhere, or behind a relay, may belong to anyone: those ask ``/info``.
+    """
+    if not address.startswith("unix://"):
+        return False
+    try:
+        return os.stat(address[len("unix://") :]).st_uid == 0
+    except OSError:
+        return False
+
+
 def docker_mounts(mounts: Sequence[EngineMount]) -> list[docker.types.Mount]:
     """The SDK's mounts, from mounts.py's alone (a bind is read-only whatever it says)."""
     return [
@@ -402,7 +416,11 @@ class Engine:
         return engine
 
     def _learn_info(self) -> None:
-        """``/info`` (rootless or not) in the background: the first start does not wait on it."""
+        """Rootless or not: from the socket's owner when it is root's (no request at all),
+        else from ``/info`` in the background (the first start does not wait on it)."""
+        if owned_by_root(self.address):
+            self._rootless = False
+            return
 
         def learn() -> None:
             try:

@@ -97,6 +97,7 @@ class ServerPool:
         self._lock = threading.Lock()
         self._server_locks = {name: threading.Lock() for name in config.servers}
         self._handles: dict[str, ServerHandle] = {}
+        self._orders: dict[str, tuple[str, ...]] = {}  # each server's start order, links first
         self._failures: dict[str, TestserverError] = {}
         self._last_test: dict[str, str] = {}  # container id -> the last test that used it
         self._deaths = DeathWatch(context.run_id)
@@ -156,17 +157,25 @@ class ServerPool:
         gets a fresh container when its scope's key changes.
         """
         handle = None
-        for dependency in self.config.start_order(name):
+        for dependency in self._start_order(name):
             handle = self._handle_of(dependency, keys, test)
         assert handle is not None
         return handle
 
+    def _start_order(self, name: str) -> tuple[str, ...]:
+        order = self._orders.get(name)
+        if order is None:  # the config is frozen: the order is worked out once per server
+            order = self._orders[name] = tuple(self.config.start_order(name))
+        return order
+
     def _handle_of(self, name: str, keys: ScopeKeys | None, test: str | None) -> ServerHandle:
         spec = self.config.servers[name]
         if spec.scope == "session":
-            self._ensure(name, test)
-            handle = self._handles[name]
-            if self._alive(handle):  # the common path: a dict lookup, no engine request
+            handle = self._handles.get(name)  # started: no lock to take, no engine request
+            if handle is None:
+                self._ensure(name, test)
+                handle = self._handles[name]
+            if self._alive(handle):
                 return handle
             return self._after_death(spec, handle, test)
         if keys is None:
@@ -337,6 +346,11 @@ class ServerPool:
         return handle
 
     # a server that died during the run
+    def known_alive(self, handles: Iterable[ServerHandle]) -> bool:
+        """Whether no death of these containers was seen, the event stream being up (a test
+        asking again for what its setup was given need not ask the engine)."""
+        return all(self._deaths.died(handle.container_id) is False for handle in handles)
+
     def _alive(self, handle: ServerHandle) -> bool:
         died = self._deaths.died(handle.container_id)
         if died is None:  # the event stream is down: only the engine can tell

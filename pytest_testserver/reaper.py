@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -23,11 +24,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from .identity import LABEL_LEASE, LABEL_RUN, Owner, RunContext
+from .identity import DEFAULT_LEASE_TTL, LABEL_LEASE, LABEL_RUN, Owner, RunContext
 from .liveness import Found, dead_runs, removal_order
 
 if TYPE_CHECKING:
     from .engine import Engine
+    from .folders import StateDir
 
 # After an abnormal end, orphaned xdist workers may still be creating containers for a moment.
 RESWEEP_AFTER = (1.0, 2.0, 3.0)
@@ -88,17 +90,19 @@ class Lease:
 
     One per process that makes things on the engine (the lone pytest process, each xdist worker,
     the controller once a worker is done). Between renewals it sweeps runs known to be dead, so a
-    long run reaps what a killed job left while it runs, not only at its start.
+    long run reaps what a killed job left while it runs; a shorter one leaves that sweep to its
+    watchdog, after the run (``sweep_is_due``).
     """
 
     def __init__(self, engine: Engine, context: RunContext, holder: str) -> None:
         self._engine = engine
         self._context = context
         self._prefix = f"testserver-lease-{context.run_id}-{holder}"
-        self._period = max(1.0, context.lease_ttl / LEASE_PERIODS)
+        self._period = sweep_period(context.lease_ttl)
         self._stop = threading.Event()
         self._current: str | None = None
         self._count = 0
+        self.swept = False  # dead runs were swept in this process: its watchdog need not
         self._thread = threading.Thread(target=self._run, name="testserver-lease", daemon=True)
 
     def start(self) -> Lease:
@@ -106,18 +110,20 @@ class Lease:
         return self
 
     def _run(self) -> None:
-        swept = False
+        # The first lease one period after the run's first container: until then, another run
+        # judges ours alive by that container's age (younger than the time-to-live), so a run
+        # shorter than a period makes no lease at all, and its start pays for none.
+        if self._stop.wait(self._period):
+            return
         while True:
             deadline = self._engine.deadline(time.monotonic() + self._period)
             with deadline, contextlib.suppress(Exception):  # the next renewal tries again
                 self.renew()
-            # Every run that used the engine reaps dead runs at least once, however short it
-            # is: over SSH a run could end before its first sweep (stop() waits for this one).
-            if self._stop.is_set() and swept:
+            if self._stop.is_set():
                 return
             with contextlib.suppress(Exception):  # housekeeping: the next period tries again
                 sweep_dead_runs(self._engine, self._context.run_id)
-            swept = True
+            self.swept = True
             if self._stop.wait(self._period):
                 return
 
@@ -143,6 +149,50 @@ class Lease:
         current, self._current = self._current, None
         if current is not None:
             self._engine.remove_volume(current)
+
+
+SWEPT_STAMP = "dead-runs-swept"  # in the user's private folder: when a run of theirs last swept
+
+
+def sweep_period(lease_ttl: int) -> float:
+    """How often a user's runs sweep dead runs: a lease period (one of its time-to-live)."""
+    return max(1.0, (lease_ttl or DEFAULT_LEASE_TTL) / LEASE_PERIODS)
+
+
+def sweep_is_due(state: StateDir | None, period: float) -> bool:
+    """Whether a run that never swept should have its watchdog sweep dead runs after it.
+
+    Not when another run of this user asked for that within ``period`` (a suite of many short
+    runs sweeps every period, not every run); the stamp is renewed here when it is due. Without
+    a private folder (or with a stamp not ours), always.
+    """
+    if state is None:
+        return True
+    try:
+        info = state.stat(SWEPT_STAMP)
+        ours = stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
+        if ours and 0 <= time.time() - info.st_mtime < period:
+            return False
+    except OSError:
+        pass  # none yet, or not readable: due
+    with contextlib.suppress(OSError):  # a link planted there: refused, and the sweep is due
+        fd = state.open_file(SWEPT_STAMP, os.O_WRONLY | os.O_CREAT)
+        try:
+            os.utime(fd)
+        finally:
+            os.close(fd)
+    return True
+
+
+def sweep_dead_runs_once(own_run: str) -> None:
+    """The watchdog's sweep after a short run: the runs known to be dead, then nothing."""
+    from .engine import Engine
+
+    engine = Engine.connect()
+    try:
+        sweep_dead_runs(engine, own_run)
+    finally:
+        engine.close()
 
 
 def watchdog_command() -> list[str]:
@@ -187,12 +237,13 @@ class Watchdog:
         except OSError:
             pass
 
-    def done(self) -> None:
-        """The run ended and cleaned up: the watchdog exits without touching anything.
+    def done(self, *, sweep_dead_runs: bool = False) -> None:
+        """The run ended and cleaned up: the watchdog exits without touching anything of it
+        (``sweep_dead_runs``: after sweeping the runs known to be dead, in its own time).
 
         Not waited for here (it may still be starting up): a daemon thread reaps it.
         """
-        self._finish(b"done\n")
+        self._finish(b"done sweep\n" if sweep_dead_runs else b"done\n")
         threading.Thread(target=self.process.wait, daemon=True).start()
 
     def abandon(self) -> None:

@@ -124,6 +124,9 @@ class RunOwner:
         outcome = self.sweep()
         if engine is not None:
             engine.close()
+        period = reaper.sweep_period(self.context.lease_ttl)
+        swept = lease is not None and lease.swept
+        sweep_dead_runs = self.used and not swept and reaper.sweep_is_due(self.state, period)
         if self.state is not None:
             remove_run_folder(self.state, self.context.run_id)
             discard(self.state)
@@ -131,5 +134,5 @@ class RunOwner:
             if outcome[0]:
                 self.watchdog.abandon()
             else:
-                self.watchdog.done()
+                self.watchdog.done(sweep_dead_runs=sweep_dead_runs)
         return outcome

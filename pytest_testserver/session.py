@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from .runowner import RunOwner
 
 used_key = pytest.StashKey[set[str]]()  # on an item: the servers it used
+handed_key = pytest.StashKey[dict[str, "ServerHandle"]]()  # on an item: the handles it was given
+scope_keys_key = pytest.StashKey[dict[str, str]]()  # on an item: its key for each scope
 REPORT_LOG_LINES = 50
 
 
@@ -120,13 +122,22 @@ class TestserverSession:
     ) -> dict[str, ServerHandle]:
         from .config import require_server
 
+        handed = item.stash.get(handed_key, None) if item is not None else None
+        if handed is not None and self.pool is not None:
+            # The test's fixture asking for what its setup was given: a dict lookup.
+            again = [handed.get(name) for name in names]
+            if None not in again and self.pool.known_alive(h for h in again if h is not None):
+                return {name: handed[name] for name in names}
         try:
             for name in names:
                 require_server(self.servers, name, asked_by)
             pool = self.get_pool()
             test, keys = (item.nodeid, scope_keys(item)) if item is not None else (None, None)
             with self.progress.waiting() if self.progress is not None else nullcontext():
-                return pool.get_many(names, test=test, keys=keys)
+                handles = pool.get_many(names, test=test, keys=keys)
+            if item is not None:
+                item.stash.setdefault(handed_key, {}).update(handles)
+            return handles
         except (KeyboardInterrupt, pytest.exit.Exception):
             raise  # Ctrl-C, SIGTERM, pytest.exit(): the run ends, through teardown
         except TestserverError as exc:
@@ -430,14 +441,17 @@ def run_context(workerinput: dict[str, Any] | None, settings: RunSettings) -> Ru
 
 def scope_keys(item: pytest.Item) -> ScopeKeys:
     """The test's key for each scope, as pytest's fixtures scope them: outside a class, a
-    class-scoped server is the test's own."""
-    module = item.getparent(pytest.Module)
-    cls = item.getparent(pytest.Class)
-    return {
-        "function": item.nodeid,
-        "class": (cls or item).nodeid,
-        "module": (module or item).nodeid,
-    }
+    class-scoped server is the test's own. Worked out once per test."""
+    keys = item.stash.get(scope_keys_key, None)
+    if keys is None:
+        module = item.getparent(pytest.Module)
+        cls = item.getparent(pytest.Class)
+        keys = item.stash[scope_keys_key] = {
+            "function": item.nodeid,
+            "class": (cls or item).nodeid,
+            "module": (module or item).nodeid,
+        }
+    return keys
 
 
 def planned_servers(item: pytest.Item) -> list[str]:

@@ -5,6 +5,9 @@ without ``site`` and with nothing but ``sys`` imported starts in a few milliseco
 full start (site-packages, ``.pth`` hooks, this package) costs ~90 ms. Only when the owner dies
 without saying ``done`` does it load site-packages and the engine client to sweep the run.
 
+A short run asks it, with ``done sweep``, to sweep the runs known to be dead once the run is
+over: the sweep every run owes the engine then costs the run itself nothing.
+
 The pipe alone is not enough: a child the owner forked without exec (multiprocessing's fork
 start method, ``os.fork`` in a test) inherits its write end and keeps it open after the owner is
 killed. So the watchdog also watches the owner itself: a pidfd where Linux has them, else its
@@ -19,8 +22,12 @@ PIPE_CHUNK = 64
 PARENT_POLL = 0.25  # seconds between looks at the parent pid, where there is no pidfd
 
 
-def owner_said_done(owner: int) -> bool:
-    """Wait until the owner closes the pipe or dies; ``True`` if it wrote ``done`` first."""
+DONE = b"done"  # the run ended and cleaned up: exit, touching nothing
+DONE_SWEEP = b"done sweep"  # the same, and sweep the runs known to be dead on the way out
+
+
+def owner_said(owner: int) -> bytes:
+    """Wait until the owner closes the pipe or dies; what it wrote (a line) before that."""
     import os
     import select
 
@@ -37,14 +44,12 @@ def owner_said_done(owner: int) -> bool:
         ready, _, _ = select.select(watched, [], [], None if pidfd >= 0 else PARENT_POLL)
         if pipe in ready:
             chunk = os.read(pipe, PIPE_CHUNK)
-            if not chunk:
-                return received.strip() == b"done"
+            if not chunk or b"\n" in received + chunk:
+                return (received + chunk).split(b"\n")[0].strip()
             received += chunk
-            if received.strip() == b"done":
-                return True
         elif pidfd in ready or (owner > 0 and os.getppid() != owner):
             # The owner is gone while someone else still holds the pipe: it said done or not.
-            return received.strip() == b"done"
+            return received.strip()
 
 
 def load_site_packages() -> None:
@@ -68,14 +73,18 @@ def main() -> int:
         print("usage: python -S watchdog.py RUN_ID [OWNER_PID]", file=sys.stderr)
         return 2
     owner = int(sys.argv[2]) if len(sys.argv) == 3 and sys.argv[2].isdigit() else 0
-    if owner_said_done(owner):
+    said = owner_said(owner)
+    if said == DONE:
         return 0
     load_site_packages()
     from pytest_testserver.errors import TestserverError
-    from pytest_testserver.reaper import sweep_abandoned_run
+    from pytest_testserver.reaper import sweep_abandoned_run, sweep_dead_runs_once
 
     try:
-        sweep_abandoned_run(sys.argv[1])
+        if said == DONE_SWEEP:  # after the owner is gone: off its path, and it waits for nothing
+            sweep_dead_runs_once(sys.argv[1])
+        else:
+            sweep_abandoned_run(sys.argv[1])
     except TestserverError as exc:
         print(f"testserver watchdog: {exc}", file=sys.stderr)
         return 1

@@ -263,9 +263,11 @@ class FakeWatchdog:
         self.run_id = run_id
         self.environ = environ
         self.told: list[str] = []
+        self.sweeps_asked: list[bool] = []
 
-    def done(self) -> None:
+    def done(self, *, sweep_dead_runs: bool = False) -> None:
         self.told.append("done")
+        self.sweeps_asked.append(sweep_dead_runs)
 
     def abandon(self) -> None:
         self.told.append("abandon")

@@ -195,12 +195,88 @@ def test_kept_containers_survive_the_next_runs_sweep(
     run = output.split("kept 1 container(s) of run ")[1].split()[0]
     try:
         assert everything_of(docker_api, run)
-        # The next run sweeps dead runs from its lease thread, which finishes its round
-        # before the run ends: the kept run's pid is gone, its objects must stay.
-        second = pytest_process(pytester.path)
-        assert second.communicate(timeout=120)[0]
-        assert second.returncode == 0
+        # The next run sweeps dead runs from its lease thread at every lease period (1 s with
+        # this time-to-live); it lasts three: the kept run's pid is gone, its objects must stay.
+        sweeper = pytester.path / "sweeper"
+        sweeper.mkdir()
+        (sweeper / "testservers.yaml").write_text(servers_yaml(other=HTTPD))
+        (sweeper / "test_sweeps.py").write_text(
+            "import time\n\n"
+            "def test_sweeps(testservers):\n    testservers['other']\n    time.sleep(3)\n"
+        )
+        second = pytest_process(sweeper, env={"TESTSERVER_LEASE_TTL": "4"})
+        output = second.communicate(timeout=120)[0].decode()
+        assert second.returncode == 0, output
         assert len(labelled(docker_api, f"pytest-testserver.run={run}")) == 1
+    finally:
+        remove_run(docker_api, run)
+
+
+def watchdog_of(pid: int) -> int:
+    """The watchdog process the pytest ``pid`` spawned (its child running watchdog.py)."""
+    found: list[int] = []
+
+    def spawned() -> bool:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                argv = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            if parent == pid and b"watchdog" in argv:
+                found.append(int(entry.name))
+                return True
+        return False
+
+    wait_for(spawned, 30, "the run's watchdog")
+    return found[0]
+
+
+# 3b. a run shorter than a lease period leaves the sweep of dead runs to its watchdog
+def test_a_short_run_has_its_watchdog_sweep_dead_runs_after_it(
+    pytester: pytest.Pytester, docker_api: Any
+) -> None:
+    write(
+        pytester,
+        servers_yaml(web=HTTPD),
+        """
+        import os, time
+        from pathlib import Path
+
+        def test_hold(testservers):
+            Path("started.tmp").write_text(testservers["web"].container_id)
+            os.replace("started.tmp", "started.txt")  # whole or not at all
+            time.sleep(120)
+        """,
+    )
+    victim = pytest_process(pytester.path)
+    container = written(pytester.path / "started.txt", 60, "the victim's server")
+    run = docker_api.inspect_container(container)["Config"]["Labels"]["pytest-testserver.run"]
+    # pytest and its watchdog die together: the run is dead (its pid is gone), and nobody
+    # of its own is left to remove what it made
+    os.kill(watchdog_of(victim.pid), signal.SIGKILL)
+    victim.kill()
+    victim.communicate()
+    short = pytester.path / "short"
+    short.mkdir()
+    (short / "testservers.yaml").write_text(servers_yaml(other=HTTPD))
+    (short / "test_short.py").write_text("def test_short(testservers):\n    testservers['other']\n")
+    # a private folder of its own: no stamp of another run says a sweep was just made
+    state = pytester.path / "tmp"
+    state.mkdir()
+    try:
+        assert everything_of(docker_api, run), "the victim's objects should be left at first"
+        second = pytest_process(short, env={"TMPDIR": str(state)})
+        output = second.communicate(timeout=120)[0].decode()
+        assert second.returncode == 0, output
+        # the short run made no lease (so never swept in its own process) and asked its
+        # watchdog to sweep once it was over: the stamp says it asked
+        stamps = list(state.glob("pytest-testserver-*/dead-runs-swept"))
+        assert stamps, sorted(p.name for p in state.iterdir())
+        wait_for(lambda: not everything_of(docker_api, run), 30, "the short run's watchdog")
     finally:
         remove_run(docker_api, run)
 

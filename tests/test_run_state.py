@@ -10,6 +10,7 @@ code makes (owner uid, mode bits, symlinks).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import itertools
@@ -865,3 +866,97 @@ def test_dead_run_folders_lists_ownerless_folders_only_when_stale(state: StateDi
     finally:
         runs.close()
     assert sorted(dead_run_folders(state)) == ["old00001"]
+
+
+# --- the sweep of dead runs: by the lease's rounds, or after a short run by its watchdog
+
+
+def test_a_sweep_is_due_once_per_period_for_a_users_runs(tmp_path: Path) -> None:
+    from pytest_testserver.reaper import SWEPT_STAMP, sweep_is_due
+
+    state = StateDir.open(tmp_path)
+    try:
+        assert sweep_is_due(state, 20.0)  # the first run of this user sweeps
+        assert (tmp_path / SWEPT_STAMP).is_file()
+        assert not sweep_is_due(state, 20.0)  # the next, within a period, need not
+        past = time.time() - 21
+        os.utime(tmp_path / SWEPT_STAMP, (past, past))
+        assert sweep_is_due(state, 20.0)  # a period later, the next does
+        assert not sweep_is_due(state, 20.0)
+    finally:
+        state.close()
+
+
+def test_a_sweep_is_due_when_its_stamp_is_a_planted_link(tmp_path: Path) -> None:
+    from pytest_testserver.reaper import SWEPT_STAMP, sweep_is_due
+
+    target = tmp_path / "elsewhere"
+    target.write_text("not ours")
+    before = target.stat().st_mtime_ns
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o700)
+    (folder / SWEPT_STAMP).symlink_to(target)
+    state = StateDir.open(folder)
+    try:
+        assert sweep_is_due(state, 20.0)
+        assert sweep_is_due(state, 20.0)  # never "recent" through the link
+    finally:
+        state.close()
+    assert target.stat().st_mtime_ns == before  # not followed, not touched
+    assert sweep_is_due(None, 20.0)  # without a private folder: always
+
+
+class LeaseEngine:
+    """What a Lease asks of the engine, recorded (no Docker)."""
+
+    def __init__(self) -> None:
+        self.volumes: list[str] = []
+        self.listed = 0
+
+    def deadline(self, at: float | None) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def create_volume(self, name: str, labels: dict[str, str]) -> float:
+        self.volumes.append(name)
+        return time.time()
+
+    def remove_volume(self, name: str) -> None:
+        self.volumes.remove(name)
+
+    def objects(self) -> list[Found]:
+        self.listed += 1
+        return []
+
+    def now(self) -> float:
+        return time.time()
+
+
+def test_a_run_shorter_than_a_lease_period_makes_no_lease() -> None:
+    from pytest_testserver.reaper import Lease
+
+    engine = LeaseEngine()
+    context = RunContext("shortrun01", lease_ttl=40)  # a 10 s period
+    lease = Lease(engine, context, "main").start()  # type: ignore[arg-type]
+    lease.stop()
+    lease.release()
+    assert engine.volumes == []
+    assert engine.listed == 0
+    assert not lease.swept  # so its watchdog is asked to sweep after it
+
+
+def test_a_lease_is_made_and_dead_runs_swept_one_period_after_the_start() -> None:
+    from pytest_testserver.reaper import Lease
+
+    engine = LeaseEngine()
+    context = RunContext("longrun001", lease_ttl=4)  # a 1 s period
+    lease = Lease(engine, context, "main").start()  # type: ignore[arg-type]
+    try:
+        wait_until = time.monotonic() + 30
+        while not lease.swept and time.monotonic() < wait_until:
+            time.sleep(0.05)
+        assert lease.swept
+        assert engine.listed >= 1
+        assert len(engine.volumes) == 1  # the current lease (each renewal replaces the last)
+    finally:
+        lease.release()
+    assert engine.volumes == []

@@ -420,7 +420,9 @@ def test_two_concurrent_runs_in_one_project_do_not_disturb_each_other(
     assert len(ids) == 2
 
 
-@pytest.mark.parametrize("said", [b"done\n", b""], ids=["done", "owner-died"])
+@pytest.mark.parametrize(
+    "said", [b"done\n", b"", b"done sweep\n"], ids=["done", "owner-died", "done-sweep"]
+)
 def test_the_watchdog_starts_without_site_packages_until_it_must_sweep(said: bytes) -> None:
     # It starts beside the run's first container: a full interpreter start there costs ~90 ms CPU.
     from pytest_testserver.reaper import watchdog_command
@@ -435,7 +437,7 @@ def test_the_watchdog_starts_without_site_packages_until_it_must_sweep(said: byt
     result = subprocess.run(command, input=said, capture_output=True, timeout=60)
     assert result.returncode == 0, result.stderr.decode()[-2000:]
     imported = {line.split("|")[-1].strip() for line in result.stderr.decode().splitlines()}
-    if said:
+    if said == b"done\n":
         assert not {"site", "pytest_testserver"} & imported
-    else:  # the sweep needs the SDK and this package, from site-packages or the checkout
+    else:  # a sweep needs the SDK and this package, from site-packages or the checkout
         assert {"site", "docker", "pytest_testserver.reaper"} <= imported

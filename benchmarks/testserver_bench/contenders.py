@@ -37,6 +37,7 @@ class Scenario:
     scope: str = "session"  # the pytest scope of each server: "function" is a fresh one per test
     busy: float = 0.0  # seconds each test sleeps after its GETs (work the test does)
     reset: tuple[str, ...] | None = None  # argv exec'd in the server between tests (ours only)
+    trivial: int = 0  # instead of test files: this many tests that only ask for the server
 
     @property
     def built(self) -> bool:
@@ -60,6 +61,17 @@ def _busy(scenario: Scenario) -> tuple[str, str]:
 
 def _plain_tests(scenario: Scenario) -> dict[str, str]:
     """Tests for the contenders whose conftest provides ``servers``: name -> URL."""
+    if scenario.trivial:
+        return {
+            "test_trivial.py": f"""
+            import pytest
+
+
+            @pytest.mark.parametrize("case", range({scenario.trivial}))
+            def test_trivial(servers, case):
+                assert servers
+            """
+        }
     import_time, sleep = _busy(scenario)
     return {
         f"test_{i}.py": f"""
@@ -269,6 +281,17 @@ class Ours(Contender):
                 lines.append(f"    reset: {json.dumps(list(scenario.reset))}")
         yaml = "\n".join(lines) + "\n"
         names = ", ".join(repr(n) for n in scenario.servers)
+        if scenario.trivial:  # the marker and the `testserver` fixture, as users write it
+            trivial = f"""
+                import pytest
+
+
+                @pytest.mark.testserver({scenario.servers[0]!r})
+                @pytest.mark.parametrize("case", range({scenario.trivial}))
+                def test_trivial(testserver, case):
+                    assert testserver
+                """
+            return {"testservers.yaml": yaml, "test_trivial.py": trivial}
         import_time, sleep = _busy(scenario)
         tests = {
             f"test_{i}.py": f"""

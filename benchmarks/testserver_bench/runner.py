@@ -17,6 +17,7 @@ from .contenders import Contender, Scenario, disable_flags
 from .engine import ApiCounter, EngineWatch, RunEngineReport
 
 BASE_ARGS = ("-q", "-p", "no:cacheprovider")
+AFTER_RUN = 3.0  # seconds the counting relay keeps counting after a run's pytest exits
 # Never send traffic past loopback: testcontainers would otherwise take /.dockerenv as "inside a
 # container" and aim at the default gateway. These make it behave as on a plain host.
 BASE_ENV = {
@@ -43,7 +44,8 @@ class Run:
     started: float  # epoch seconds
     ended: float
     engine: RunEngineReport | None = None
-    api: dict[str, int] | None = None
+    api: dict[str, int] | None = None  # engine requests while the run's pytest lived
+    api_after: dict[str, int] | None = None  # ... and in the seconds after it exited
     ok: bool = True  # the outcome expected (pass, or fail for a dying server); else excluded
     args: tuple[str, ...] = ()  # pytest's arguments, after the common ones
 
@@ -66,6 +68,8 @@ class Run:
                 data["kept_containers"] = [cid[:12] for cid in self.engine.kept]
         if self.api is not None:
             data["api"] = self.api
+        if self.api_after is not None:
+            data["api_after"] = self.api_after
         return data
 
 
@@ -270,5 +274,9 @@ class Runner:
                         cell, child_env({"DOCKER_HOST": counter.docker_host})
                     )
                     cell.observed.api = dict(counter.reset())
+                    # What a run leaves to do after its pytest exits (its watchdog's sweep of
+                    # dead runs): requests, but off the run's path.
+                    time.sleep(AFTER_RUN)
+                    cell.observed.api_after = dict(counter.reset())
             finally:
                 counter.close()

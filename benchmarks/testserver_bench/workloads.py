@@ -14,7 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from . import images
-from .contenders import PYTEST_INI, Contender, DockerTools, Floor, Ours, PytestDocker, Scenario
+from .contenders import (
+    PYTEST_INI,
+    Contender,
+    DockerTools,
+    Floor,
+    Ours,
+    PytestDocker,
+    Scenario,
+    Testcontainers,
+)
 from .engine import OURS_REUSE_LABEL, OURS_RUN_LABEL, OURS_SERVER_LABEL, is_kept_for_reuse
 from .runner import Cell, Run, Runner, child_env, run_pytest
 
@@ -118,6 +127,16 @@ def api_total(cell: Cell, route: str | None = None) -> int | None:
     return api.get(route, 0) if route else sum(api.values())
 
 
+def api_requests(cell: Cell) -> str:
+    """Engine requests of one run: while its pytest lived, and (+N after) in the seconds after
+    it exited (what it left to its watchdog: off the run's path)."""
+    total = api_total(cell)
+    if total is None:
+        return "-"
+    after = sum((cell.observed.api_after or {}).values()) if cell.observed else 0
+    return f"{total} (+{after} after)" if after else str(total)
+
+
 def status(cell: Cell) -> str:
     if cell.broken:
         return "broken (see notes)"
@@ -209,7 +228,7 @@ class OneServer(Workload):
                     f"{min(walls):.3f}-{max(walls):.3f}" if walls else "-",
                     fmt_x(ratio(cell, floor)),
                     f"{created(cell):g}" if created(cell) is not None else "-",
-                    str(api_total(cell) if api_total(cell) is not None else "-"),
+                    api_requests(cell),
                     str(api_total(cell, "POST /containers/{id}/exec") or 0)
                     if cell.observed
                     else "-",
@@ -220,7 +239,9 @@ class OneServer(Workload):
         table.notes += broken_notes(cells)
         table.notes.append(
             "Containers/run: from the engine's events in each timed run. API requests and execs: "
-            "the requests the engine received in one extra run through the counting relay."
+            "the requests the engine received in one extra run through the counting relay; "
+            "'+N after': in the 3 s after that run's pytest exited (its watchdog's sweep of dead "
+            "runs, off the run's path)."
         )
         if any(c.contender.name == PytestDocker.name for c in cells):
             table.notes.append(
@@ -543,6 +564,7 @@ class Shared(Workload):
             "x floor",
             "containers/run",
             "build calls/run",
+            "API requests/run",
             "leaks c/n",
         ]
         table = Table(self.title, columns)
@@ -562,6 +584,7 @@ class Shared(Workload):
                         fmt_x(ratio(cell, floor)),
                         "-" if count is None else f"{count:g}",
                         "-" if builds is None else str(builds),
+                        api_requests(cell),
                         leaks([cell]),
                     ]
                 )
@@ -819,6 +842,7 @@ class Idle(Workload):
 class FreshPerTest(Workload):
     number = 8
     title = "W8: a fresh server for each of 20 tests, each busy 0.3 s"
+    observe_api = True
     tests = 20
     busy = 0.3
 
@@ -861,6 +885,7 @@ class FreshPerTest(Workload):
             "x floor",
             f"per test beyond its {self.busy} s (ms)",
             "containers/run",
+            "API requests/run",
             "leaks c/n",
         ]
         table = Table(self.title, columns)
@@ -877,6 +902,7 @@ class FreshPerTest(Workload):
                     fmt_x(ratio(cell, floor)),
                     fmt_ms(statistics.median(per_test) if per_test else None),
                     "-" if count is None else f"{count:g}",
+                    api_requests(cell),
                     leaks([cell]),
                 ]
             )
@@ -899,6 +925,74 @@ class FreshPerTest(Workload):
             "<= 0.6x floor",
             fmt_x(value),
             None if value is None else value <= 0.6,
+        )
+        return Outcome([table], [target])
+
+
+class ManyTrivialTests(Workload):
+    number = 12
+    title = "W12: 2,000 trivial tests on one server: what the plugin costs per test"
+    observe_api = True
+    tests = 2000
+
+    def contenders(self, ctx: Context) -> list[Contender]:
+        # pytest-docker's compose project adds nothing to what is measured here
+        return [
+            c for c in ctx.contenders if isinstance(c, (Floor, Ours, DockerTools, Testcontainers))
+        ]
+
+    def cells(self, ctx: Context) -> list[Cell]:
+        scenario = Scenario(
+            SINGLE, images.image_ref("ready"), budget=ctx.budget, trivial=self.tests
+        )
+        return [Cell(c, "ready", scenario, self.folder(ctx, c.slug)) for c in self.contenders(ctx)]
+
+    def summarize(self, cells: list[Cell], ctx: Context) -> Outcome:
+        floor = find(cells, Floor.name, "ready")
+        columns = [
+            "contender",
+            "median s",
+            "min-max s",
+            "x floor",
+            "ms per test over the floor",
+            "API requests/run",
+            "leaks c/n",
+        ]
+        table = Table(self.title, columns)
+        for cell in cells:
+            walls = cell.walls()
+            over = paired(cell, floor, lambda a, b: (a - b) / self.tests * 1000) if floor else None
+            table.rows.append(
+                [
+                    cell.contender.name,
+                    fmt_s(cell.median()) if not cell.broken else status(cell),
+                    f"{min(walls):.3f}-{max(walls):.3f}" if walls else "-",
+                    fmt_x(ratio(cell, floor)),
+                    "-" if over is None else f"{over:+.3f}",
+                    api_requests(cell),
+                    leaks([cell]),
+                ]
+            )
+        table.rows += skipped_rows(ctx, len(columns), only=(DockerTools.name, Testcontainers.name))
+        table.notes += broken_notes(cells)
+        table.notes.append(
+            f"One parametrized test, {self.tests} cases, each only asking for the server: ours "
+            "`@pytest.mark.testserver` and the `testserver` fixture; the floor and the peers a "
+            "session fixture. 'Over the floor': the paired difference of whole runs (same round), "
+            "median, divided by the tests."
+        )
+        ours = find(cells, Ours.name, "ready")
+        over = (
+            paired(ours, floor, lambda a, b: (a - b) / self.tests * 1000)
+            if ours and floor
+            else None
+        )
+        target = Target(
+            12,
+            "per test over the floor",
+            "<= 0.05 ms",
+            "-" if over is None else f"{over:+.3f} ms",
+            None if over is None else over <= 0.05,
         )
         return Outcome([table], [target])
 
@@ -1304,5 +1398,6 @@ WORKLOADS: dict[int, Workload] = {
         WarmReuse(),
         StartBeforeAsked(),
         ResetCost(),
+        ManyTrivialTests(),
     )
 }
