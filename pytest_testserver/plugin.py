@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from .handle import ServerHandle
 
 session_key = pytest.StashKey[TestserverSession]()  # only when some server is declared
+single_name_key = pytest.StashKey[str]()  # on an item: the one server its `testserver` names
+current_key = pytest.StashKey[pytest.Item]()  # the test being set up (its fixtures come next)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -147,6 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "testserver(*names): the servers (declared in testservers.yaml) this test uses; they are "
         "started before it runs, and the `testserver` fixture returns the one named here",
     )
+    config.pluginmanager.register(Fixtures(config), "testserver-fixtures")
     settings, servers = read_config(config)
     if servers is None:
         return  # nothing declared: nothing to coordinate, nothing to clean up
@@ -161,6 +164,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    fixtures = config.pluginmanager.get_plugin("testserver-fixtures")
+    if fixtures is not None:
+        config.pluginmanager.unregister(fixtures)
     session = config.stash.get(session_key, None)
     if session is None:
         return
@@ -308,6 +314,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     # xfail(run=False)) that the test runs at all. Still before fixtures (the runner's setup is
     # registered before this plugin, so it is called after it): every server the markers name
     # starts now, independent ones concurrently.
+    item.config.stash[current_key] = item  # the test whose fixtures come next
     session = item.config.stash.get(session_key, None)
     if session is not None:
         session.current = item
@@ -315,7 +322,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     names = marker_names(item)
     item.stash[used_key] = set(names)
     if "testserver" in getattr(item, "fixturenames", ()):
-        single_server_name(item)  # a misused marker fails before anything starts
+        # a misused marker fails before anything starts; the fixture reuses the answer
+        item.stash[single_name_key] = single_server_name(item)
     if session is not None:
         session.setup(item, names)
     elif names:
@@ -388,6 +396,12 @@ class ServerMap(Mapping[str, "ServerHandle"]):
             item.stash.setdefault(used_key, set()).add(name)
         return handle
 
+    def for_current_test(self) -> ServerHandle:
+        """The handle of the one server named by the marker nearest the test being set up."""
+        item = self._config.stash[current_key]
+        name = item.stash.get(single_name_key, None)
+        return self[name if name is not None else single_server_name(item)]
+
     def __contains__(self, name: object) -> bool:
         return name in self._servers.servers  # declared; asking does not start it
 
@@ -401,14 +415,25 @@ class ServerMap(Mapping[str, "ServerHandle"]):
         return f"<testservers {', '.join(self._servers.servers) or '(none declared)'}>"
 
 
-@pytest.fixture(scope="session")
-def testservers(pytestconfig: pytest.Config) -> ServerMap:
-    """Every declared server by name; a server starts on first use and lives for the session."""
-    return ServerMap(pytestconfig)
+class Fixtures:
+    """The fixtures, as methods of an object that knows the run's config.
 
+    Neither takes ``request`` (nor ``pytestconfig``, which does): pytest makes a new fixture
+    definition for ``request`` at every test that asks for it, several times the plugin's own
+    cost per test.
+    """
 
-@pytest.fixture
-def testserver(request: pytest.FixtureRequest, testservers: ServerMap) -> ServerHandle:
-    """The handle of the one server named by the nearest ``@pytest.mark.testserver`` marker."""
-    assert isinstance(request.node, pytest.Item)
-    return testservers[single_server_name(request.node)]
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+
+    @pytest.fixture(scope="session")
+    def testservers(self) -> ServerMap:
+        """Every declared server by name; a server starts on first use and lives for the
+        session."""
+        return ServerMap(self._config)
+
+    @pytest.fixture
+    def testserver(self, testservers: ServerMap) -> ServerHandle:
+        """The handle of the one server named by the nearest ``@pytest.mark.testserver``
+        marker."""
+        return testservers.for_current_test()

@@ -241,9 +241,10 @@ class ServerPool:
         thread.start()
         return thread
 
-    @property
+    @functools.cached_property
     def scoped(self) -> dict[str, str]:
-        """Each server whose scope is shorter than the session, and its scope."""
+        """Each server whose scope is shorter than the session, and its scope (asked around
+        every test: worked out once)."""
         return {name: self.config.servers[name].scope for name in self._scoped}
 
     def prepare_spares(self, name: str, keys: list[str]) -> None:
@@ -270,6 +271,8 @@ class ServerPool:
     def _reset_for(self, test: str, handles: Mapping[str, ServerHandle]) -> None:
         for name, handle in handles.items():
             spec = self.config.servers[name]
+            if spec.reset is None:
+                continue  # nothing to run between tests: who used it last does not matter
             with self._lock:
                 last = self._last_test.get(handle.container_id)
                 self._last_test[handle.container_id] = test
@@ -346,10 +349,21 @@ class ServerPool:
         return handle
 
     # a server that died during the run
-    def known_alive(self, handles: Iterable[ServerHandle]) -> bool:
-        """Whether no death of these containers was seen, the event stream being up (a test
-        asking again for what its setup was given need not ask the engine)."""
-        return all(self._deaths.died(handle.container_id) is False for handle in handles)
+    def ready_now(self, names: Iterable[str]) -> dict[str, ServerHandle] | None:
+        """The handles of ``names`` when each is a session server started already (its links
+        too), with no death seen and no ``reset`` to run: what ``get_many`` would return, for
+        the price of a dict lookup. None: ask ``get_many``."""
+        handles: dict[str, ServerHandle] = {}
+        for name in names:
+            spec = self.config.servers.get(name)
+            if spec is None or spec.reset is not None:
+                return None
+            for dependency in self._start_order(name):  # the links, then the server itself
+                handle = self._handles.get(dependency)
+                if handle is None or self._deaths.died(handle.container_id) is not False:
+                    return None
+                handles[dependency] = handle
+        return {name: handles[name] for name in names}
 
     def _alive(self, handle: ServerHandle) -> bool:
         died = self._deaths.died(handle.container_id)
@@ -424,6 +438,8 @@ class ServerPool:
 
     def restarts(self) -> dict[str, int]:
         """How often each server died during the run and was started afresh."""
+        if not self._restarts:  # the common case, asked at every test's setup: no lock
+            return {}
         with self._lock:
             return dict(self._restarts)
 

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from .runowner import RunOwner
 
 used_key = pytest.StashKey[set[str]]()  # on an item: the servers it used
-handed_key = pytest.StashKey[dict[str, "ServerHandle"]]()  # on an item: the handles it was given
 scope_keys_key = pytest.StashKey[dict[str, str]]()  # on an item: its key for each scope
 REPORT_LOG_LINES = 50
 
@@ -120,24 +119,19 @@ class TestserverSession:
     def start(
         self, names: list[str], asked_by: str, item: pytest.Item | None = None
     ) -> dict[str, ServerHandle]:
+        if self.pool is not None:
+            started = self.pool.ready_now(names)  # the common case, at every test: a lookup
+            if started is not None:
+                return started
         from .config import require_server
 
-        handed = item.stash.get(handed_key, None) if item is not None else None
-        if handed is not None and self.pool is not None:
-            # The test's fixture asking for what its setup was given: a dict lookup.
-            again = [handed.get(name) for name in names]
-            if None not in again and self.pool.known_alive(h for h in again if h is not None):
-                return {name: handed[name] for name in names}
         try:
             for name in names:
                 require_server(self.servers, name, asked_by)
             pool = self.get_pool()
             test, keys = (item.nodeid, scope_keys(item)) if item is not None else (None, None)
             with self.progress.waiting() if self.progress is not None else nullcontext():
-                handles = pool.get_many(names, test=test, keys=keys)
-            if item is not None:
-                item.stash.setdefault(handed_key, {}).update(handles)
-            return handles
+                return pool.get_many(names, test=test, keys=keys)
         except (KeyboardInterrupt, pytest.exit.Exception):
             raise  # Ctrl-C, SIGTERM, pytest.exit(): the run ends, through teardown
         except TestserverError as exc:
