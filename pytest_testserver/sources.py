@@ -29,6 +29,7 @@ SETTINGS_OPTIONS = (
     "testserver_keep",
     "testserver_rebuild",
     "testserver_reuse",
+    "testserver_pull",
 )
 
 
@@ -66,7 +67,23 @@ def read_settings(
             ini("testserver_reuse_idle"), "ini testserver_reuse_idle"
         ),
         project=project,
+        pull=_pull_option(options.get("testserver_pull")),
+        registry_mirror=_mirror(ini, environ),
     )
+
+
+def _pull_option(value: object) -> str | None:
+    return str(value) if value else None  # argparse's choices checked it
+
+
+def _mirror(ini: Callable[[str], object], environ: Mapping[str, str]) -> str:
+    """The Docker Hub mirror: $TESTSERVER_REGISTRY_MIRROR wins over the ini (a CI job's)."""
+    from .registry import MIRROR_ENV, MIRROR_SETTING, mirror_setting
+
+    env = environ.get(MIRROR_ENV)
+    if env is not None and env.strip():
+        return mirror_setting(env, f"${MIRROR_ENV}")
+    return mirror_setting(ini(MIRROR_SETTING), f"ini {MIRROR_SETTING}")
 
 
 def config_path(

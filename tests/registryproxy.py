@@ -1,0 +1,184 @@
+"""An HTTP proxy in front of a registry that fails on purpose, then passes everything through.
+
+Run as a process of its own (started and stopped by pid), serving until SIGTERM::
+
+    python tests/registryproxy.py --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT \
+        --fail 503 --fail 503 [--retry-after 2] --count FILE
+
+The first requests for a manifest (``/v2/<name>/manifests/<ref>``, HEAD or GET) are answered with
+the ``--fail`` statuses in order (a 429 carries ``Retry-After`` when given); every later request is
+forwarded to the upstream registry as is. ``--count`` names a file rewritten after each manifest
+request with a JSON object: how many were answered with a failure, how many were forwarded, and
+the request lines seen. The port is taken when the process prints ``ready`` on stdout.
+
+Only the standard library is used, so the file runs from anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+
+MANIFEST = re.compile(r"^/v2/.+/manifests/[^/]+$")
+# What Docker Hub answers a pull over its limit (the engine shows code and message).
+RATE_LIMITED = {
+    "code": "TOOMANYREQUESTS",
+    "message": "You have reached your pull rate limit. You may increase the limit by "
+    "authenticating and upgrading: https://www.docker.com/increase-rate-limit",
+}
+ERROR_BODY = {429: json.dumps({"errors": [RATE_LIMITED]}).encode()}
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"}
+
+
+class State:
+    def __init__(
+        self,
+        fails: list[int],
+        retry_after: str,
+        count: Path | None,
+        limit_for: float,
+    ) -> None:
+        self.limit_for = limit_for
+        self.limit_until: float | None = None
+        self.last_failed: tuple[str, int | None] | None = None
+        self.pulls = 0
+        self.fails = fails
+        self.retry_after = retry_after
+        self.count = count
+        self.failed = 0
+        self.forwarded = 0
+        self.lines: list[str] = []
+        self.lock = threading.Lock()
+
+    def manifest_request(self, method: str, path: str) -> int | None:
+        """The status to fail this manifest request with, or None to forward it.
+
+        The engine asks HEAD first and, when that fails, GET for the same path: one ``--fail``
+        fails both, one attempt of the engine's. Within ``--limit-for`` seconds of the first
+        request, every one is answered 429 with the seconds left as ``Retry-After``.
+        """
+        with self.lock:
+            self.lines.append(f"{method} {path}")
+            now = time.monotonic()
+            if self.limit_until is None and self.limit_for:
+                self.limit_until = now + self.limit_for
+            if self.limit_until is not None and now < self.limit_until:
+                status: int | None = 429
+                self.retry_after = str(max(1, math.ceil(self.limit_until - now)))
+            elif method == "GET" and self.last_failed and self.last_failed[0] == path:
+                status = self.last_failed[1]
+                self.last_failed = None
+            elif method == "HEAD" and self.fails:
+                status = self.fails.pop(0)
+                self.last_failed = (path, status)
+            else:
+                status = None
+            if method == "HEAD" and not path.split("/manifests/")[1].startswith("sha256:"):
+                self.pulls += 1
+            if status is None:
+                self.forwarded += 1
+            else:
+                self.failed += 1
+            self._write()
+            return status
+
+    def _write(self) -> None:
+        if self.count is None:
+            return
+        data = {
+            "failed": self.failed,
+            "forwarded": self.forwarded,
+            "pulls": self.pulls,  # HEAD of a tag: one per pull attempt of the engine's
+            "lines": self.lines,
+        }
+        tmp = self.count.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.count)
+
+
+def handler(state: State, upstream: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def _relay(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if MANIFEST.match(path):
+                status = state.manifest_request(self.command, path)
+                if status is not None:
+                    body = ERROR_BODY.get(status, b"")
+                    self.send_response(status)
+                    if status == 429 and state.retry_after:
+                        self.send_header("Retry-After", state.retry_after)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(body)
+                    return
+            length = int(self.headers.get("Content-Length") or 0)
+            body_in = self.rfile.read(length) if length else None
+            host, port = upstream.rsplit(":", 1)
+            conn = http.client.HTTPConnection(host, int(port), timeout=60)
+            conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+            for key, value in self.headers.items():  # every Accept header, not the last one
+                if key.lower() not in HOP_BY_HOP:
+                    conn.putheader(key, value)
+            conn.endheaders(body_in)
+            answer = conn.getresponse()
+            data = answer.read()
+            self.send_response(answer.status)
+            for key, value in answer.getheaders():
+                if key.lower() not in HOP_BY_HOP and key.lower() != "content-length":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+            conn.close()
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _relay
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--listen", required=True)
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--fail", type=int, action="append", default=[])
+    parser.add_argument("--retry-after", default="")
+    parser.add_argument("--count", type=Path)
+    parser.add_argument("--limit-for", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    state = State(list(args.fail), args.retry_after, args.count, args.limit_for)
+    host, port = args.listen.rsplit(":", 1)
+    server = ThreadingHTTPServer((host, int(port)), handler(state, args.upstream))
+    server.daemon_threads = True
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    state._write()
+    print("ready", flush=True)
+    server.serve_forever(poll_interval=0.05)
+    server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
