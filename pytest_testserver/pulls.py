@@ -91,7 +91,14 @@ def pull(engine: Engine, ref: str, pulling: Pulling, on_progress: Say | None) ->
             asked = pulling.ask_retry_after(ref) if failure is Failure.RATE_LIMITED else None
             wait = pulling.backoff.next_wait(attempt, clock(), pulling.deadline, asked)
             if wait is None:
-                raise ImageError(pulling.server, _message(engine, ref, pulling, attempts)) from None
+                note = ""
+                if asked is not None and clock() + asked >= pulling.deadline:
+                    note = (
+                        f"; the registry asks to wait {asked:.0f} s (Retry-After), more than "
+                        "the image_timeout leaves"
+                    )
+                message = _message(engine, ref, pulling, attempts) + note
+                raise ImageError(pulling.server, message) from None
             if on_progress is not None:
                 why = " (the registry's Retry-After)" if asked is not None else ""
                 said = registry.brief(text, 100)

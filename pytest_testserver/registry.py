@@ -337,7 +337,7 @@ def retry_after(ref: str, *, timeout: float = 3.0) -> float | None:
         try:
             conn = kind(host, timeout=timeout)
             try:
-                conn.request("HEAD", path)
+                conn.request("HEAD", path, headers={"User-Agent": USER_AGENT})
                 answer = conn.getresponse()
                 header = answer.getheader("Retry-After")
             finally:
@@ -349,6 +349,7 @@ def retry_after(ref: str, *, timeout: float = 3.0) -> float | None:
 
 
 MAX_RETRY_AFTER = 3600.0
+USER_AGENT = "pytest-testserver (Retry-After)"
 
 
 def parse_retry_after(value: str, now: float | None = None) -> float | None:

@@ -48,11 +48,14 @@ class State:
         retry_after: str,
         count: Path | None,
         limit_for: float,
+        rate: float,
     ) -> None:
+        self.rate = rate
         self.limit_for = limit_for
         self.limit_until: float | None = None
         self.last_failed: tuple[str, int | None] | None = None
         self.pulls = 0
+        self.probes: list[str] = []
         self.fails = fails
         self.retry_after = retry_after
         self.count = count
@@ -60,6 +63,18 @@ class State:
         self.forwarded = 0
         self.lines: list[str] = []
         self.lock = threading.Lock()
+
+    def probe(self, method: str, path: str) -> int | None:
+        """The plugin asking when to come back (its own HEAD): answered as the rate limit says,
+        never counted as a pull, never taking a --fail."""
+        with self.lock:
+            self.probes.append(f"{method} {path}")
+            self._write()
+            now = time.monotonic()
+            if self.limit_until is not None and now < self.limit_until:
+                self.retry_after = str(max(1, math.ceil(self.limit_until - now)))
+                return 429
+            return None
 
     def manifest_request(self, method: str, path: str) -> int | None:
         """The status to fail this manifest request with, or None to forward it.
@@ -101,6 +116,7 @@ class State:
             "forwarded": self.forwarded,
             "pulls": self.pulls,  # HEAD of a tag: one per pull attempt of the engine's
             "lines": self.lines,
+            "probes": self.probes,
         }
         tmp = self.count.with_suffix(".tmp")
         tmp.write_text(json.dumps(data))
@@ -117,7 +133,12 @@ def handler(state: State, upstream: str) -> type[BaseHTTPRequestHandler]:
         def _relay(self) -> None:
             path = self.path.split("?", 1)[0]
             if MANIFEST.match(path):
-                status = state.manifest_request(self.command, path)
+                probe = self.headers.get("User-Agent", "").startswith("pytest-testserver")
+                status = (
+                    state.probe(self.command, path)
+                    if probe
+                    else state.manifest_request(self.command, path)
+                )
                 if status is not None:
                     body = ERROR_BODY.get(status, b"")
                     self.send_response(status)
@@ -147,8 +168,20 @@ def handler(state: State, upstream: str) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(data)
+                self._send(data, slow="/blobs/" in path and state.rate > 0)
             conn.close()
+
+        def _send(self, data: bytes, *, slow: bool) -> None:
+            """The body; a blob at ``--rate`` bytes per second (a pull that takes a while)."""
+            if not slow:
+                self.wfile.write(data)
+                return
+            step = 65536
+            began = time.monotonic()
+            for start in range(0, len(data), step):
+                self.wfile.write(data[start : start + step])
+                due = began + (start + step) / state.rate
+                time.sleep(max(0.0, due - time.monotonic()))
 
         do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _relay
 
@@ -163,8 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retry-after", default="")
     parser.add_argument("--count", type=Path)
     parser.add_argument("--limit-for", type=float, default=0.0)
+    parser.add_argument("--rate", type=float, default=0.0)  # bytes per second, per blob
     args = parser.parse_args(argv)
-    state = State(list(args.fail), args.retry_after, args.count, args.limit_for)
+    state = State(list(args.fail), args.retry_after, args.count, args.limit_for, args.rate)
     host, port = args.listen.rsplit(":", 1)
     server = ThreadingHTTPServer((host, int(port)), handler(state, args.upstream))
     server.daemon_threads = True
