@@ -188,6 +188,8 @@ class Launcher:
                     container = self.create(launch, step.ref, network, mounted=mounts)
             except EngineError as exc:
                 why = self.redact(str(exc))
+                if spec.platform and (other := registry.platform_mismatch(step.ref, why)):
+                    raise StartError(spec.name, other) from None
                 raise StartError(spec.name, f"the container could not be created: {why}") from None
         launch = launch.created(container, time.monotonic() + spec.timeout, step.note())
         try:

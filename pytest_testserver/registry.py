@@ -8,9 +8,7 @@ read by ``retry_after``, the one function here that speaks HTTP.
 
 from __future__ import annotations
 
-import email.utils
 import enum
-import http.client
 import re
 import time
 from dataclasses import dataclass
@@ -318,6 +316,22 @@ def failure_message(
     return f"image {ref} is not here and cannot be pulled: {said}{tried}"
 
 
+_PLATFORM_MISMATCH = re.compile(r"wanted (?P<wanted>\S+), actual: (?P<actual>\S+)")
+
+
+def platform_mismatch(ref: str, text: str) -> str | None:
+    """The one line for a create the engine refused because the image here is another
+    platform's than ``platform:`` asks for; None for any other refusal."""
+    found = _PLATFORM_MISMATCH.search(text)
+    if "does not match the specified platform" not in text or found is None:
+        return None
+    wanted, actual = found.group("wanted"), found.group("actual")
+    return (
+        f"image {ref} is for {actual}, not for the platform {wanted} that platform: asks for "
+        "(the registry has no such variant): set platform: to one the image has, or leave it out"
+    )
+
+
 def retry_after(ref: str, *, timeout: float = 3.0) -> float | None:
     """The seconds a rate-limiting registry asks to wait before ``ref``'s manifest is asked
     again (its ``Retry-After``), or None when it says nothing.
@@ -326,6 +340,8 @@ def retry_after(ref: str, *, timeout: float = 3.0) -> float | None:
     itself with one anonymous HEAD (HTTPS, then plain HTTP for a loopback registry, as the
     engine allows), which a registry does not count as a pull.
     """
+    import http.client  # here: the settings import this module at every pytest start
+
     parsed = parse_reference(ref)
     host = "registry-1.docker.io" if parsed.hub else parsed.registry
     path = f"/v2/{parsed.repository}/manifests/{parsed.digest or parsed.tag}"
@@ -355,6 +371,8 @@ USER_AGENT = "pytest-testserver (Retry-After)"
 def parse_retry_after(value: str, now: float | None = None) -> float | None:
     """``Retry-After``'s seconds (a number, or an HTTP date), at most an hour; None when it
     cannot be read."""
+    import email.utils
+
     text = value.strip()
     if text.isdigit():
         return min(float(text), MAX_RETRY_AFTER)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = "testservers.yaml"
 BIND_LOCAL_ENV = "TESTSERVER_BIND_LOCAL"
 BIND_ADDRESS_ENV = "TESTSERVER_BIND_ADDRESS"  # wins over the ini: a CI job's engine decides it
+MIRROR_ENV = "TESTSERVER_REGISTRY_MIRROR"  # wins over the ini (registry.MIRROR_ENV says the same)
 
 # The command-line options it takes (their values; a flag not given is False or None).
 SETTINGS_OPTIONS = (
@@ -78,12 +79,13 @@ def _pull_option(value: object) -> str | None:
 
 def _mirror(ini: Callable[[str], object], environ: Mapping[str, str]) -> str:
     """The Docker Hub mirror: $TESTSERVER_REGISTRY_MIRROR wins over the ini (a CI job's)."""
-    from .registry import MIRROR_ENV, MIRROR_SETTING, mirror_setting
+    env = environ.get(MIRROR_ENV, "").strip()
+    value = env or str(ini("testserver_registry_mirror") or "").strip()
+    if not value:
+        return ""
+    from .registry import mirror_setting  # only when one is set: read at every pytest start
 
-    env = environ.get(MIRROR_ENV)
-    if env is not None and env.strip():
-        return mirror_setting(env, f"${MIRROR_ENV}")
-    return mirror_setting(ini(MIRROR_SETTING), f"ini {MIRROR_SETTING}")
+    return mirror_setting(value, f"${MIRROR_ENV}" if env else "ini testserver_registry_mirror")
 
 
 def config_path(
