@@ -3,13 +3,19 @@
 Run as a process of its own (started and stopped by pid), serving until SIGTERM::
 
     python tests/registryproxy.py --listen 127.0.0.1:PORT --upstream 127.0.0.1:PORT \
-        --fail 503 --fail 503 [--retry-after 2] --count FILE
+        [--fail 503 --fail 503] [--limit-for SECONDS] [--rate BYTES_PER_S] --count FILE
 
-The first requests for a manifest (``/v2/<name>/manifests/<ref>``, HEAD or GET) are answered with
-the ``--fail`` statuses in order (a 429 carries ``Retry-After`` when given); every later request is
-forwarded to the upstream registry as is. ``--count`` names a file rewritten after each manifest
-request with a JSON object: how many were answered with a failure, how many were forwarded, and
-the request lines seen. The port is taken when the process prints ``ready`` on stdout.
+- ``--fail S`` (repeatable): the engine's next pull attempt of a manifest (its HEAD, and the GET
+  it falls back to for the same path) is answered with status S; a 429 has Docker Hub's body.
+- ``--limit-for T``: every manifest request within T seconds of the first is answered 429 with
+  the seconds left as ``Retry-After`` (a rate limit that ends).
+- ``--rate R``: blobs are sent at R bytes per second each (a pull that takes a while).
+
+Everything else is forwarded to the upstream registry as is. The plugin's own ``HEAD`` asking
+when to come back (its User-Agent starts with ``pytest-testserver``) sees the rate limit but
+takes no ``--fail`` and is not counted as a pull. ``--count`` names a file rewritten (whole)
+after each manifest request: failed, forwarded, pulls (HEADs of a tag: one per pull attempt of
+the engine's), the request lines and the plugin's probes.
 
 Only the standard library is used, so the file runs from anywhere.
 """
