@@ -110,7 +110,8 @@ def pull(engine: Engine, ref: str, pulling: Pulling, on_progress: Say | None) ->
             pulling.sleep(wait)
             continue
         if on_progress is not None:
-            tries = f" (attempt {len(attempts) + 1})" if attempts else ""
+            took = clock() - began
+            tries = f" (attempt {len(attempts) + 1}, {took:.1f} s in all)" if attempts else ""
             on_progress(strip_controls(summed.final(clock())) + tries, periodic=False)
         return
 

@@ -156,7 +156,8 @@ def test_a_registry_failing_twice_is_tried_again_and_the_pull_succeeds(
         text,
     )
     assert retries == ["1", "2"], text
-    assert re.search(rf"box: pulled {re.escape(pulled)} \(.*\) in [\d.]+ s \(attempt 3\)", text)
+    final = rf"box: pulled {re.escape(pulled)} \(.*\) in [\d.]+ s \(attempt 3, [\d.]+ s in all\)"
+    assert re.search(final, text), text
     counts = proxy.counts()
     assert (counts["pulls"], counts["failed"]) == (3, 4)  # HEAD and GET of two attempts
     print(f"a pull failing twice succeeded; the run took {took:.1f} s")

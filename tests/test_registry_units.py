@@ -305,7 +305,7 @@ def test_a_pull_failing_twice_is_tried_again_with_a_line_per_retry() -> None:
         "Unavailable); trying again in 1.0 s",
         "pulling r.example/db:1: attempt 2 failed (received unexpected HTTP status: 503 Service "
         "Unavailable); trying again in 2.0 s",
-        "pulled r.example/db:1 (2.5 MB, 1 new layer) in 0.0 s (attempt 3)",
+        "pulled r.example/db:1 (2.5 MB, 1 new layer) in 0.0 s (attempt 3, 3.0 s in all)",
     ]
 
 
