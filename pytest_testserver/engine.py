@@ -81,6 +81,14 @@ class DeadlineClient(docker.APIClient):
     def timeout(self, value: float) -> None:
         self._default_timeout = value
 
+    def _post(self, url: str, **kwargs: Any) -> Any:
+        """docker-py gives a pull no read timeout at all (``timeout=None``): a registry that
+        stalls would hold it past any budget. A pull's reads wait as long as the calling
+        thread's deadline allows, as every other call's do."""
+        if kwargs.get("timeout", 0) is None and url.endswith("/images/create"):
+            kwargs["timeout"] = self.timeout
+        return super()._post(url, **kwargs)  # type: ignore[misc]
+
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> Any:

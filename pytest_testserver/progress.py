@@ -107,13 +107,14 @@ class PullProgress:
     def downloaded(self) -> int:
         return sum(layer.current for layer in self.layers.values())
 
-    def line(self, now: float) -> str | None:
-        """The progress line, when the last one is ``every`` seconds old (or there was none)."""
+    def line(self, now: float, *, force: bool = False) -> str | None:
+        """The progress line, when the last one is ``every`` seconds old (or there was none);
+        ``force``: now, whenever there are layers (what a stalled pull had got)."""
         if not self.layers:
             return None
-        if self._last_line is not None and now - self._last_line < self.every:
+        if not force and self._last_line is not None and now - self._last_line < self.every:
             return None
-        if self._last_line is None and now - self.started < self.every:
+        if not force and self._last_line is None and now - self.started < self.every:
             return None  # a pull over in a moment needs no progress, only its final line
         self._last_line = now
         done = sum(1 for layer in self.layers.values() if layer.done)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import registry
-from .errors import EngineError, ImageError
+from .errors import EngineError, EngineStalled, ImageError
 from .progress import PullProgress, Say, strip_controls
 from .registry import Attempt, Backoff, Credentials, Failure
 
@@ -83,6 +83,17 @@ def pull(engine: Engine, ref: str, pulling: Pulling, on_progress: Say | None) ->
 
         try:
             engine.pull(ref, on_chunk=on_chunk, platform=pulling.platform)
+        except EngineStalled as exc:
+            # Reads wait as long as the image budget allows: it is spent, no retry.
+            host = registry.parse_reference(ref).registry
+            shown = summed.line(clock(), force=True) or "nothing received"
+            tried = f"; {registry.attempts_text(attempts)}" if attempts else ""
+            raise ImageError(
+                pulling.server,
+                f"image {ref} cannot be pulled: the pull made no progress until the "
+                f"image_timeout ran out ({exc.reason}; {shown}): the registry {host}, or the "
+                f"engine's way to it, stalled{tried}",
+            ) from None
         except EngineError as exc:
             text = pulling.redact(strip_controls(str(exc)))
             failure = registry.classify(text, exc.status)

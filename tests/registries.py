@@ -163,6 +163,7 @@ class Registries:
         fail: tuple[int, ...] = (),
         limit_for: float = 0.0,
         rate: float = 0.0,
+        stall_blobs: bool = False,
     ) -> Proxy:
         port = free_port()
         count = self.folder / f"proxy-{port}.json"
@@ -175,6 +176,8 @@ class Registries:
             argv += ["--limit-for", str(limit_for)]
         if rate:
             argv += ["--rate", str(rate)]
+        if stall_blobs:
+            argv.append("--stall-blobs")
         with log.open("wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         self._procs.append(proc)
@@ -209,12 +212,12 @@ class Registries:
         self._pushed.append(repository)
         return ref, digest
 
-    def push_big(self, registry: Registry) -> tuple[str, str]:
+    def push_big(self, registry: Registry, name: str = "big") -> tuple[str, str]:
         """A multi-layer image of tens of MB, built here, pushed, and removed here (a pull
         must transfer its layers): its reference and digest."""
         tag = self.build_big()
         try:
-            return self.push(registry, "big", source=tag)
+            return self.push(registry, name, source=tag)
         finally:
             self.api.remove_image(tag)
             self._built.remove(tag)

@@ -10,6 +10,7 @@ Run as a process of its own (started and stopped by pid), serving until SIGTERM:
 - ``--limit-for T``: every manifest request within T seconds of the first is answered 429 with
   the seconds left as ``Retry-After`` (a rate limit that ends).
 - ``--rate R``: blobs are sent at R bytes per second each (a pull that takes a while).
+- ``--stall-blobs``: a blob is never answered (a registry that stalls mid-pull).
 
 Everything else is forwarded to the upstream registry as is. The plugin's own ``HEAD`` asking
 when to come back (its User-Agent starts with ``pytest-testserver``) sees the rate limit but
@@ -55,8 +56,11 @@ class State:
         count: Path | None,
         limit_for: float,
         rate: float,
+        stall_blobs: bool = False,
     ) -> None:
         self.rate = rate
+        self.stall_blobs = stall_blobs
+        self.stalled = threading.Event()
         self.limit_for = limit_for
         self.limit_until: float | None = None
         self.last_failed: tuple[str, int | None] | None = None
@@ -156,6 +160,9 @@ def handler(state: State, upstream: str) -> type[BaseHTTPRequestHandler]:
                     if self.command != "HEAD":
                         self.wfile.write(body)
                     return
+            if state.stall_blobs and "/blobs/" in path and self.command == "GET":
+                state.stalled.wait()  # never answered, until the proxy stops
+                return
             length = int(self.headers.get("Content-Length") or 0)
             body_in = self.rfile.read(length) if length else None
             host, port = upstream.rsplit(":", 1)
@@ -203,13 +210,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=Path)
     parser.add_argument("--limit-for", type=float, default=0.0)
     parser.add_argument("--rate", type=float, default=0.0)  # bytes per second, per blob
+    parser.add_argument("--stall-blobs", action="store_true")  # blobs are never answered
     args = parser.parse_args(argv)
-    state = State(list(args.fail), args.retry_after, args.count, args.limit_for, args.rate)
+    state = State(
+        list(args.fail), args.retry_after, args.count, args.limit_for, args.rate, args.stall_blobs
+    )
     host, port = args.listen.rsplit(":", 1)
     server = ThreadingHTTPServer((host, int(port)), handler(state, args.upstream))
     server.daemon_threads = True
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        state.stalled.set()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)

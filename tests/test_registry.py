@@ -212,6 +212,27 @@ def test_a_rate_limit_longer_than_the_image_budget_says_log_in_or_use_a_mirror(
     assert proxy.counts()["pulls"] == 1
 
 
+def test_a_registry_that_stalls_mid_pull_ends_at_the_image_budget(
+    pytester: pytest.Pytester, suite: Any, registries: Registries, open_registry: Registry
+) -> None:
+    ref, _ = registries.push_big(open_registry, "stalled")
+    proxy = registries.start_proxy(open_registry, stall_blobs=True)
+    pulled = ref.replace(open_registry.host, proxy.host)
+    suite(one_server(pulled, "image_timeout: 4"), TESTS)
+    try:
+        result = pytester.runpytest()
+    finally:
+        proxy.stop()
+        registries.forget(pulled)
+    result.assert_outcomes(errors=1)
+    error = the_error(result)
+    assert error.startswith(
+        f"testserver: server 'box': image {pulled} cannot be pulled: the pull made no progress "
+        "until the image_timeout ran out (no answer to pull within "
+    ), error
+    assert error.endswith(f"the registry {proxy.host}, or the engine's way to it, stalled"), error
+
+
 def test_an_unreachable_registry_is_tried_within_the_budget_and_said_so(
     pytester: pytest.Pytester, suite: Any
 ) -> None:

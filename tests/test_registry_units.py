@@ -513,3 +513,24 @@ def test_a_bad_mirror_or_pull_option_stops_the_run_in_one_line(
             "address (such as mirror.example:5000, no scheme)"
         ]
     )
+
+
+def test_a_pull_that_stalls_until_the_budget_is_one_line_with_what_it_had() -> None:
+    from pytest_testserver.errors import EngineStalled
+
+    class Stalling(FakeEngine):
+        def pull(self, ref: str, **kw: Any) -> None:
+            on_chunk = kw["on_chunk"]
+            on_chunk({"status": "Pulling fs layer", "progressDetail": {}, "id": "l1"})
+            raise EngineStalled("unix:///var/run/docker.sock", "no answer to pull within 4s")
+
+    clock = Clock()
+    with pytest.raises(ImageError) as caught:
+        pulls.pull(Stalling([]), "r.example/db:1", pulling(clock), None)  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        "testserver: server 'db': image r.example/db:1 cannot be pulled: the pull made no "
+        "progress until the image_timeout ran out (no answer to pull within 4s; pulling "
+        "r.example/db:1: ?, 0/1 layers (0 s)): the registry r.example, or the engine's way to "
+        "it, stalled"
+    )
+    assert clock.slept == []
