@@ -495,3 +495,35 @@ def test_box_{i}(testserver):
         registries.forget(ref)
     result.assert_outcomes(passed=8)
     assert pulls_in_log(open_registry, f"t{registries.token}/shared") == 1
+
+
+def test_pull_always_under_xdist_pulls_once_per_run(
+    pytester: pytest.Pytester,
+    suite: Any,
+    registries: Registries,
+    open_registry: Registry,
+    docker_api: Any,
+) -> None:
+    ref, _ = registries.push(open_registry, "alwaysshared")
+    docker_api.pull(ref.rsplit(":", 1)[0], tag="1")  # here before the run
+    repository = f"t{registries.token}/alwaysshared"
+    before = pulls_in_log(open_registry, repository)
+    suite(
+        servers_yaml(box=f"image: {ref}\n{RUNS}\nshare: worker"),
+        "\n".join(
+            f"""
+@pytest.mark.testserver("box")
+def test_box_{i}(testserver):
+    assert testserver.container_id
+"""
+            for i in range(4)
+        ).join(["import pytest\n", ""]),
+    )
+    try:
+        result = pytester.runpytest_subprocess(
+            "-n", "2", "-p", "no:randomly", "--testserver-pull=always"
+        )
+    finally:
+        registries.forget(ref)
+    result.assert_outcomes(passed=4)
+    assert pulls_in_log(open_registry, repository) - before == 1
