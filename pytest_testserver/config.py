@@ -12,8 +12,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from . import registry, variables
 from . import validate as v
-from . import variables
 from .checks import (
     PostStartup,
     Wait,
@@ -60,6 +60,8 @@ SERVER_KEYS = (
     "init",
     *OPTION_KEYS,
     "volumes",
+    "pull",
+    "platform",
 )
 SHARE_MODES = ("run", "worker")
 # A session server that dies during the run: replaced by a fresh container for the next test
@@ -149,6 +151,9 @@ class ServerSpec:
     volumes: tuple[Volume, ...] = ()
     # the dotenv file whose variables are in env (under env's own): for --testserver-list
     env_file: EnvFile | None = None
+    # an image: pulled when missing, before every run ("always") or never (registry.py)
+    pull: str = "missing"
+    platform: str | None = None  # os/arch[/variant] for pull and create; None: the engine's
 
     @property
     def sharing(self) -> str:
@@ -346,6 +351,8 @@ def parse_server(
         ),
         volumes=parse_volumes(*entry, base) if (entry := get("volumes")) else (),
         env_file=env_file[0] if env_file else None,
+        pull=registry.pull_policy(*entry) if (entry := get("pull")) else "missing",
+        platform=registry.platform(*entry) if (entry := get("platform")) else None,
     )
 
 

@@ -81,6 +81,14 @@ class DeadlineClient(docker.APIClient):
     def timeout(self, value: float) -> None:
         self._default_timeout = value
 
+    def _post(self, url: str, **kwargs: Any) -> Any:
+        """docker-py gives a pull no read timeout at all (``timeout=None``): a registry that
+        stalls would hold it past any budget. A pull's reads wait as long as the calling
+        thread's deadline allows, as every other call's do."""
+        if kwargs.get("timeout", 0) is None and url.endswith("/images/create"):
+            kwargs["timeout"] = self.timeout
+        return super()._post(url, **kwargs)  # type: ignore[misc]
+
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
     ) -> Any:
@@ -556,18 +564,70 @@ class Engine:
         return True
 
     def pull(
-        self, ref: str, *, on_chunk: Callable[[Mapping[str, Any]], None] | None = None
+        self,
+        ref: str,
+        *,
+        on_chunk: Callable[[Mapping[str, Any]], None] | None = None,
+        platform: str | None = None,
     ) -> None:
-        """Pull ``ref``; ``on_chunk`` sees each decoded event of the stream (layer progress)."""
+        """Pull ``ref`` (for ``platform``); ``on_chunk`` sees each decoded event of the stream
+        (layer progress). Credentials come from docker-py, as the Docker CLI finds them: the
+        config file's ``auths``, ``credHelpers`` and ``credsStore`` (docker-credential-*)."""
         repository, tag = docker.utils.parse_repository_tag(ref)
+        extra = {"platform": platform} if platform else {}
         pulled = self._streamed(
-            "pull", self.api.pull, repository, tag=tag, stream=True, decode=True
+            "pull", self.api.pull, repository, tag=tag, stream=True, decode=True, **extra
         )
         for chunk in pulled:
             if "error" in chunk:
                 raise EngineError(" ".join(str(chunk["error"]).split()))
             if on_chunk is not None and isinstance(chunk, Mapping):
                 on_chunk(chunk)
+
+    def repo_digest(self, ref: str) -> str:
+        """The registry digest (``name@sha256:...``) the image ``ref`` names here came from, or
+        "" (a built image, or one that was never pulled)."""
+        info = self.inspect_image(ref)
+        digests = [str(d) for d in (info or {}).get("RepoDigests") or []]
+        repository = docker.utils.parse_repository_tag(ref)[0]
+        repository = docker.utils.parse_repository_tag(repository)[0]  # "name:tag@..." -> name
+        same = [d for d in digests if d.partition("@")[0] == repository]
+        return (same or digests or [""])[0]
+
+    @staticmethod
+    def credentials_for(registry: str) -> tuple[str, str]:
+        """Where the pull's credentials for ``registry`` come from, in words (never the
+        credentials): the Docker config file docker-py reads (""; none) and the entry that names
+        the registry ("auths", "credHelpers: docker-credential-x", "credsStore: ...", "")."""
+        import json
+
+        import docker.auth
+        import docker.utils.config
+
+        path = docker.utils.config.find_config_file()
+        if not path:
+            return "", ""
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            return str(path), ""
+        if not isinstance(data, dict):
+            return str(path), ""
+        hub = registry == docker.auth.INDEX_NAME
+        names = {registry, docker.auth.INDEX_URL} if hub else {registry}
+        helpers = data.get("credHelpers") or {}
+        for name in names:
+            if isinstance(helpers, dict) and isinstance(helpers.get(name), str):
+                return str(path), f"credHelpers: docker-credential-{helpers[name]}"
+        if isinstance(data.get("credsStore"), str):
+            return str(path), f"credsStore: docker-credential-{data['credsStore']}"
+        auths = data.get("auths") or {}
+        if isinstance(auths, dict) and any(
+            docker.auth.resolve_index_name(str(key)) in names | {registry} for key in auths
+        ):
+            return str(path), "auths"
+        return str(path), ""
 
     def build(
         self,
@@ -641,6 +701,7 @@ class Engine:
         init: bool = False,
         options: ContainerOptions | None = None,
         mounted: Sequence[EngineMount] = (),  # from mounts.py only (tests/test_no_shell.py)
+        platform: str | None = None,
     ) -> str:
         options = options or ContainerOptions()
         bindings: dict[int | str, Any] = {key: value for key, value in port_bindings.items()}
@@ -671,6 +732,7 @@ class Engine:
             detach=True,
             use_config_proxy=False,
             **options.create_kwargs(),
+            **({"platform": platform} if platform else {}),
         )
         return str(result["Id"])
 

@@ -16,7 +16,6 @@ import os
 import re
 import tarfile
 import tempfile
-import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
@@ -24,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from . import pulls
 from .config import BuildSource, CopyFile, GeneratedSource, ImageSource, ServerSpec
 from .errors import EngineError, ImageError
 from .identity import LABEL_PREFIX, project_digest
-from .progress import LARGE_CONTEXT, Heartbeat, PullProgress, Say, megabytes, strip_controls
+from .progress import LARGE_CONTEXT, Heartbeat, Say, megabytes, strip_controls
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -458,29 +458,6 @@ def build(
                 heartbeat.stop()
 
 
-def pull(
-    engine: Engine,
-    ref: str,
-    on_progress: Say | None,
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """Pull ``ref``; with ``on_progress``, a summed progress line every few seconds and a
-    final one with the size and the time taken."""
-    if on_progress is None:
-        engine.pull(ref)
-        return
-    summed = PullProgress(ref, clock())
-
-    def on_chunk(chunk: Mapping[str, Any]) -> None:
-        summed.feed(chunk)
-        text = summed.line(clock())
-        if text is not None:
-            on_progress(strip_controls(text), periodic=True)
-
-    engine.pull(ref, on_chunk=on_chunk)
-    on_progress(strip_controls(summed.final(clock())), periodic=False)
-
-
 @dataclass(frozen=True)
 class ImageRef:
     """The image a server runs: a reference, and the build plan behind it (None: pulled)."""
@@ -512,21 +489,16 @@ def ensure_image(
     lock: Callable[[str], AbstractContextManager[Any]] | None = None,
     on_line: Callable[[str], None] | None = None,
     on_progress: Say | None = None,
-) -> None:
-    """Make ``image`` exist: pulled, or built once per content hash.
+    pulling: pulls.Pulling | None = None,
+) -> str:
+    """Make ``image`` exist: pulled (as ``pulling`` says: ``pulls.ensure``), or built once per
+    content hash; a pulled image's registry digest ("" for a build).
 
     ``lock(tag)`` is held while the image is looked up and built, so that of several processes
     wanting it one builds and the others find it; ``rebuild(tag)`` is asked under that lock.
     """
     if image.plan is None:
-        if not engine.image_exists(image.ref):
-            try:
-                pull(engine, image.ref, on_progress)
-            except EngineError as exc:
-                raise ImageError(
-                    spec.name, f"image {image.ref} is not here and cannot be pulled: {exc}"
-                ) from None
-        return
+        return pulls.ensure(engine, image.ref, pulling or pulls.Pulling(spec.name), on_progress)
     with lock(image.ref) if lock is not None else contextlib.nullcontext():
         forced = rebuild(image.ref)
         if forced or not engine.image_exists(image.ref):
@@ -541,6 +513,7 @@ def ensure_image(
                 on_progress=on_progress,
                 where=cut_down_hint(spec),
             )
+    return ""
 
 
 def cut_down_hint(spec: ServerSpec) -> str:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from . import exits, image, ports, readiness, variables
+from . import exits, image, ports, pulls, readiness, registry, variables
 from .cleanup import TEARDOWN_BOUND, Cleanup
 from .config import Port, ServerConfig, ServerSpec
 from .connection import Connection, Event
@@ -44,7 +44,7 @@ class ImageStep:
     def __init__(self, launcher: Launcher, launch: Launch) -> None:
         self.launcher = launcher
         self.launch = launch
-        self.wanted = image.resolve(launch.spec)
+        self.wanted = launcher.resolve(launch.spec)
         self.made = False
 
     @property
@@ -99,6 +99,7 @@ class Launcher:
         self._volume_lock = threading.Lock()
         self._rebuilt: set[str] = set()
         self._said_domain = False
+        self.digests: dict[str, str] = {}  # server -> the registry digest its image came from
 
     # one start
     def launch(self, spec: ServerSpec, instance: str | None = None) -> Launch:
@@ -123,9 +124,52 @@ class Launcher:
     def image_step(self, launch: Launch) -> ImageStep:
         step = ImageStep(self, launch)
         with launch.engine.deadline(launch.image_deadline):
-            if self.settings.rebuild:
+            pulled_always = step.wanted.plan is None and self.pull_policy(launch.spec) == "always"
+            if self.settings.rebuild or pulled_always:
                 step.ensure()
         return step
+
+    def resolve(self, spec: ServerSpec) -> image.ImageRef:
+        """What ``spec`` runs: a Docker Hub image through the run's mirror, if any."""
+        wanted = image.resolve(spec)
+        if wanted.plan is not None or not self.settings.registry_mirror:
+            return wanted
+        return image.ImageRef(registry.mirrored(wanted.ref, self.settings.registry_mirror))
+
+    def pull_policy(self, spec: ServerSpec) -> str:
+        return self.settings.pull or spec.pull
+
+    def _pulling(self, launch: Launch) -> pulls.Pulling:
+        spec = launch.spec
+        policy = self.pull_policy(spec)
+        return pulls.Pulling(
+            server=spec.name,
+            policy=policy,
+            policy_source=(
+                f"--testserver-pull={policy}" if self.settings.pull else f"pull: {policy}"
+            ),
+            platform=spec.platform,
+            deadline=launch.image_deadline,
+            lock=lambda ref: build_lock(
+                self.connection.state_dir(),
+                ref,
+                self.context.run_id,
+                launch.image_deadline - time.monotonic(),
+            ),
+            first=self._first_pull,
+            redact=self.redact,
+        )
+
+    def _first_pull(self, ref: str) -> bool:
+        """pull: always pulls each image once per run, not once per server or worker."""
+        key = f"pull {ref}"
+        if self._shared_rebuild is not None:
+            return self._shared_rebuild(key)
+        with self._lock:
+            if key in self._rebuilt:
+                return False
+            self._rebuilt.add(key)
+            return True
 
     def start(self, launch: Launch, step: ImageStep) -> ServerHandle:
         """A fresh container of the run: created, started, ready."""
@@ -144,6 +188,8 @@ class Launcher:
                     container = self.create(launch, step.ref, network, mounted=mounts)
             except EngineError as exc:
                 why = self.redact(str(exc))
+                if spec.platform and (other := registry.platform_mismatch(step.ref, why)):
+                    raise StartError(spec.name, other) from None
                 raise StartError(spec.name, f"the container could not be created: {why}") from None
         launch = launch.created(container, time.monotonic() + spec.timeout, step.note())
         try:
@@ -164,7 +210,7 @@ class Launcher:
 
     def ensure_image(self, launch: Launch, wanted: image.ImageRef) -> None:
         spec = launch.spec
-        image.ensure_image(
+        digest = image.ensure_image(
             launch.engine,
             spec,
             wanted,
@@ -184,7 +230,12 @@ class Launcher:
             on_progress=lambda text, *, periodic: self._event(
                 "heartbeat" if periodic else "progress", f"{spec.name}: {self.redact(text)}"
             ),
+            pulling=self._pulling(launch) if wanted.plan is None else None,
         )
+        if digest:  # what a moving tag resolved to: -v, and the junit properties
+            with self._lock:
+                self.digests[spec.name] = digest
+            self._event("digest", f"{spec.name}: image {wanted.ref} is {digest}")
 
     def create(
         self,
@@ -224,6 +275,7 @@ class Launcher:
                 init=spec.init,
                 options=options,
                 mounted=mounted,
+                platform=spec.platform,
             )
 
         try:

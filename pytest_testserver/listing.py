@@ -72,6 +72,9 @@ def optional_lines(spec: ServerSpec) -> list[str]:
         lines.append(f"    volumes: {', '.join(mounts.describe(m) for m in spec.volumes)}")
     if spec.env_file is not None:
         lines.append(f"    env_file: {describe_env_file(spec)}")
+    if spec.pull != "missing" or spec.platform:
+        platform = f", platform {spec.platform}" if spec.platform else ""
+        lines.append(f"    pull:    {spec.pull}{platform}")
     if spec.restart != "fresh":
         lines.append(f"    restart: {spec.restart} (a death fails every later test)")
     return lines

@@ -91,6 +91,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(not those a container uses) and exit",
     )
     group.addoption(
+        "--testserver-pull",
+        dest="testserver_pull",
+        choices=("missing", "always", "never"),
+        default=None,
+        help="when images are pulled, for every server (over its pull: key): missing (when "
+        "not here), always (once per run: moving tags) or never (offline)",
+    )
+    group.addoption(
         "--testserver-list",
         action="store_true",
         dest="testserver_list",
@@ -122,6 +130,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="1",
         help="fresh containers started ahead for each module-, class- or function-scoped "
         "server (default 1; 0 starts each when asked)",
+    )
+    parser.addini(
+        "testserver_registry_mirror",
+        type="string",
+        default="",
+        help="pull Docker Hub images from this registry (host[:port], such as "
+        "mirror.example:5000; $TESTSERVER_REGISTRY_MIRROR wins)",
     )
     parser.addini(
         "testserver_reuse",
@@ -254,8 +269,19 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         engine = f"engine {exc.address}: {exc.reason}"
     return [
         f"testserver: {len(servers.servers)} server(s) from {servers.source}; "
-        f"{engine}; published on {settings.bind_address}, {mode}"
+        f"{engine}; published on {settings.bind_address}, {mode}",
+        *registry_lines(settings),
     ]
+
+
+def registry_lines(settings: RunSettings) -> list[str]:
+    """The run's pull settings, when they are not the defaults: the header's and the list's."""
+    parts = []
+    if settings.registry_mirror:
+        parts.append(f"Docker Hub images pulled from the mirror {settings.registry_mirror}")
+    if settings.pull:
+        parts.append(f"pull {settings.pull} for every server (--testserver-pull)")
+    return [f"testserver: {'; '.join(parts)}"] if parts else []
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -266,10 +292,11 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         return prune_images(config)
     if not config.getoption("testserver_list"):
         return None
-    _, servers = read_config(config)
+    settings, servers = read_config(config)
     from .listing import describe
 
     sys.stdout.write(describe(servers or declared(config)))
+    sys.stdout.write("".join(line + "\n" for line in registry_lines(settings)))
     return 0
 
 

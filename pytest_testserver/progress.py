@@ -64,6 +64,7 @@ class Layer:
     current: int = 0
     total: int = 0
     done: bool = False
+    here: bool = False  # "Already exists": nothing transferred
 
 
 @dataclass
@@ -83,14 +84,19 @@ class PullProgress:
             return  # "Pulling from library/x", "Digest: ...", "Status: ...": not a layer
         layer = self.layers.setdefault(layer_id, Layer())
         detail = chunk.get("progressDetail") or {}
-        if status == "Downloading" and isinstance(detail, Mapping):
+        if status in ("Downloading", "Extracting") and isinstance(detail, Mapping):
             current, total = detail.get("current"), detail.get("total")
-            if isinstance(current, int) and current >= 0:
-                layer.current = current
+            # A quick download may send no "Downloading" event at all: its size comes with
+            # the extraction's (the same compressed bytes).
             if isinstance(total, int) and total > 0:
                 layer.total = total
+            if status == "Downloading" and isinstance(current, int) and current >= 0:
+                layer.current = current
+            elif status == "Extracting":
+                layer.current = max(layer.current, layer.total)
         elif status in ("Download complete", "Pull complete", "Already exists"):
             layer.done = True
+            layer.here = layer.here or status == "Already exists"
             layer.current = max(layer.current, layer.total)
 
     @property
@@ -101,13 +107,14 @@ class PullProgress:
     def downloaded(self) -> int:
         return sum(layer.current for layer in self.layers.values())
 
-    def line(self, now: float) -> str | None:
-        """The progress line, when the last one is ``every`` seconds old (or there was none)."""
+    def line(self, now: float, *, force: bool = False) -> str | None:
+        """The progress line, when the last one is ``every`` seconds old (or there was none);
+        ``force``: now, whenever there are layers (what a stalled pull had got)."""
         if not self.layers:
             return None
-        if self._last_line is not None and now - self._last_line < self.every:
+        if not force and self._last_line is not None and now - self._last_line < self.every:
             return None
-        if self._last_line is None and now - self.started < self.every:
+        if not force and self._last_line is None and now - self.started < self.every:
             return None  # a pull over in a moment needs no progress, only its final line
         self._last_line = now
         done = sum(1 for layer in self.layers.values() if layer.done)
@@ -118,7 +125,18 @@ class PullProgress:
         )
 
     def final(self, now: float) -> str:
-        return f"pulled {self.ref} ({megabytes(self.total)}) in {now - self.started:.1f} s"
+        """The pull's end: what was transferred (its size when the engine said it), how many
+        layers, how long."""
+        new = sum(1 for layer in self.layers.values() if not layer.here)
+        here = len(self.layers) - new
+        if new:
+            size = f"{megabytes(self.total)}, " if self.total else "size not reported, "
+            what = f"{size}{new} new layer{'s' if new != 1 else ''}"
+        else:
+            what = "no new layers"
+        if here:
+            what += f", {here} already here"
+        return f"pulled {self.ref} ({what}) in {now - self.started:.1f} s"
 
 
 class Heartbeat:

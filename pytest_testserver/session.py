@@ -219,6 +219,9 @@ class TestserverSession:
         pool = self.pool
         if pool is not None and call.when == "setup":
             self.note_restarts(item, pool)
+            for name in sorted(used):  # what a pulled image's tag resolved to
+                if digest := pool.launcher.digests.get(name):
+                    item.user_properties.append((f"testserver {name} image", digest))
         if report.failed and used and pool is not None:
             for death in pool.died_during(sorted(used)):  # it died while this test ran
                 title = f"testserver {death.server}: died during this test"

@@ -24,6 +24,8 @@ class RunSettings:
     reuse: bool = False
     reuse_idle: float = 1800.0
     project: str = ""  # the project's root folder: kept containers are never shared across
+    pull: str | None = None  # --testserver-pull: every image server's policy, over its pull:
+    registry_mirror: str = ""  # Docker Hub images are pulled from here (registry.mirrored)
 
 
 def bind_address(value: object, where: str) -> str:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = "testservers.yaml"
 BIND_LOCAL_ENV = "TESTSERVER_BIND_LOCAL"
 BIND_ADDRESS_ENV = "TESTSERVER_BIND_ADDRESS"  # wins over the ini: a CI job's engine decides it
+MIRROR_ENV = "TESTSERVER_REGISTRY_MIRROR"  # wins over the ini (registry.MIRROR_ENV says the same)
 
 # The command-line options it takes (their values; a flag not given is False or None).
 SETTINGS_OPTIONS = (
@@ -29,6 +30,7 @@ SETTINGS_OPTIONS = (
     "testserver_keep",
     "testserver_rebuild",
     "testserver_reuse",
+    "testserver_pull",
 )
 
 
@@ -66,7 +68,24 @@ def read_settings(
             ini("testserver_reuse_idle"), "ini testserver_reuse_idle"
         ),
         project=project,
+        pull=_pull_option(options.get("testserver_pull")),
+        registry_mirror=_mirror(ini, environ),
     )
+
+
+def _pull_option(value: object) -> str | None:
+    return str(value) if value else None  # argparse's choices checked it
+
+
+def _mirror(ini: Callable[[str], object], environ: Mapping[str, str]) -> str:
+    """The Docker Hub mirror: $TESTSERVER_REGISTRY_MIRROR wins over the ini (a CI job's)."""
+    env = environ.get(MIRROR_ENV, "").strip()
+    value = env or str(ini("testserver_registry_mirror") or "").strip()
+    if not value:
+        return ""
+    from .registry import mirror_setting  # only when one is set: read at every pytest start
+
+    return mirror_setting(value, f"${MIRROR_ENV}" if env else "ini testserver_registry_mirror")
 
 
 def config_path(

@@ -23,7 +23,7 @@ def shown_kinds(verbosity: int) -> tuple[str, ...]:
     if verbosity < 0:
         return ("warning",)
     default = ("warning", "engine", "build-step", "progress", "heartbeat", "ready")
-    return (*default, "build-output", "instance") if verbosity > 0 else default
+    return (*default, "build-output", "instance", "digest") if verbosity > 0 else default
 
 
 class Progress:

@@ -36,7 +36,7 @@ SERVER_KEYS_TEXT = (
     "build, image, from, before_install, install, copy, run, command, env, env_file, secret_env, "
     "ports, hostname, domain, aliases, links, post_startup, timeout, image_timeout, share, scope, "
     "wait, reset, restart, init, user, working_dir, entrypoint, tmpfs, cap_add, cap_drop, "
-    "shm_size, ulimits, sysctls, healthcheck, volumes"
+    "shm_size, ulimits, sysctls, healthcheck, volumes, pull, platform"
 )
 
 
@@ -2062,6 +2062,7 @@ INI_DEFAULTS: dict[str, object] = {
     "testserver_spares": "1",
     "testserver_reuse": False,
     "testserver_reuse_idle": "1800",
+    "testserver_registry_mirror": "",
 }
 NO_OPTIONS: dict[str, object] = {
     "testserver_bind_local": False,

@@ -222,11 +222,19 @@ class FakeEngine:
         return ref in self.images
 
     def pull(
-        self, ref: str, *, on_chunk: Callable[[Mapping[str, Any]], None] | None = None
+        self,
+        ref: str,
+        *,
+        on_chunk: Callable[[Mapping[str, Any]], None] | None = None,
+        platform: str | None = None,
     ) -> None:
         self._log("pull", ref)
         with self._lock:
             self.images[ref] = "sha256:" + hashlib.sha256(ref.encode()).hexdigest()
+
+    def repo_digest(self, ref: str) -> str:
+        self._log("repo_digest", ref)
+        return ""
 
     def objects(self, labels: Mapping[str, str] | None = None) -> list[Found]:
         def matches(have: Mapping[str, str]) -> bool:

@@ -154,7 +154,7 @@ def test_a_pull_is_summed_over_its_layers_and_throttled() -> None:
         "pulling redis:7: 35.0 MB of 40.0 MB, 2/3 layers (7 s)",
         "pulling redis:7: 40.0 MB of 40.0 MB, 3/3 layers (10 s)",
     ]
-    assert pull.final(10.2) == "pulled redis:7 (40.0 MB) in 10.2 s"
+    assert pull.final(10.2) == "pulled redis:7 (40.0 MB, 2 new layers, 1 already here) in 10.2 s"
 
 
 def test_a_quick_pull_has_only_its_final_line() -> None:
@@ -163,7 +163,35 @@ def test_a_quick_pull_has_only_its_final_line() -> None:
     pull.feed({"status": "Downloading", "progressDetail": {"current": 5, "total": 800}, "id": "x"})
     pull.feed({"status": "Pull complete", "progressDetail": {}, "id": "x"})
     assert pull.line(100.5) is None
-    assert pull.final(100.6) == "pulled busybox:1 (0.8 kB) in 0.6 s"
+    assert pull.final(100.6) == "pulled busybox:1 (0.8 kB, 1 new layer) in 0.6 s"
+
+
+def test_a_layer_whose_download_was_not_reported_is_sized_by_its_extraction() -> None:
+    # A loopback registry: the engine sent no "Downloading" event for this layer, only its
+    # extraction's (the shape of a real pull here; the final size was 0.0 kB before).
+    pull = PullProgress("127.0.0.1:5000/demo/big:1", started=0.0)
+    for chunk in [
+        {"status": "Already exists", "progressDetail": {}, "id": "base"},
+        {"status": "Pulling fs layer", "progressDetail": {}, "id": "x"},
+        {"status": "Verifying Checksum", "progressDetail": {}, "id": "x"},
+        {"status": "Download complete", "progressDetail": {}, "id": "x"},
+        {"status": "Extracting", "progressDetail": {"current": 1, "total": 12_000_000}, "id": "x"},
+        {"status": "Pull complete", "progressDetail": {}, "id": "x"},
+    ]:
+        pull.feed(chunk)
+    assert pull.final(1.0) == (
+        "pulled 127.0.0.1:5000/demo/big:1 (12.0 MB, 1 new layer, 1 already here) in 1.0 s"
+    )
+
+
+def test_a_pull_that_transferred_nothing_says_so_not_zero_bytes() -> None:
+    pull = PullProgress("x:1", started=0.0)
+    pull.feed({"status": "Pulling from demo/x", "id": "1"})
+    pull.feed({"status": "Digest: sha256:" + "0" * 64})
+    assert pull.final(0.1) == "pulled x:1 (no new layers) in 0.1 s"
+    pull.feed({"status": "Pulling fs layer", "progressDetail": {}, "id": "y"})
+    pull.feed({"status": "Pull complete", "progressDetail": {}, "id": "y"})
+    assert pull.final(0.2) == "pulled x:1 (size not reported, 1 new layer) in 0.2 s"
 
 
 def test_a_pull_of_an_image_already_here_says_so_without_sizes() -> None:
