@@ -104,9 +104,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "testserver_bind_address",
         type="string",
-        default="127.0.0.1",
-        help="host address ports are published on (default 127.0.0.1; 0.0.0.0 for all "
-        f"interfaces; ${BIND_ADDRESS_ENV} wins)",
+        default="",
+        help="host address ports are published on (default 127.0.0.1, or a remote engine's "
+        f"own address; 0.0.0.0 for all interfaces; ${BIND_ADDRESS_ENV} wins)",
     )
     parser.addini(
         "testserver_bind_local",
