@@ -103,6 +103,7 @@ class Launcher:
         # how the tests reach servers (published ports, or joining the run's networks as a
         # sibling container): decided on the first start, once per process
         self.reach = Reach(settings, override=settings.reach)
+        self._said_route = False
 
     # one start
     def launch(self, spec: ServerSpec, instance: str | None = None) -> Launch:
@@ -135,6 +136,10 @@ class Launcher:
             raise StartError(server, str(exc)) from None
         if route.bind_address != self.settings.bind_address:
             self.settings = self.reach.settings(engine)
+        with self._lock:
+            said, self._said_route = self._said_route, True
+        if not said and route.why != f"published on {route.bind_address}":
+            self._event("engine", route.why)  # a decision the user did not write down
         return route
 
     def image_step(self, launch: Launch) -> ImageStep:
