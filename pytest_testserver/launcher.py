@@ -82,6 +82,7 @@ class Launcher:
         event: Event,
         run_network: RunNetwork | None = None,
         first_rebuild: Callable[[str], bool] | None = None,
+        reach: Reach | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
@@ -102,7 +103,7 @@ class Launcher:
         self._said_domain = False
         # how the tests reach servers (published ports, or joining the run's networks as a
         # sibling container): decided on the first start, once per process
-        self.reach = Reach(settings, override=settings.reach)
+        self.reach = reach or Reach(settings, override=settings.reach)
         self._said_route = False
 
     # one start
