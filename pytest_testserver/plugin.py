@@ -95,6 +95,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="print the declared servers (image, ports, links, readiness) and exit; "
         "the engine is not contacted",
     )
+    group.addoption(
+        "--testserver-doctor",
+        action="store_true",
+        dest="testserver_doctor",
+        help="print the engine, where the tests run, how servers will be reached and why, "
+        "start one tiny server and reach it, and exit (what a bug report should contain)",
+    )
     parser.addini(
         "testserver_config",
         type="string",
@@ -258,6 +265,11 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         return clean_kept(config)
     if config.getoption("testserver_prune"):
         return prune_images(config)
+    if config.getoption("testserver_doctor"):
+        from .doctor import report
+
+        settings, _ = read_config(config)
+        return report(settings, lambda line: sys.stdout.write(line + "\n"))
     if not config.getoption("testserver_list"):
         return None
     _, servers = read_config(config)
