@@ -47,7 +47,9 @@ def report(settings: RunSettings, write: Callable[[str], object], *, start: bool
         return 1
     tls = ", TLS" + (" verified" if location.tls_verify else "") if location.tls else ""
     write(f"engine: {location.address} ({location.why}{tls})")
-    write(f"tests run: {detect().describe()}")
+    inside = detect()
+    unknown = "; no file names its id: reached as from any host" if inside.kind else ""
+    write(f"tests run: {inside.describe()}{unknown if not inside.container_id else ''}")
     bind = settings.bind_address if settings.bind_address_set else "not set (decided below)"
     write(f"bind address setting: {bind}; ${REACH_ENV}: {settings.reach}")
     try:
@@ -67,7 +69,7 @@ def report(settings: RunSettings, write: Callable[[str], object], *, start: bool
             write(f"engine: {exc}")
             return 1
         rootless = "rootless" if engine.rootless else "rootful"
-        write(f"engine kind: {engine.kind} {engine.version}, {rootless}")
+        write(f"engine kind: {engine.kind}, {rootless}; version {engine.version}")
         try:
             route = pool.launcher.route(engine, "doctor")
         except TestserverError as exc:

@@ -248,14 +248,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     from .locate import locate
 
     mode = "same numbers as inside (bind-local)" if settings.bind_local else "ephemeral ports"
+    where = settings.bind_address
     try:
         location = locate()
         engine = f"engine {location.address} ({location.why})"
+        if not settings.bind_address_set and not location.is_local_socket:
+            where = "the engine host's address"  # resolved at the first start (reach.py)
     except EngineUnavailable as exc:
         engine = f"engine {exc.address}: {exc.reason}"
     return [
         f"testserver: {len(servers.servers)} server(s) from {servers.source}; "
-        f"{engine}; published on {settings.bind_address}, {mode}"
+        f"{engine}; published on {where}, {mode}"
     ]
 
 
