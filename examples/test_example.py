@@ -107,5 +107,7 @@ def test_testservers_mapping(testservers: Mapping[str, ServerHandle]) -> None:
 def test_several_servers(testservers: Mapping[str, ServerHandle]) -> None:
     # The marker starts both (concurrently) before the test; the fixture hands them out.
     web, static = testservers["web"], testservers["static"]
-    assert web.port(8080) != static.port(8080)
+    # two servers, two addresses (different host ports here; in a CI job container, where
+    # servers are reached on the run's network, different hosts and the same port)
+    assert (web.host, web.port(8080)) != (static.host, static.port(8080))
     assert get(web)[1] == get(static)[1]

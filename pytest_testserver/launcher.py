@@ -20,13 +20,14 @@ from . import exits, image, ports, pulls, readiness, registry, variables
 from .cleanup import TEARDOWN_BOUND, Cleanup
 from .config import Port, ServerConfig, ServerSpec
 from .connection import Connection, Event
-from .errors import EngineError, StartError
+from .errors import EngineError, StartError, TestserverError
 from .handle import ServerHandle
 from .identity import RunContext
 from .launch import Launch, MaskedEnv
 from .locks import build_lock
 from .mounts import BindMount, EngineMount, engine_mounts, named
 from .ports import container_network
+from .reach import Reach, Route
 from .settings import RunSettings
 
 if TYPE_CHECKING:
@@ -81,6 +82,7 @@ class Launcher:
         event: Event,
         run_network: RunNetwork | None = None,
         first_rebuild: Callable[[str], bool] | None = None,
+        reach: Reach | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
@@ -100,6 +102,10 @@ class Launcher:
         self._rebuilt: set[str] = set()
         self._said_domain = False
         self.digests: dict[str, str] = {}  # server -> the registry digest its image came from
+        # how the tests reach servers (published ports, or joining the run's networks as a
+        # sibling container): decided on the first start, once per process
+        self.reach = reach or Reach(settings, override=settings.reach)
+        self._said_route = False
 
     # one start
     def launch(self, spec: ServerSpec, instance: str | None = None) -> Launch:
@@ -115,11 +121,28 @@ class Launcher:
             redact=self.redact,
             started=started,
         )
+        route = self.route(engine, spec.name)
         problem = ports.remote_loopback_problem(engine.address, self.settings.bind_address)
-        if problem and spec.ports:
+        if problem and spec.ports and not route.joins:
             raise StartError(spec.name, problem)
         self._check_binds(engine, spec)
         return launch
+
+    def route(self, engine: Engine, server: str) -> Route:
+        """How this process reaches its servers (reach.py); the bind address it implies."""
+        try:
+            route = self.reach.route(engine)
+        except EngineError as exc:
+            raise StartError(server, f"could not tell how to reach servers: {exc}") from None
+        except TestserverError as exc:
+            raise StartError(server, str(exc)) from None
+        if route.bind_address != self.settings.bind_address:
+            self.settings = self.reach.settings(engine)
+        with self._lock:
+            said, self._said_route = self._said_route, True
+        if not said and route.why != f"published on {route.bind_address}":
+            self._event("engine", route.why)  # a decision the user did not write down
+        return route
 
     def image_step(self, launch: Launch) -> ImageStep:
         step = ImageStep(self, launch)
@@ -266,7 +289,7 @@ class Launcher:
                 command=command,
                 env=env,
                 ports=[str(p) for p in spec.ports],
-                port_bindings=ports.port_bindings(spec.ports, self.settings),
+                port_bindings=self._bindings(engine, spec),
                 hostname=spec.hostname,
                 domain=self._domainname(engine, spec),
                 labels=labels if labels is not None else self.context.labels(spec.name),
@@ -289,6 +312,14 @@ class Launcher:
             container = create()
         self.cleanup.register(spec.name, launch.instance, container)
         return container
+
+    def _bindings(self, engine: Engine, spec: ServerSpec) -> dict[str, tuple[str, int | None]]:
+        """Where ports are published: a sibling container publishes only what the user fixed
+        (host ports, bind-local): its tests reach the servers on the run's network."""
+        bindings = ports.port_bindings(spec.ports, self.settings)
+        if self.reach.route(engine).joins:
+            return {key: value for key, value in bindings.items() if value[1] is not None}
+        return bindings
 
     def _free_name(self, engine: Engine, server: str, name: str) -> None:
         """Remove this run's leftover container ``name``, or wait out its removal when the
@@ -333,9 +364,14 @@ class Launcher:
         engine, spec, container = launch.engine, launch.spec, launch.container
         info = engine.inspect(container)
         exits.check_running(engine, spec, container, info, self.redact)
+        ip, gateway = container_network(info)
+        if self.reach.route(engine).joins and ip:
+            # a sibling: the server's address on the run's network, and its own ports
+            target = readiness.Target(ip=ip, host=ip, published={}, direct=True)
+            readiness.wait_until_ready(launch, target)
+            return self.handle(spec, container, ip, {p: p.number for p in spec.ports}, ip)
         host = ports.handle_host(engine.address, self.settings.bind_address)
         published = ports.published_ports(info, spec.ports, self.settings)
-        ip, gateway = container_network(info)
         target = readiness.Target(
             ip=ip,
             host=host,
@@ -408,15 +444,20 @@ class Launcher:
         (about 250 ms here) on every run. Servers that link or are linked share the run's
         network, made exactly once per run (under xdist by whichever worker needs it first).
         """
-        if spec.name not in self.config.networked:
+        joins = self.reach.route(engine).joins
+        if spec.name not in self.config.networked and not joins:
             return None
         name = self.context.scoped(spec.sharing)
         if self._run_network is not None and spec.sharing == "run":
             # Not ours to remove: the controller sweeps the run's network at its end.
-            return self._run_network(engine, spec, name)
-        return self.cleanup.network(
-            name, lambda: engine.create_network(name, self.context.labels())
-        )
+            network = self._run_network(engine, spec, name)
+        else:
+            network = self.cleanup.network(
+                name, lambda: engine.create_network(name, self.context.labels())
+            )
+        if joins:  # the tests' own container joins it (left when the network is removed)
+            self.reach.join(engine, network)
+        return network
 
     def _check_binds(self, engine: Engine, spec: ServerSpec) -> None:
         """A bind mount names a path on the engine's host: only this machine's engine has ours."""

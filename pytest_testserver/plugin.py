@@ -105,6 +105,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="print the declared servers (image, ports, links, readiness) and exit; "
         "the engine is not contacted",
     )
+    group.addoption(
+        "--testserver-doctor",
+        action="store_true",
+        dest="testserver_doctor",
+        help="print the engine, where the tests run, how servers will be reached and why, "
+        "start one tiny server and reach it, and exit (what a bug report should contain)",
+    )
     parser.addini(
         "testserver_config",
         type="string",
@@ -114,9 +121,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "testserver_bind_address",
         type="string",
-        default="127.0.0.1",
-        help="host address ports are published on (default 127.0.0.1; 0.0.0.0 for all "
-        f"interfaces; ${BIND_ADDRESS_ENV} wins)",
+        default="",
+        help="host address ports are published on (default 127.0.0.1, or a remote engine's "
+        f"own address; 0.0.0.0 for all interfaces; ${BIND_ADDRESS_ENV} wins)",
     )
     parser.addini(
         "testserver_bind_local",
@@ -262,14 +269,17 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     from .locate import locate
 
     mode = "same numbers as inside (bind-local)" if settings.bind_local else "ephemeral ports"
+    where = settings.bind_address
     try:
         location = locate()
         engine = f"engine {location.address} ({location.why})"
+        if not settings.bind_address_set and not location.is_local_socket:
+            where = "the engine host's address"  # resolved at the first start (reach.py)
     except EngineUnavailable as exc:
         engine = f"engine {exc.address}: {exc.reason}"
     return [
         f"testserver: {len(servers.servers)} server(s) from {servers.source}; "
-        f"{engine}; published on {settings.bind_address}, {mode}",
+        f"{engine}; published on {where}, {mode}",
         *registry_lines(settings),
     ]
 
@@ -290,6 +300,11 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         return clean_kept(config)
     if config.getoption("testserver_prune"):
         return prune_images(config)
+    if config.getoption("testserver_doctor"):
+        from .doctor import report
+
+        settings, _ = read_config(config)
+        return report(settings, lambda line: sys.stdout.write(line + "\n"))
     if not config.getoption("testserver_list"):
         return None
     settings, servers = read_config(config)

@@ -36,6 +36,7 @@ from .identity import RunContext
 from .kept import KeptServers
 from .launcher import Launcher
 from .lifetimes import Instances, ScopeKeys
+from .reach import Reach
 from .redact import Redactor
 from .settings import RunSettings
 from .sharing import WorkerSharing
@@ -68,12 +69,14 @@ class ServerPool:
             context, shared=shared, keep=settings.keep, connect=connect, event=self._event
         )
         self.cleanup = Cleanup(self.connection, run_id=context.run_id, keep=settings.keep)
+        reach = Reach(settings, override=settings.reach)  # published ports, or a sibling's
         self.sharing = WorkerSharing(
             context,
             connection=self.connection,
             cleanup=self.cleanup,
             redact=self.redact,
             settings=settings,
+            reach=reach,
         )
         self.launcher = Launcher(
             config,
@@ -85,6 +88,7 @@ class ServerPool:
             event=self._event,
             run_network=self.sharing.network if shared else None,
             first_rebuild=self.sharing.first_rebuild if shared else None,
+            reach=reach,
         )
         self.kept = KeptServers(
             config,

@@ -54,6 +54,9 @@ CONNECT_TIMEOUT = 0.25
 HANGUP_WINDOW = 0.25
 REACHABLE_TIMEOUT = 2.0
 UNANSWERED = ("Connection refused", "No route to host", "Network is unreachable", "timed out")
+# How often a published port that refuses makes the check ask the container's own address
+# whether the server listens there (then the published address is out of reach: said at once).
+OWN_ADDRESS_INTERVAL = 1.0
 EXIT_CHECK_INTERVAL = 0.05
 # A banner is read for at most this long per attempt (and never past the deadline): a server
 # that accepts but says nothing yet is tried again, not waited on.
@@ -121,6 +124,8 @@ class Target:
     published: dict[int, int]
     direct: bool = True
     proven: bool = False  # a check got an answer through a published port
+    own_checked: float = 0.0  # when the container's own address was last asked (monotonic)
+    own_unroutable: bool = False  # it could not be reached from here: never asked again
 
     def address(self, port: int) -> tuple[str, int] | None:
         if self.direct and self.ip:
@@ -128,6 +133,35 @@ class Target:
         if port in self.published:
             return self.host, self.published[port]
         return None
+
+
+class PublishedRefused(Exception):
+    """The published address refuses while the container's own address answers: the port is
+    published where this machine cannot reach it (turned into the server's StartError)."""
+
+    def __init__(self, port: int, published: tuple[str, int], ip: str, detail: str) -> None:
+        super().__init__(detail)
+        self.port, self.published, self.ip, self.detail = port, published, ip, detail
+
+
+def check_own_address(target: Target, port: int, detail: str) -> None:
+    """After a refused published port: raise ``PublishedRefused`` if the server answers at its
+    own address (asked at most once a second, and never again once it proves unroutable)."""
+    if detail != "Connection refused" or target.direct or not target.ip or target.own_unroutable:
+        return
+    now = time.monotonic()
+    if now - target.own_checked < OWN_ADDRESS_INTERVAL:
+        return
+    target.own_checked = now
+    try:
+        with socket.create_connection((target.ip, port), timeout=CONNECT_TIMEOUT):
+            pass
+    except OSError as exc:
+        if _unroutable(exc):
+            target.own_unroutable = True
+        return
+    if port in target.published:
+        raise PublishedRefused(port, (target.host, target.published[port]), target.ip, detail)
 
 
 def _unroutable(exc: OSError) -> bool:
@@ -167,6 +201,7 @@ def tcp_ready(target: Target, port: int) -> tuple[bool, str]:
             if direct and _unroutable(exc):
                 target.direct = False  # no route to container addresses here: use published ports
                 continue
+            check_own_address(target, port, exc.strerror or str(exc))
             return False, exc.strerror or str(exc)
 
 
@@ -193,6 +228,7 @@ def banner_ready(
     except OSError as exc:
         if target.direct and target.ip and _unroutable(exc):
             target.direct = False
+        check_own_address(target, check.port, exc.strerror or str(exc))
         return False, exc.strerror or str(exc)
     if data and not (target.direct and target.ip):
         target.proven = True
@@ -251,6 +287,7 @@ def http_ready(target: Target, check: HttpCheck, path: str) -> tuple[bool, str]:
     except OSError as exc:
         if target.direct and _unroutable(exc):
             target.direct = False
+        check_own_address(target, check.port, exc.strerror or str(exc))
         return False, exc.strerror or str(exc)
     except http.client.HTTPException as exc:
         return False, type(exc).__name__
@@ -318,6 +355,13 @@ def unanswered_hint(target: Target, detail: str, engine_address: str) -> str:
 
 
 def unreachable_remedy(engine_address: str) -> str:
+    if engine_address.startswith(("unix://", "npipe://")):
+        return (
+            f"the engine at {engine_address} publishes ports on its own host, whose network "
+            "the tests do not share (they run in a container?): leave testserver_bind_address "
+            "and $TESTSERVER_BIND_ADDRESS unset, and a container of this engine reaches its "
+            "servers on the run's network (README: CI recipes)"
+        )
     return (
         f"the engine at {engine_address} publishes ports on its own host; if it is reached "
         "through a tunnel, forward its published ports too (or run the tests on that host), "
@@ -442,6 +486,14 @@ def wait_until_ready(launch: Launch, target: Target) -> None:
             )
         if checks.healthcheck:
             poll("wait.healthcheck", lambda: health(engine, container), intervals())
+    except PublishedRefused as exc:
+        raise StartError(
+            spec.name,
+            f"its port {exc.port} answers at the container's own address {exc.ip}, but where "
+            f"it is published, {exc.published[0]}:{exc.published[1]}, it is refused "
+            f"({exc.detail}): the tests run in another network namespace than that address "
+            f"(a container, or a remote engine's host): {unreachable_remedy(engine.address)}",
+        ) from None
     finally:
         if log is not None:
             log.stop()

@@ -14,6 +14,8 @@ class RunSettings:
     """How this run publishes ports and treats its containers."""
 
     bind_address: str = BIND_ADDRESS
+    bind_address_set: bool = False  # by the ini or the environment: no other route is chosen
+    reach: str = "auto"  # $TESTSERVER_REACH: auto, published or network (see reach.py)
     bind_local: bool = False
     keep: bool = False
     rebuild: bool = False
@@ -39,6 +41,18 @@ def bind_address(value: object, where: str) -> str:
         return str(ipaddress.ip_address(text))
     except ValueError:
         w.fail(f"{validate.show(text)} is not an IP address (such as 127.0.0.1 or 0.0.0.0)")
+
+
+REACH_CHOICES = ("auto", "published", "network")
+
+
+def reach(value: str, where: str) -> str:
+    text = value.strip().lower() or "auto"
+    if text in REACH_CHOICES:
+        return text
+    from . import validate
+
+    return validate.choice(value, validate.Where(where), REACH_CHOICES)
 
 
 def unavailable(value: object, where: str) -> str:

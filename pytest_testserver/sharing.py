@@ -29,6 +29,7 @@ from .errors import (
 from .handle import ServerHandle
 from .identity import LABEL_RUN, LABEL_SERVER, RunContext
 from .locks import hold_lock
+from .reach import Reach
 from .runfolder import SharedServers
 from .settings import RunSettings
 
@@ -55,8 +56,10 @@ class WorkerSharing:
         cleanup: Cleanup,
         redact: Callable[[str], str],
         settings: RunSettings,
+        reach: Reach | None = None,
     ) -> None:
         self.context = context
+        self.reach = reach or Reach(settings, override=settings.reach)
         self.connection = connection
         self.cleanup = cleanup
         self.redact = redact
@@ -157,13 +160,19 @@ class WorkerSharing:
         if isinstance(state, dict) and not state.get("Running", False):
             # Published once it was ready: it died since.
             raise exits.died_error(engine, spec.name, container, self.redact)
-        host = ports.handle_host(engine.address, self.settings.bind_address)
+        ip = ports.container_ip(info)
+        if self.reach.route(engine).joins and ip:  # a sibling: its address on the run network
+            host, published = ip, {p: p.number for p in spec.ports}
+        else:
+            settings = self.reach.settings(engine)
+            host = ports.handle_host(engine.address, settings.bind_address)
+            published = ports.published_ports(info, spec.ports, settings)
         return ServerHandle(
             name=spec.name,
             host=host,
-            ports=ports.published_ports(info, spec.ports, self.settings),
+            ports=published,
             container_id=container,
-            ip=ports.container_ip(info),
+            ip=ip,
             engine=self.connection.engine,
             redact=self.redact,
         )

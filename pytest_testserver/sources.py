@@ -23,6 +23,7 @@ DEFAULT_CONFIG = "testservers.yaml"
 BIND_LOCAL_ENV = "TESTSERVER_BIND_LOCAL"
 BIND_ADDRESS_ENV = "TESTSERVER_BIND_ADDRESS"  # wins over the ini: a CI job's engine decides it
 MIRROR_ENV = "TESTSERVER_REGISTRY_MIRROR"  # wins over the ini (registry.MIRROR_ENV says the same)
+REACH_ENV = "TESTSERVER_REACH"  # how tests reach servers: auto, published, network (reach.py)
 
 # The command-line options it takes (their values; a flag not given is False or None).
 SETTINGS_OPTIONS = (
@@ -47,11 +48,15 @@ def read_settings(
     decides (an option given, the ini's bool is not read).
     """
     address_env = environ.get(BIND_ADDRESS_ENV)
+    address = address_env or ini("testserver_bind_address") or run_settings.BIND_ADDRESS
     return RunSettings(
         bind_address=run_settings.bind_address(
-            address_env or ini("testserver_bind_address"),
+            address,
             f"${BIND_ADDRESS_ENV}" if address_env else "ini testserver_bind_address",
         ),
+        # the ini's default is empty: 127.0.0.1 unless the engine or the route decides
+        bind_address_set=bool(address_env or ini("testserver_bind_address")),
+        reach=run_settings.reach(environ.get(REACH_ENV, ""), f"${REACH_ENV}"),
         bind_local=bool(
             options["testserver_bind_local"]
             or ini("testserver_bind_local")

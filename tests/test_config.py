@@ -2056,7 +2056,7 @@ def test_the_reuse_definition_includes_host_ports() -> None:
 # --- which source wins: sources.py, on plain values ----------------------------------------------
 
 INI_DEFAULTS: dict[str, object] = {
-    "testserver_bind_address": "127.0.0.1",
+    "testserver_bind_address": "",
     "testserver_bind_local": False,
     "testserver_unavailable": "error",
     "testserver_spares": "1",

@@ -19,7 +19,15 @@ from pytest_testserver import locate as locate_module
 from pytest_testserver.config import ServerSpec, parse_config
 from pytest_testserver.errors import EngineUnavailable, StartError
 from pytest_testserver.locate import Location, context_id, locate, socket_candidates, usable_socket
-from pytest_testserver.readiness import Target, check_reachable, healthcheck_argv, unanswered_hint
+from pytest_testserver.readiness import (
+    PublishedRefused,
+    Target,
+    check_reachable,
+    healthcheck_argv,
+    tcp_ready,
+    unanswered_hint,
+    unreachable_remedy,
+)
 from tests.conftest import require_module
 
 
@@ -390,3 +398,59 @@ def test_ssh_sessions_from_the_environment(
 ) -> None:
     monkeypatch.setenv("TESTSERVER_SSH_SESSIONS", value)
     assert engine_module.ssh_sessions() == sessions
+
+
+# --- a published port that refuses while the server answers at its own address ----------------
+
+
+def test_a_refused_published_port_with_the_server_answering_at_its_own_address(
+    listening: int,
+) -> None:
+    # the container's own address answers (here: loopback), the published one refuses: the
+    # published address is out of reach, said at the first refusal instead of at the timeout
+    published = closed_port()
+    target = Target("127.0.0.1", "127.0.0.1", {listening: published}, direct=False)
+    with pytest.raises(PublishedRefused) as caught:
+        tcp_ready(target, listening)
+    assert caught.value.published == ("127.0.0.1", published)
+    assert caught.value.ip == "127.0.0.1"
+
+
+def test_a_refused_published_port_with_nothing_at_its_own_address_is_not_ready_yet() -> None:
+    port = closed_port()
+    target = Target("127.0.0.1", "127.0.0.1", {port: closed_port()}, direct=False)
+    assert tcp_ready(target, port) == (False, "Connection refused")
+    asked = target.own_checked
+    assert asked > 0
+    # asked again only after OWN_ADDRESS_INTERVAL: the next tight poll does not connect twice
+    assert tcp_ready(target, port) == (False, "Connection refused")
+    assert target.own_checked == asked
+
+
+def test_an_own_address_that_is_not_routable_is_never_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    published = closed_port()
+    real = socket.create_connection
+    asked: list[tuple[str, int]] = []
+
+    def connect(address: tuple[str, int], timeout: float) -> socket.socket:
+        asked.append(address)
+        if address[0] == "192.0.2.1":  # a remote engine's subnet: no route from here
+            raise OSError(113, "No route to host")
+        return real(address, timeout=timeout)
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    target = Target("192.0.2.1", "127.0.0.1", {8080: published}, direct=False)
+    assert tcp_ready(target, 8080) == (False, "Connection refused")
+    assert target.own_unroutable
+    target.own_checked = 0.0
+    assert tcp_ready(target, 8080) == (False, "Connection refused")
+    assert asked == [("127.0.0.1", published), ("192.0.2.1", 8080), ("127.0.0.1", published)]
+
+
+def test_the_remedy_for_a_local_engine_names_the_job_container_case() -> None:
+    text = unreachable_remedy("unix:///var/run/docker.sock")
+    assert "leave testserver_bind_address and $TESTSERVER_BIND_ADDRESS unset" in text
+    assert "CI recipes" in text
+    assert "tunnel" in unreachable_remedy("tcp://10.0.0.2:2375")
