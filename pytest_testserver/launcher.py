@@ -218,7 +218,7 @@ class Launcher:
                 port_bindings=ports.port_bindings(spec.ports, self.settings),
                 hostname=spec.hostname,
                 domain=self._domainname(engine, spec),
-                labels=labels if labels is not None else self.context.labels(spec.name),
+                labels=labels if labels is not None else self.run_labels(spec),
                 network=network,
                 aliases=aliases(spec) if network else (),
                 init=spec.init,
@@ -237,6 +237,10 @@ class Launcher:
             container = create()
         self.cleanup.register(spec.name, launch.instance, container)
         return container
+
+    def run_labels(self, spec: ServerSpec) -> dict[str, str]:
+        """The run's labels of a container, over a compose service's own."""
+        return {**dict(spec.labels), **self.context.labels(spec.name)}
 
     def _free_name(self, engine: Engine, server: str, name: str) -> None:
         """Remove this run's leftover container ``name``, or wait out its removal when the
@@ -279,9 +283,12 @@ class Launcher:
     def ready(self, launch: Launch) -> ServerHandle:
         """Wait until a started container is ready; its handle."""
         engine, spec, container = launch.engine, launch.spec, launch.container
+        host = ports.handle_host(engine.address, self.settings.bind_address)
+        if spec.oneshot:  # a compose service others wait on: ready once it has exited 0
+            readiness.wait_completed(launch)
+            return self.handle(spec, container, host, {}, "")
         info = engine.inspect(container)
         exits.check_running(engine, spec, container, info, self.redact)
-        host = ports.handle_host(engine.address, self.settings.bind_address)
         published = ports.published_ports(info, spec.ports, self.settings)
         ip, gateway = container_network(info)
         target = readiness.Target(

@@ -27,6 +27,7 @@ from .sources import (
     BIND_LOCAL_ENV,
     DEFAULT_CONFIG,
     SETTINGS_OPTIONS,
+    ComposeSource,
     Declaration,
     config_path,
     nothing_declared,
@@ -48,6 +49,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="testserver_config",
         metavar="PATH",
         help=f"the servers' YAML file (default: {DEFAULT_CONFIG} next to the pytest config)",
+    )
+    group.addoption(
+        "--testserver-compose",
+        action="append",
+        dest="testserver_compose",
+        metavar="PATH",
+        help="a compose file whose services are the servers (repeat it: later files override "
+        "earlier ones); ini testserver_compose",
     )
     group.addoption(
         "--testserver-rebuild",
@@ -100,6 +109,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="string",
         default=DEFAULT_CONFIG,
         help="path of the servers' YAML file, relative to the pytest config file",
+    )
+    parser.addini(
+        "testserver_compose",
+        type="args",
+        default=[],
+        help="compose files whose services are the servers, relative to the pytest config "
+        "file (later files override earlier ones)",
+    )
+    parser.addini(
+        "testserver_compose_profiles",
+        type="args",
+        default=[],
+        help="the compose profiles to enable ($COMPOSE_PROFILES wins)",
     )
     parser.addini(
         "testserver_bind_address",
@@ -189,6 +211,11 @@ def read_config(config: pytest.Config) -> tuple[RunSettings, ServerConfig | None
             from .config import check_settings
 
             check_settings(servers, settings)
+            if not hasattr(config, "workerinput"):  # said once, by the controller
+                for note in servers.notes:
+                    config.issue_config_time_warning(
+                        pytest.PytestConfigWarning(f"testserver: {note}"), stacklevel=2
+                    )
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     return settings, servers
@@ -217,7 +244,20 @@ def declared_servers(config: pytest.Config) -> ServerConfig | None:
     ]
     workerinput: dict[str, Any] = getattr(config, "workerinput", None) or {}
     state_dir = workerinput.get("testserver_state_dir")  # the controller's choice
-    return read_servers(path, named, declarations, state_dir)
+    return read_servers(path, named, declarations, state_dir, compose_source(config))
+
+
+def compose_source(config: pytest.Config) -> ComposeSource | None:
+    """The compose files named by ``--testserver-compose`` or ini ``testserver_compose``."""
+    option = config.getoption("testserver_compose")
+    ini = [str(p) for p in config.getini("testserver_compose")]
+    if not option and not ini:
+        return None
+    ini_dir = config.inipath.parent if config.inipath else config.rootpath
+    paths = [config.invocation_params.dir / p for p in option] if option else []
+    paths = paths or [ini_dir / p for p in ini]
+    profiles = tuple(str(p) for p in config.getini("testserver_compose_profiles"))
+    return ComposeSource(tuple(paths), profiles, os.environ)
 
 
 def declared(config: pytest.Config) -> ServerConfig:

@@ -166,7 +166,8 @@ class ServerPool:
         if spec.scope == "session":
             self._ensure(name, test)
             handle = self._handles[name]
-            if self._alive(handle):  # the common path: a dict lookup, no engine request
+            # the common path: a dict lookup, no engine request (a one-shot's exit is no death)
+            if spec.oneshot or self._alive(handle):
                 return handle
             return self._after_death(spec, handle, test)
         if keys is None:
@@ -404,7 +405,8 @@ class ServerPool:
         for name in names:
             with self._lock:
                 handle = self._handles.get(name)
-            if handle is not None and self._deaths.died(handle.container_id):
+            spec = self.config.servers[name]
+            if handle is not None and not spec.oneshot and self._deaths.died(handle.container_id):
                 deaths.append(self._death_of(self.config.servers[name], handle.container_id))
         return deaths
 
@@ -423,7 +425,7 @@ class ServerPool:
         ready: the kept container when reuse allows, else a fresh one."""
         launch = self.launcher.launch(spec, instance)
         step = self.launcher.image_step(launch)
-        if self.kept.reusable(spec):
+        if self.kept.reusable(spec) and not spec.oneshot:
             kept = self.kept.start(launch, step)
             if kept is not None:
                 handle, earlier = kept

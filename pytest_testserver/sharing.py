@@ -154,8 +154,8 @@ class WorkerSharing:
                 f"{spec.name!r}: refusing to use it",
             )
         state = info.get("State")
-        if isinstance(state, dict) and not state.get("Running", False):
-            # Published once it was ready: it died since.
+        if isinstance(state, dict) and not state.get("Running", False) and not spec.oneshot:
+            # Published once it was ready: it died since (a one-shot is ready once it exited).
             raise exits.died_error(engine, spec.name, container, self.redact)
         host = ports.handle_host(engine.address, self.settings.bind_address)
         return ServerHandle(
