@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +135,11 @@ def check_schema(data: dict[str, Any], root: Where) -> None:
     where = root
     for part in error.absolute_path:
         where = where.index(part) if isinstance(part, int) else where.key(part)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = error.schema.get("properties", {})
+        extra = [k for k in error.instance if k not in allowed and not str(k).startswith("x-")]
+        if extra:
+            where = where.key(extra[0])
     where.fail(schema_message(error))
 
 
@@ -155,10 +161,7 @@ def schema_message(error: Any) -> str:
         extra = [k for k in instance if k not in allowed and not str(k).startswith("x-")]
         if extra:
             key = str(extra[0])
-            return (
-                f"{v.show(key)}: unknown key in the compose specification"
-                f"{v.did_you_mean(key, allowed)}"
-            )
+            return f"unknown key in the compose specification{v.did_you_mean(key, allowed)}"
     if kind == "type":
         expected = error.validator_value
         if isinstance(expected, list):
@@ -289,6 +292,25 @@ def merge_volumes(old: list[Any], new: list[Any]) -> list[Any]:
 
     replaced = {target(item) for item in new}
     return [item for item in old if target(item) not in replaced] + list(new)
+
+
+# Plugin keys whose compose names differ, for the plugin's own errors about a service.
+COMPOSE_NAMES = {"env": "environment", "domain": "domainname", "links": "depends_on"}
+
+
+def plugin_error(exc: ConfigError, project: ComposeProject) -> ConfigError:
+    """A config.py error about a service, in compose's words: ``services.web.environment``."""
+    text = str(exc)
+    prefix = f"{project.source}: servers."
+    if not text.startswith(prefix):
+        return exc
+    rest = text[len(prefix) :]
+    name, _, rest = rest.partition(".")
+    key = re.match(r"[A-Za-z_]+", rest)
+    shown = project.extras[name].declared_at.rsplit(":", 1)[0] if name in project.extras else ""
+    if key is not None:
+        rest = COMPOSE_NAMES.get(key.group(0), key.group(0)) + rest[key.end() :]
+    return ConfigError(f"{shown or project.source}: services.{name}.{rest}")
 
 
 # after validation

@@ -102,5 +102,6 @@ def describe(config: ServerConfig) -> str:
         ]
         if options := spec.options.describe():
             lines.append(f"    options: {'; '.join(options)}")
+    lines += [f"note: {note}" for note in config.notes]  # compose keys ignored, and such
     # A secret value may show up elsewhere too (in a command, under another key).
     return Redactor(declared_secrets(config))("\n".join(lines) + "\n")

@@ -146,15 +146,24 @@ def read_servers(
     if not sources:
         return None
     names = [declared_names(data) for data, _, _ in sources]
-    configs = [
-        parse_config(
-            data,
-            base=base,
-            source=source,
-            declared_elsewhere=tuple(n for j, other in enumerate(names) if j != i for n in other),
-        )
-        for i, (data, base, source) in enumerate(sources)
-    ]
+    try:
+        configs = [
+            parse_config(
+                data,
+                base=base,
+                source=source,
+                declared_elsewhere=tuple(
+                    n for j, other in enumerate(names) if j != i for n in other
+                ),
+            )
+            for i, (data, base, source) in enumerate(sources)
+        ]
+    except ConfigError as exc:
+        if project is None:
+            raise
+        from .compose import plugin_error
+
+        raise plugin_error(exc, project) from None
     combined = combine(configs)
     if project is not None:
         from .compose import apply
