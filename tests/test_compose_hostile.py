@@ -184,23 +184,82 @@ def test_any_value_of_any_service_key_is_a_config_or_a_one_line_error(
     outcome(project, text, {"A": "a"})
 
 
+IMG = "    image: busybox\n"
+
+
+def case(id_: str, body: str, expected: str | None) -> Any:
+    return pytest.param(body, expected, id=id_)
+
+
 CASES = [
-    pytest.param("    imgae: busybox", "services.web.imgae: unknown key in the compose specification (did you mean 'image'?)", id="unknown-key"),
-    pytest.param("    image: busybox\n    x-anything: {ok: true}", None, id="extension-key-is-fine"),
-    pytest.param("    image: busybox\n    healthcheck: {test: [CMD, x], interval: 10x}", "services.web.healthcheck.interval: '10x' is not a duration such as 10s, 1m30s or 500ms", id="bad-duration"),
-    pytest.param("    image: busybox\n    healthcheck: {test: [CMD, x], interval: 0s}", "services.web.healthcheck.interval: '0s' is not a positive duration", id="zero-duration"),
-    pytest.param("    image: busybox\n    depends_on: [web]", "services.web.depends_on: forms a cycle: web -> web", id="depends-on-itself"),
-    pytest.param("    image: busybox\n    command: ${NOPE:?set NOPE first}", "services.web.command: required variable NOPE is not set: 'set NOPE first'", id="required-variable"),
-    pytest.param("    image: busybox\n    command: echo ${", "services.web.command: '${' has no closing brace: write ${VAR}, or $$ for a literal $", id="unclosed-interpolation"),
-    pytest.param("    image: busybox\n    command: echo ${A B}", "services.web.command: '${A B}' is not a valid interpolation*", id="bad-interpolation"),
-    pytest.param("    image: busybox\n    volumes: ['../outside:/x:ro']", "services.web.volumes[0]: '../outside' leads outside *", id="bind-dotdot"),
-    pytest.param("    image: busybox\n    volumes: ['./passwd:/x:ro']", "services.web.volumes[0]: './passwd' leads outside *", id="bind-symlink-out"),
-    pytest.param("    image: busybox\n    volumes: ['/:/host:ro']", "services.web.volumes[0]: refused: '/' is outside the project*", id="bind-root"),
-    pytest.param("    image: busybox\n    env_file: passwd", "services.web.env_file[0]: 'passwd' leads outside *", id="env-file-symlink-out"),
-    pytest.param("    build: ../outside", "services.web.build.context: '../outside' leads outside *", id="build-out"),
-    pytest.param("    image: busybox\n    network_mode: host", "services.web.network_mode: refused: *", id="network-mode-host"),
-    pytest.param("    image: busybox\n    pid: host", "services.web.pid: refused: *", id="pid-host"),
-    pytest.param("    image: busybox\n    privileged: true", "services.web.privileged: refused: *", id="privileged"),
+    case(
+        "unknown-key",
+        "    imgae: busybox",
+        "services.web.imgae: unknown key in the compose specification (did you mean 'image'?)",
+    ),
+    case("extension-key-is-fine", IMG + "    x-anything: {ok: true}", None),
+    case(
+        "bad-duration",
+        IMG + "    healthcheck: {test: [CMD, x], interval: 10x}",
+        "services.web.healthcheck.interval: '10x' is not a duration such as 10s, 1m30s or 500ms",
+    ),
+    case(
+        "zero-duration",
+        IMG + "    healthcheck: {test: [CMD, x], interval: 0s}",
+        "services.web.healthcheck.interval: '0s' is not a positive duration",
+    ),
+    case(
+        "depends-on-itself",
+        IMG + "    depends_on: [web]",
+        "services.web.depends_on: forms a cycle: web -> web",
+    ),
+    case(
+        "required-variable",
+        IMG + "    command: ${NOPE:?set NOPE first}",
+        "services.web.command: required variable NOPE is not set: 'set NOPE first'",
+    ),
+    case(
+        "unclosed-interpolation",
+        IMG + "    command: echo ${",
+        "services.web.command: '${' has no closing brace: write ${VAR}, or $$ for a literal $",
+    ),
+    case(
+        "bad-interpolation",
+        IMG + "    command: echo ${A B}",
+        "services.web.command: '${A B}' is not a valid interpolation*",
+    ),
+    case(
+        "bind-dotdot",
+        IMG + "    volumes: ['../outside:/x:ro']",
+        "services.web.volumes[0]: '../outside' leads outside *",
+    ),
+    case(
+        "bind-symlink-out",
+        IMG + "    volumes: ['./passwd:/x:ro']",
+        "services.web.volumes[0]: './passwd' leads outside *",
+    ),
+    case(
+        "bind-root",
+        IMG + "    volumes: ['/:/host:ro']",
+        "services.web.volumes[0]: refused: '/' is outside the project*",
+    ),
+    case(
+        "env-file-symlink-out",
+        IMG + "    env_file: passwd",
+        "services.web.env_file[0]: 'passwd' leads outside *",
+    ),
+    case(
+        "build-out",
+        "    build: ../outside",
+        "services.web.build.context: '../outside' leads outside *",
+    ),
+    case(
+        "network-mode-host",
+        IMG + "    network_mode: host",
+        "services.web.network_mode: refused: *",
+    ),
+    case("pid-host", IMG + "    pid: host", "services.web.pid: refused: *"),
+    case("privileged", IMG + "    privileged: true", "services.web.privileged: refused: *"),
 ]
 
 
@@ -209,7 +268,7 @@ def test_a_hostile_compose_file_is_a_one_line_usage_error(
     pytester: pytest.Pytester, body: str, expected: str | None
 ) -> None:
     make_project(pytester.path)
-    (pytester.path / SOURCE).write_text(f"services:\n  web:\n{body}\n")
+    (pytester.path / SOURCE).write_text(f"services:\n  web:\n{body.rstrip()}\n")
     result = pytester.runpytest("--testserver-compose", SOURCE, "--testserver-list")
     if expected is None:
         assert result.ret == 0, result.errlines
