@@ -126,10 +126,10 @@ def read_file(path: Path, shown: str, env: Mapping[str, str], notes: list[str]) 
 
 def check_schema(data: dict[str, Any], root: Where) -> None:
     """The compose specification's JSON schema; the first error as one line, never a value."""
-    import jsonschema
+    from jsonschema import Draft7Validator
+    from jsonschema.exceptions import best_match
 
-    validator = jsonschema.Draft7Validator(schema())
-    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    error = best_match(Draft7Validator(schema()).iter_errors(data))
     if error is None:
         return
     where = root
