@@ -66,7 +66,7 @@ SHARE_MODES = ("run", "worker")
 # that asks ("fresh"), or every later test fails with how it died ("never").
 RESTART_MODES = ("fresh", "never")
 SCOPES = ("session", "module", "class", "function")  # longest-lived first
-TOP_KEYS = ("defaults", "servers")
+TOP_KEYS = ("defaults", "servers", "compose")  # compose: read by sources.py
 BUILD_KEYS = ("context", "dockerfile", "args", "target")
 COPY_KEYS = ("src", "dst", "mode")
 

@@ -247,12 +247,11 @@ def declared_servers(config: pytest.Config) -> ServerConfig | None:
     return read_servers(path, named, declarations, state_dir, compose_source(config))
 
 
-def compose_source(config: pytest.Config) -> ComposeSource | None:
-    """The compose files named by ``--testserver-compose`` or ini ``testserver_compose``."""
+def compose_source(config: pytest.Config) -> ComposeSource:
+    """The compose files named by ``--testserver-compose`` or ini ``testserver_compose`` (none:
+    testservers.yaml's ``compose:`` may name some), the ini's profiles, the environment."""
     option = config.getoption("testserver_compose")
     ini = [str(p) for p in config.getini("testserver_compose")]
-    if not option and not ini:
-        return None
     ini_dir = config.inipath.parent if config.inipath else config.rootpath
     paths = [config.invocation_params.dir / p for p in option] if option else []
     paths = paths or [ini_dir / p for p in ini]

@@ -405,9 +405,11 @@ class ServerPool:
         for name in names:
             with self._lock:
                 handle = self._handles.get(name)
+            if handle is None:
+                continue
             spec = self.config.servers[name]
-            if handle is not None and not spec.oneshot and self._deaths.died(handle.container_id):
-                deaths.append(self._death_of(self.config.servers[name], handle.container_id))
+            if not spec.oneshot and self._deaths.died(handle.container_id):  # exit 0 is no death
+                deaths.append(self._death_of(spec, handle.container_id))
         return deaths
 
     def restarts(self) -> dict[str, int]:

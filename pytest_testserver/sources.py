@@ -123,18 +123,29 @@ def read_servers(
     sources: list[tuple[object, Path, str]] = []
     document = None
     project = None
-    if compose and compose.paths:
-        from .compose import read_compose
-
-        project = read_compose(
-            compose.paths, profiles=compose.profiles, environ=compose.environ or {}
-        )
-        sources.append((project.data, project.base, project.source))
     if has_file:
         from .configcache import YamlDocument
 
         document = YamlDocument.read(path, display_path(path), state_dir)
+    paths = compose.paths if compose is not None else ()
+    if not paths and document is not None:  # testservers.yaml's compose: comes last
+        paths = compose_key(document.data, path.parent, document.shown)
+    if paths:
+        from .compose import read_compose
+
+        project = read_compose(
+            paths,
+            profiles=compose.profiles if compose is not None else (),
+            environ=compose.environ or {} if compose is not None else {},
+        )
+        sources.append((project.data, project.base, project.source))
+    if document is not None:
         data = document.data
+        if isinstance(data, dict) and "services" in data and "servers" not in data:
+            raise ConfigError(
+                f"{document.shown}: services: this looks like a compose file: name it with ini "
+                "testserver_compose or --testserver-compose (or compose: in testservers.yaml)"
+            )
         if project is not None:
             data = add_to_services(project, data, document.shown)
         sources.append((data, path.parent, document.shown))
@@ -187,6 +198,28 @@ COMPOSE_OVERLAY_KEYS = (
     "secret_env",
     "env",
 )
+
+
+def compose_key(data: object, base: Path, shown: str) -> tuple[Path, ...]:
+    """testservers.yaml's ``compose:``: one file or a list, inside the YAML file's folder."""
+    value = data.get("compose") if isinstance(data, dict) else None
+    if value is None:
+        return ()
+    from . import validate as v
+    from .validate import Where
+
+    where = Where(shown).key("compose")
+    items = [value] if isinstance(value, str) else v.string_list(value, where)
+    if not items:
+        where.fail("must name at least one compose file")
+    paths = []
+    for i, item in enumerate(items):
+        w = where if isinstance(value, str) else where.index(i)
+        found = v.relative_path(item, w, base)
+        if not found.is_file():
+            w.fail(f"{v.show(item)} is not a file")
+        paths.append(base / str(item))
+    return tuple(paths)
 
 
 def add_to_services(project: ComposeProject, data: object, shown: str) -> object:

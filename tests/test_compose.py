@@ -619,6 +619,49 @@ def test_no_service_and_no_file(project: Path) -> None:
         read_servers(project / "t.yaml", False, [], None, ComposeSource((Path("nope.yml"),)))
 
 
+def test_testservers_yaml_may_name_the_compose_files(project: Path) -> None:
+    write(project / "compose" / "base.yml", service("image: busybox:stable"))
+    write(project / "compose" / "more.yml", "services:\n  db: {image: busybox:stable}\n")
+    write(project / "testservers.yaml", "compose: [compose/base.yml, compose/more.yml]\n")
+    config = read_servers(project / "testservers.yaml", True, [], None, ComposeSource(()))
+    assert config is not None
+    assert list(config.servers) == ["web", "db"]
+    assert config.source == "compose/base.yml + compose/more.yml + testservers.yaml"
+    # the ini's (or the command line's) files win
+    write(project / "other.yml", "services:\n  other: {image: busybox:stable}\n")
+    source = ComposeSource((project / "other.yml",))
+    config = read_servers(project / "testservers.yaml", True, [], None, source)
+    assert config is not None
+    assert list(config.servers) == ["other"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("../up.yml", "compose: '../up.yml' leads outside"),
+        ("[]", "compose: must name at least one compose file"),
+        ("[compose]", "compose[0]: 'compose' is not a file"),
+    ],
+)
+def test_a_bad_compose_key_is_one_line(project: Path, value: str, expected: str) -> None:
+    (project / "compose").mkdir()
+    (project.parent / "up.yml").write_text("services: {}\n")
+    write(project / "testservers.yaml", f"compose: {value}\n")
+    with pytest.raises(ConfigError) as info:
+        read_servers(project / "testservers.yaml", True, [], None, ComposeSource(()))
+    assert str(info.value).startswith(f"testservers.yaml: {expected}"), str(info.value)
+
+
+def test_a_compose_file_given_as_testservers_yaml_says_where_it_belongs(project: Path) -> None:
+    write(project / "testservers.yaml", service("image: busybox:stable"))
+    with pytest.raises(ConfigError) as info:
+        read_servers(project / "testservers.yaml", True, [], None, ComposeSource(()))
+    assert str(info.value) == (
+        "testservers.yaml: services: this looks like a compose file: name it with ini "
+        "testserver_compose or --testserver-compose (or compose: in testservers.yaml)"
+    )
+
+
 def test_importing_the_plugin_imports_no_jsonschema() -> None:
     code = (
         "import sys, pytest_testserver.plugin, pytest_testserver.sources;"
