@@ -208,7 +208,9 @@ def translate_project(
         if name not in enabled:
             continue
         where = Where(origin.get((name, "depends_on"), first)).key("services").key(name)
-        links[name] = depends(services, name, enabled, where.key("depends_on"), oneshots, healthy)
+        links[name] = depends(
+            services, name, enabled, where.key("depends_on"), oneshots, healthy, project.notes
+        )
     done: set[str] = set()
     for name in links:
         cycle = cycle_from(name, links, done)
@@ -281,6 +283,7 @@ def depends(
     where: Where,
     oneshots: set[str],
     healthy: set[str],
+    notes: list[str],
 ) -> list[str]:
     found: list[str] = []
     for other, item in (services[name].get("depends_on") or {}).items():
@@ -296,6 +299,11 @@ def depends(
                 continue
             profiles = ", ".join(services[other].get("profiles") or [])
             w.fail(f"{other!r} is in profile(s) {profiles}, none of which is enabled")
+        if "restart" in item:
+            notes.append(
+                f"{w.source}: {w.path}.restart: ignored: a server that dies is started afresh "
+                "for the next test that needs it"
+            )
         condition = item.get("condition", "service_started")
         if condition not in CONDITIONS:
             w.key("condition").fail(f"must be one of {', '.join(CONDITIONS)}")
@@ -502,6 +510,7 @@ class Service:
             if isinstance(item, dict):
                 kind = item.get("type")
                 source, target = item.get("source"), item.get("target")
+                self.mount_options(item, w)
                 read_only = boolean(item.get("read_only", False), w.key("read_only"))
                 if kind == "tmpfs":
                     size = (item.get("tmpfs") or {}).get("size")
@@ -535,6 +544,19 @@ class Service:
                 self.named(source, declared, w)
                 mounts.append(f"{source}:{target}{':ro' if read_only else ''}")
         return mounts, tmpfs
+
+    def mount_options(self, item: dict[str, Any], where: Where) -> None:
+        """A long-syntax mount's other options: a subpath is refused (it picks another part of
+        the volume to mount), the rest (propagation, nocopy, consistency...) is ignored."""
+        for key, value in item.items():
+            if key in ("type", "source", "target", "read_only") or key.startswith("x-"):
+                continue
+            options = value if isinstance(value, dict) else {}
+            if "subpath" in options:
+                where.key(key).key("subpath").fail("refused: a volume is mounted whole")
+            if key == "tmpfs" and set(options) <= {"size"}:
+                continue
+            self.note(where.key(key), "ignored: the engine's defaults apply")
 
     def bind(self, source: str, target: str, read_only: bool, where: Where) -> dict[str, Any]:
         if source.startswith(("/", "~")):

@@ -228,6 +228,40 @@ def test_depends_on_conditions(project: Path) -> None:
     assert config.start_order("app") == ["db", "seed", "app"]
     assert all(spec.on_network for spec in s.values())  # compose's one default network
     assert "exited with code 0 (one-shot" in describe(config)
+    assert config.notes == (
+        "docker-compose.yml: services.app.depends_on.db.restart: ignored: a server that dies "
+        "is started afresh for the next test that needs it",
+    )
+
+
+def test_long_mount_options(project: Path) -> None:
+    config = load(
+        project,
+        service("""
+        image: busybox:stable
+        volumes:
+          - {type: volume, source: data, target: /data, volume: {nocopy: true}}
+          - {type: tmpfs, target: /scratch, tmpfs: {size: 1m}}
+          - {type: volume, target: /anon, consistency: cached}
+        """)
+        + "volumes: {data: {}}\n",
+    )
+    spec = config.servers["web"]
+    assert spec.volumes == (NamedVolume("data", "/data"), AnonymousVolume("/anon"))
+    assert spec.options.tmpfs == (Tmpfs("/scratch", 1 << 20),)
+    assert config.notes == (
+        "docker-compose.yml: services.web.volumes[0].volume: ignored: the engine's defaults apply",
+        "docker-compose.yml: services.web.volumes[2].consistency: ignored: the engine's "
+        "defaults apply",
+    )
+    text = service(
+        "image: busybox:stable\n"
+        "volumes: [{type: volume, source: data, target: /d, volume: {subpath: etc}}]"
+    )
+    assert error(project, text + "volumes: {data: {}}\n") == (
+        "docker-compose.yml: services.web.volumes[0].volume.subpath: refused: a volume is "
+        "mounted whole"
+    )
 
 
 def test_depends_on_a_cycle_is_one_line(project: Path) -> None:
