@@ -211,11 +211,6 @@ def read_config(config: pytest.Config) -> tuple[RunSettings, ServerConfig | None
             from .config import check_settings
 
             check_settings(servers, settings)
-            if not hasattr(config, "workerinput"):  # said once, by the controller
-                for note in servers.notes:
-                    config.issue_config_time_warning(
-                        pytest.PytestConfigWarning(f"testserver: {note}"), stacklevel=2
-                    )
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     return settings, servers
@@ -287,7 +282,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         engine = f"engine {exc.address}: {exc.reason}"
     return [
         f"testserver: {len(servers.servers)} server(s) from {servers.source}; "
-        f"{engine}; published on {settings.bind_address}, {mode}"
+        f"{engine}; published on {settings.bind_address}, {mode}",
+        # compose keys ignored, variables unset: a line each (a warning would fail -W error)
+        *(f"testserver: {note}" for note in servers.notes),
     ]
 
 

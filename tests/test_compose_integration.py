@@ -130,15 +130,19 @@ def shop(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_compose_project_runs_as_servers(pytester: pytest.Pytester, shop: Path) -> None:
-    result = pytester.runpytest("-p", "no:randomly", "-W", "default")
+    result = pytester.runpytest("-p", "no:randomly", "-W", "error")
     result.assert_outcomes(passed=8)
-    # ignored keys said once each, naming file, service and key
+    # ignored keys said once each in the header, naming file, service and key (not warnings:
+    # a suite with filterwarnings = error still runs)
     result.stdout.fnmatch_lines(
         [
-            "*docker-compose.yml: services.db.ports[[]0[]]: the host port is ignored*",
-            "*docker-compose.yml: services.web.restart: ignored: *",
-        ]
+            "testserver: docker-compose.yml: name: ignored: the run names its own project",
+            "testserver: docker-compose.yml: services.db.ports[[]0[]]: the host port is ignored*",
+            "testserver: docker-compose.yml: services.web.restart: ignored: *",
+        ],
+        consecutive=True,
     )
+    assert result.stdout.str().count("services.web.restart") == 1
     assert "from-dotenv-pw" not in result.stdout.str()
 
 
