@@ -39,6 +39,7 @@ OLDEST = [
     "requests==2.26.0",
     "urllib3==1.26.0",
     "pyyaml==6.0.1",
+    "jsonschema==4.18.0",
     "pytest-xdist==3.5.0",
 ]
 
@@ -60,6 +61,10 @@ SUBSET = [
     "tests/test_integration.py",
     "tests/test_developer_experience.py",
     "tests/test_engines.py",
+    "tests/test_interpolate.py",
+    "tests/test_compose.py",
+    "tests/test_compose_hostile.py",
+    "tests/test_compose_integration.py",
 ]
 SLOW = ["tests/test_xdist_and_crashes.py"]
 # Docker over SSH: docker-py's ssh:// transport. tests/test_locate.py checks its errors, and in CI

@@ -68,7 +68,7 @@ SHARE_MODES = ("run", "worker")
 # that asks ("fresh"), or every later test fails with how it died ("never").
 RESTART_MODES = ("fresh", "never")
 SCOPES = ("session", "module", "class", "function")  # longest-lived first
-TOP_KEYS = ("defaults", "servers")
+TOP_KEYS = ("defaults", "servers", "compose")  # compose: read by sources.py
 BUILD_KEYS = ("context", "dockerfile", "args", "target")
 COPY_KEYS = ("src", "dst", "mode")
 
@@ -154,6 +154,13 @@ class ServerSpec:
     # an image: pulled when missing, before every run ("always") or never (registry.py)
     pull: str = "missing"
     platform: str | None = None  # os/arch[/variant] for pull and create; None: the engine's
+    # Set by compose.py for compose services: ready once its container has exited 0 (a service
+    # others wait on with service_completed_successfully), its labels, file:line, and whether
+    # it joins the run's network without links (every compose service does).
+    oneshot: bool = False
+    labels: tuple[tuple[str, str], ...] = ()
+    declared_at: str = ""
+    on_network: bool = False
 
     @property
     def sharing(self) -> str:
@@ -186,13 +193,15 @@ class ServerConfig:
 
     source: str
     servers: Mapping[str, ServerSpec] = field(default_factory=lambda: MappingProxyType({}))
+    # what the run should say but that stops nothing: compose keys ignored, variables unset
+    notes: tuple[str, ...] = ()
 
     @property
     def networked(self) -> frozenset[str]:
         """Servers that must share the run's network: those that link or are linked to."""
         names: set[str] = set()
         for spec in self.servers.values():
-            if spec.links:
+            if spec.links or spec.on_network:
                 names.add(spec.name)
                 names.update(spec.links)
         return frozenset(names)
@@ -610,12 +619,13 @@ def combine(configs: list[ServerConfig]) -> ServerConfig:
             servers[name] = spec
             origin[name] = config.source
     source = " + ".join(c.source for c in configs)
+    notes = tuple(note for c in configs for note in c.notes)
     check_links(servers, Where(source).key("servers"))
     check_volumes(servers, Where(source).key("servers"))
     check_host_ports(
         servers, lambda name: Where(origin[name]).key("servers").key(name).key("ports")
     )
-    return ServerConfig(source, MappingProxyType(servers))
+    return ServerConfig(source, MappingProxyType(servers), notes)
 
 
 def check_settings(config: ServerConfig, settings: RunSettings) -> None:

@@ -292,7 +292,7 @@ class Launcher:
                 port_bindings=self._bindings(engine, spec),
                 hostname=spec.hostname,
                 domain=self._domainname(engine, spec),
-                labels=labels if labels is not None else self.context.labels(spec.name),
+                labels=labels if labels is not None else self.run_labels(spec),
                 network=network,
                 aliases=aliases(spec) if network else (),
                 init=spec.init,
@@ -320,6 +320,10 @@ class Launcher:
         if self.reach.route(engine).joins:
             return {key: value for key, value in bindings.items() if value[1] is not None}
         return bindings
+
+    def run_labels(self, spec: ServerSpec) -> dict[str, str]:
+        """The run's labels of a container, over a compose service's own."""
+        return {**dict(spec.labels), **self.context.labels(spec.name)}
 
     def _free_name(self, engine: Engine, server: str, name: str) -> None:
         """Remove this run's leftover container ``name``, or wait out its removal when the
@@ -362,6 +366,10 @@ class Launcher:
     def ready(self, launch: Launch) -> ServerHandle:
         """Wait until a started container is ready; its handle."""
         engine, spec, container = launch.engine, launch.spec, launch.container
+        host = ports.handle_host(engine.address, self.settings.bind_address)
+        if spec.oneshot:  # a compose service others wait on: ready once it has exited 0
+            readiness.wait_completed(launch)
+            return self.handle(spec, container, host, {}, "")
         info = engine.inspect(container)
         exits.check_running(engine, spec, container, info, self.redact)
         ip, gateway = container_network(info)
@@ -370,7 +378,6 @@ class Launcher:
             target = readiness.Target(ip=ip, host=ip, published={}, direct=True)
             readiness.wait_until_ready(launch, target)
             return self.handle(spec, container, ip, {p: p.number for p in spec.ports}, ip)
-        host = ports.handle_host(engine.address, self.settings.bind_address)
         published = ports.published_ports(info, spec.ports, self.settings)
         target = readiness.Target(
             ip=ip,

@@ -41,6 +41,8 @@ def describe_image(spec: ServerSpec) -> str:
 
 
 def describe_readiness(spec: ServerSpec) -> str:
+    if spec.oneshot:
+        return "exited with code 0 (one-shot: its dependents start after it)"
     checks = spec.checks
     parts = []
     if spec.post_startup is not None:
@@ -68,6 +70,8 @@ def describe_env_file(spec: ServerSpec) -> str:
 def optional_lines(spec: ServerSpec) -> list[str]:
     """Lines for keys shown only when set."""
     lines = []
+    if spec.declared_at:
+        lines.append(f"    from:    {spec.declared_at}")
     if spec.volumes:
         lines.append(f"    volumes: {', '.join(mounts.describe(m) for m in spec.volumes)}")
     if spec.env_file is not None:
@@ -101,5 +105,6 @@ def describe(config: ServerConfig) -> str:
         ]
         if options := spec.options.describe():
             lines.append(f"    options: {'; '.join(options)}")
+    lines += [f"note: {note}" for note in config.notes]  # compose keys ignored, and such
     # A secret value may show up elsewhere too (in a command, under another key).
     return Redactor(declared_secrets(config))("\n".join(lines) + "\n")

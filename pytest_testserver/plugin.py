@@ -27,6 +27,7 @@ from .sources import (
     BIND_LOCAL_ENV,
     DEFAULT_CONFIG,
     SETTINGS_OPTIONS,
+    ComposeSource,
     Declaration,
     config_path,
     nothing_declared,
@@ -50,6 +51,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="testserver_config",
         metavar="PATH",
         help=f"the servers' YAML file (default: {DEFAULT_CONFIG} next to the pytest config)",
+    )
+    group.addoption(
+        "--testserver-compose",
+        action="append",
+        dest="testserver_compose",
+        metavar="PATH",
+        help="a compose file whose services are the servers (repeat it: later files override "
+        "earlier ones); ini testserver_compose",
     )
     group.addoption(
         "--testserver-rebuild",
@@ -117,6 +126,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="string",
         default=DEFAULT_CONFIG,
         help="path of the servers' YAML file, relative to the pytest config file",
+    )
+    parser.addini(
+        "testserver_compose",
+        type="args",
+        default=[],
+        help="compose files whose services are the servers, relative to the pytest config "
+        "file (later files override earlier ones)",
+    )
+    parser.addini(
+        "testserver_compose_profiles",
+        type="args",
+        default=[],
+        help="the compose profiles to enable ($COMPOSE_PROFILES wins)",
     )
     parser.addini(
         "testserver_bind_address",
@@ -245,7 +267,19 @@ def declared_servers(config: pytest.Config) -> ServerConfig | None:
     ]
     workerinput: dict[str, Any] = getattr(config, "workerinput", None) or {}
     state_dir = workerinput.get("testserver_state_dir")  # the controller's choice
-    return read_servers(path, named, declarations, state_dir)
+    return read_servers(path, named, declarations, state_dir, compose_source(config))
+
+
+def compose_source(config: pytest.Config) -> ComposeSource:
+    """The compose files named by ``--testserver-compose`` or ini ``testserver_compose`` (none:
+    testservers.yaml's ``compose:`` may name some), the ini's profiles, the environment."""
+    option = config.getoption("testserver_compose")
+    ini = [str(p) for p in config.getini("testserver_compose")]
+    ini_dir = config.inipath.parent if config.inipath else config.rootpath
+    paths = [config.invocation_params.dir / p for p in option] if option else []
+    paths = paths or [ini_dir / p for p in ini]
+    profiles = tuple(str(p) for p in config.getini("testserver_compose_profiles"))
+    return ComposeSource(tuple(paths), profiles, os.environ)
 
 
 def declared(config: pytest.Config) -> ServerConfig:
@@ -281,6 +315,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"testserver: {len(servers.servers)} server(s) from {servers.source}; "
         f"{engine}; published on {where}, {mode}",
         *registry_lines(settings),
+        # compose keys ignored, variables unset: a line each (a warning would fail -W error)
+        *(f"testserver: {note}" for note in servers.notes),
     ]
 
 

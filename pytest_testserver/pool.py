@@ -179,7 +179,8 @@ class ServerPool:
             if handle is None:
                 self._ensure(name, test)
                 handle = self._handles[name]
-            if self._alive(handle):
+            # a dict lookup, no engine request (a one-shot's exit is no death)
+            if spec.oneshot or self._alive(handle):
                 return handle
             return self._after_death(spec, handle, test)
         if keys is None:
@@ -436,8 +437,11 @@ class ServerPool:
         for name in names:
             with self._lock:
                 handle = self._handles.get(name)
-            if handle is not None and self._deaths.died(handle.container_id):
-                deaths.append(self._death_of(self.config.servers[name], handle.container_id))
+            if handle is None:
+                continue
+            spec = self.config.servers[name]
+            if not spec.oneshot and self._deaths.died(handle.container_id):  # exit 0 is no death
+                deaths.append(self._death_of(spec, handle.container_id))
         return deaths
 
     def restarts(self) -> dict[str, int]:
@@ -457,7 +461,7 @@ class ServerPool:
         ready: the kept container when reuse allows, else a fresh one."""
         launch = self.launcher.launch(spec, instance)
         step = self.launcher.image_step(launch)
-        if self.kept.reusable(spec):
+        if self.kept.reusable(spec) and not spec.oneshot:
             kept = self.kept.start(launch, step)
             if kept is not None:
                 handle, earlier = kept

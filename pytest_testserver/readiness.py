@@ -32,10 +32,11 @@ from .checks import BannerCheck, HttpCheck, PostStartup
 from .config import ServerSpec
 from .errors import (
     NotReady,
+    ServerExited,
     StartError,
     TestserverError,
 )
-from .exits import exited_error, log_tail
+from .exits import engine_said, exited_error, how_it_stopped, log_tail
 from .launch import Launch
 from .variables import expand, expand_argv
 
@@ -497,6 +498,35 @@ def wait_until_ready(launch: Launch, target: Target) -> None:
     finally:
         if log is not None:
             log.stop()
+
+
+def wait_completed(launch: Launch) -> None:
+    """A one-shot (a compose service others wait on with service_completed_successfully): wait
+    until its container has exited; exit 0 is ready, anything else is its error, with its log."""
+    engine, spec, container = launch.engine, launch.spec, launch.container
+    pauses = intervals()
+    while True:
+        state = engine.inspect(container).get("State") or {}
+        if not state.get("Running", False) and state.get("Status") != "created":
+            code = int(state.get("ExitCode", -1))
+            if code == 0:
+                return
+            tail = log_tail(engine, container, launch.redact)
+            raise ServerExited(
+                spec.name,
+                code,
+                tail,
+                why=f"{how_it_stopped(state)}; a one-shot service must exit 0 before the "
+                "services that depend on it start" + engine_said(state, launch.redact, tail),
+            )
+        pause = next(pauses)
+        if time.monotonic() + pause > launch.deadline:
+            raise NotReady(
+                spec.name,
+                f"the one-shot service had not exited within {spec.timeout:g}s{launch.note}",
+                log_tail(engine, container, launch.redact),
+            )
+        time.sleep(pause)
 
 
 def health(engine: Engine, container: str) -> tuple[bool, str]:

@@ -157,8 +157,8 @@ class WorkerSharing:
                 f"{spec.name!r}: refusing to use it",
             )
         state = info.get("State")
-        if isinstance(state, dict) and not state.get("Running", False):
-            # Published once it was ready: it died since.
+        if isinstance(state, dict) and not state.get("Running", False) and not spec.oneshot:
+            # Published once it was ready: it died since (a one-shot is ready once it exited).
             raise exits.died_error(engine, spec.name, container, self.redact)
         ip = ports.container_ip(info)
         if self.reach.route(engine).joins and ip:  # a sibling: its address on the run network

@@ -17,6 +17,7 @@ from .errors import ConfigError
 from .settings import RunSettings
 
 if TYPE_CHECKING:
+    from .compose import ComposeProject
     from .config import ServerConfig
 
 DEFAULT_CONFIG = "testservers.yaml"
@@ -114,11 +115,22 @@ class Declaration:
     function: str
 
 
+@dataclass(frozen=True)
+class ComposeSource:
+    """The compose files to read (ini ``testserver_compose`` or ``--testserver-compose``), the
+    profiles the ini enables, and the environment their ``${VAR}`` come from."""
+
+    paths: tuple[Path, ...]
+    profiles: tuple[str, ...] = ()
+    environ: Mapping[str, str] | None = None
+
+
 def read_servers(
     path: Path,
     named: bool,
     declarations: Sequence[Declaration],
     state_dir: str | None = None,
+    compose: ComposeSource | None = None,
 ) -> ServerConfig | None:
     """The servers of the YAML file and of conftest hooks, validated and combined; None if none.
 
@@ -128,17 +140,39 @@ def read_servers(
     has_file = path.is_file()
     if named and not has_file:
         raise missing_config(path)
-    if not declarations and not has_file:
+    if not declarations and not has_file and not (compose and compose.paths):
         return None
     from .config import combine, display_path, parse_config
 
     sources: list[tuple[object, Path, str]] = []
     document = None
+    project = None
     if has_file:
         from .configcache import YamlDocument
 
         document = YamlDocument.read(path, display_path(path), state_dir)
-        sources.append((document.data, path.parent, document.shown))
+    paths = compose.paths if compose is not None else ()
+    if not paths and document is not None:  # testservers.yaml's compose: comes last
+        paths = compose_key(document.data, path.parent, document.shown)
+    if paths:
+        from .compose import read_compose
+
+        project = read_compose(
+            paths,
+            profiles=compose.profiles if compose is not None else (),
+            environ=compose.environ or {} if compose is not None else {},
+        )
+        sources.append((project.data, project.base, project.source))
+    if document is not None:
+        data = document.data
+        if isinstance(data, dict) and "services" in data and "servers" not in data:
+            raise ConfigError(
+                f"{document.shown}: services: this looks like a compose file: name it with ini "
+                "testserver_compose or --testserver-compose (or compose: in testservers.yaml)"
+            )
+        if project is not None:
+            data = add_to_services(project, data, document.shown)
+        sources.append((data, path.parent, document.shown))
     for declaration in declarations:
         result = declaration.call()
         if result is not None:
@@ -147,19 +181,101 @@ def read_servers(
     if not sources:
         return None
     names = [declared_names(data) for data, _, _ in sources]
-    configs = [
-        parse_config(
-            data,
-            base=base,
-            source=source,
-            declared_elsewhere=tuple(n for j, other in enumerate(names) if j != i for n in other),
-        )
-        for i, (data, base, source) in enumerate(sources)
-    ]
+    try:
+        configs = [
+            parse_config(
+                data,
+                base=base,
+                source=source,
+                declared_elsewhere=tuple(
+                    n for j, other in enumerate(names) if j != i for n in other
+                ),
+            )
+            for i, (data, base, source) in enumerate(sources)
+        ]
+    except ConfigError as exc:
+        if project is None:
+            raise
+        from .compose import plugin_error
+
+        raise plugin_error(exc, project) from None
     combined = combine(configs)
+    if project is not None:
+        from .compose import apply
+
+        combined = apply(combined, project)
     if document is not None:
         document.remember()  # it validated: the next run with the same bytes skips PyYAML
     return combined
+
+
+# What testservers.yaml may add to a compose service of the same name: how the plugin runs it.
+COMPOSE_OVERLAY_KEYS = (
+    "wait",
+    "reset",
+    "scope",
+    "share",
+    "post_startup",
+    "timeout",
+    "image_timeout",
+    "restart",
+    "secret_env",
+    "env",
+)
+
+
+def compose_key(data: object, base: Path, shown: str) -> tuple[Path, ...]:
+    """testservers.yaml's ``compose:``: one file or a list, inside the YAML file's folder."""
+    value = data.get("compose") if isinstance(data, dict) else None
+    if value is None:
+        return ()
+    from . import validate as v
+    from .validate import Where
+
+    where = Where(shown).key("compose")
+    items = [value] if isinstance(value, str) else v.string_list(value, where)
+    if not items:
+        where.fail("must name at least one compose file")
+    paths = []
+    for i, item in enumerate(items):
+        w = where if isinstance(value, str) else where.index(i)
+        found = v.relative_path(item, w, base)
+        if not found.is_file():
+            w.fail(f"{v.show(item)} is not a file")
+        paths.append(base / str(item))
+    return tuple(paths)
+
+
+def add_to_services(project: ComposeProject, data: object, shown: str) -> object:
+    """``data`` (testservers.yaml) without the servers that name compose services, whose keys
+    go onto those services instead: its ``env`` over theirs key by key, the rest replacing."""
+    servers = data.get("servers") if isinstance(data, dict) else None
+    if not isinstance(servers, dict) or not any(n in project.servers for n in servers):
+        return data
+    from . import validate as v
+    from .validate import Where
+
+    rest = {}
+    for name, raw in servers.items():
+        if name not in project.servers:
+            rest[name] = raw
+            continue
+        where = Where(shown).key("servers").key(name)
+        extra = v.mapping(raw, where) if raw is not None else {}
+        for key in extra:
+            if key not in COMPOSE_OVERLAY_KEYS:
+                where.key(key).fail(
+                    f"{name!r} is a service of {project.source}, which declares its "
+                    f"{key}; testservers.yaml may add {', '.join(COMPOSE_OVERLAY_KEYS)}"
+                )
+        target = project.servers[name]
+        for key, value in extra.items():
+            if key == "env" and isinstance(value, dict):
+                target["env"] = {**target.get("env", {}), **value}
+            else:
+                target[key] = value
+    assert isinstance(data, dict)
+    return {**data, "servers": rest}
 
 
 def nothing_declared(path: Path) -> ServerConfig:

@@ -310,7 +310,7 @@ def test_a_server_naming_its_own_image_drops_a_default_build(project: Path) -> N
         pytest.param(
             {"server": {}},
             "testservers.yaml: server: unknown key (did you mean 'servers'?); "
-            "known keys: defaults, servers",
+            "known keys: defaults, servers, compose",
             id="top-level",
         ),
         pytest.param(

@@ -110,6 +110,11 @@ LOOSENING_OPTIONS = {
 # docstring).
 CONFINED_OPTIONS = {"cap_add", "sysctls", "tmpfs"}
 CONFINED_MODULE = "containeroptions.py"
+# The compose translator writes a service's keys into the plugin's own configuration mapping
+# (then validated by config.py, mounts.py and containeroptions.py like testservers.yaml) and
+# names the refused ones in its tables: its dict keys and item stores are configuration data,
+# never engine arguments. Its calls are checked like any module's.
+TRANSLATOR_MODULE = "composeservice.py"
 ENGINE_CREATE_CALLS = ("create_host_config", "create_container", "create_container_config")
 # The only splats the engine's create calls may take: the options' own arguments.
 OPTION_ARGUMENTS = ("host_config_kwargs", "create_kwargs")
@@ -266,13 +271,16 @@ class Checker(ast.NodeVisitor):
 
     def visit_Dict(self, node: ast.Dict) -> None:
         for key in node.keys:
+            if self.name == TRANSLATOR_MODULE:
+                break
             if isinstance(key, ast.Constant) and isinstance(key.value, str):
                 self.check_option(node, key.value, f"{key.value!r} as a key")
         self.generic_visit(node)
 
     def visit_Subscript(self, node: ast.Subscript) -> None:
         key = node.slice.value if isinstance(node.slice, ast.Constant) else None
-        if isinstance(node.ctx, ast.Store) and isinstance(key, str):
+        translator = self.name == TRANSLATOR_MODULE
+        if isinstance(node.ctx, ast.Store) and isinstance(key, str) and not translator:
             self.check_option(node, key, f"[{key!r}] =")
         self.generic_visit(node)
 
