@@ -286,6 +286,16 @@ def test_every_page_renders_and_the_search_finds_reset(site: Path, chromium_path
         for path in paths:
             url = base + path
             assert render_problem(page, url) is None
+        # The pictures: Mermaid text the theme draws once mermaid.js (from its CDN) loads; offline
+        # the text stays.
+        page.open(base + "explanation/timeline/")
+        # drawn: Material puts each svg in the shadow root of a div.mermaid
+        drawn = page.evaluate("document.querySelectorAll('article div.mermaid').length")
+        sources = page.evaluate(
+            "[...document.querySelectorAll('article pre')].map(p => p.textContent.trim())"
+            ".filter(t => /^(sequenceDiagram|flowchart)/.test(t)).length"
+        )
+        assert (drawn, sources) in ((2, 0), (0, 2)), (drawn, sources)
         # The theme's own search, as a reader types into it.
         page.open(base + "how-to/clean-state/")
         page.evaluate(
