@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import re
@@ -115,6 +116,32 @@ def test_the_unknown_key_example_lists_every_known_key() -> None:
     assert "servers.web.prots: unknown key (did you mean 'ports'?)" in message
     for key in gen.server_keys():
         assert key in message
+
+
+SUBTABLES = {
+    "`build` mapping:": ("config", "BUILD_KEYS"),
+    "`copy` entries:": ("config", "COPY_KEYS"),
+    "`ports` mapping": ("portspec", "PORT_ENTRY_KEYS"),
+    "`tmpfs` entries": ("containeroptions", "TMPFS_KEYS"),
+    "`healthcheck` mapping:": ("containeroptions", "HEALTHCHECK_KEYS"),
+    "`post_startup` mapping:": ("checks", "POST_STARTUP_KEYS"),
+    "`wait.tcp` entries": ("checks", "TCP_KEYS"),
+    "`wait.http` entries": ("checks", "HTTP_KEYS"),
+}
+
+
+def subtable_keys(text: str, caption: str) -> list[str]:
+    """The first column of the table that follows the line starting with ``caption``."""
+    after = text.split("\n" + caption, 1)[1].split("\n\n", 2)[1]
+    return re.findall(r"^\| `([a-z_]+)` \|", after, flags=re.M)
+
+
+@pytest.mark.parametrize("caption", SUBTABLES)
+def test_every_nested_key_is_documented_and_exists(caption: str) -> None:
+    module, name = SUBTABLES[caption]
+    code = getattr(importlib.import_module(f"pytest_testserver.{module}"), name)
+    text = (DOCS / "reference" / "testservers-yaml.md").read_text(encoding="utf-8")
+    assert subtable_keys(text, caption) == list(code)
 
 
 def test_every_marker_names_a_table() -> None:
