@@ -180,7 +180,9 @@ def valid_configuration(data: Any, base: Path, where: str, elsewhere: tuple[str,
     raise AssertionError(f"{where}: too many missing paths")
 
 
-@pytest.mark.parametrize("page", pages(), ids=lambda p: str(p.relative_to(DOCS)))
+@pytest.mark.parametrize(
+    "page", [*pages(), ROOT / "README.md"], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_every_block_on_the_page_is_tested_or_checked(page: Path, tmp_path: Path) -> None:
     shown = list(blocks(page))
     declared: list[str] = []
