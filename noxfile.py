@@ -8,6 +8,10 @@
 - ``release``: wheel and sdist, ``twine check``, the wheel (not editable) in a fresh venv running
   the example suite from outside the checkout.
 - ``lint``: ruff check, ruff format --check, mypy --strict, lint-imports (the layers).
+- ``docs``: the documentation site built with ``mkdocs build --strict`` (a broken link or anchor,
+  or a reference table that disagrees with the code, fails), then ``tests/test_docs.py``: the
+  blocks the pages show, the first suite run as shown, every page in headless Chromium and its
+  search (``chromium`` must be on PATH: ``.ci/run`` installs it).
 
 Every session that runs pytest checks that its runs left nothing on the engine (``.ci/leaks.py``).
 
@@ -26,7 +30,7 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "oldest", "release"]
+nox.options.sessions = ["lint", "docs", "tests", "oldest", "release"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHONS = ["3.10", "3.11", "3.12", "3.13"]
@@ -162,6 +166,18 @@ def release(session: nox.Session) -> None:
                 )
     finally:
         shutil.rmtree(dist, ignore_errors=True)
+
+
+@nox.session(python=PYTHONS[1])
+def docs(session: nox.Session) -> None:
+    session.install("-e", ".[docs,test]")
+    env = {**ci_env(), "NO_MKDOCS_2_WARNING": "1"}
+    with tempfile.TemporaryDirectory(prefix="testserver-site-") as site:
+        session.run("mkdocs", "build", "--strict", "--site-dir", site, env=env)
+    with no_leaks(session):
+        session.run(
+            "python", "-m", "pytest", "-q", "-p", "no:randomly", "tests/test_docs.py", env=env
+        )
 
 
 @nox.session(python=PYTHONS[1])

@@ -361,7 +361,7 @@ def unreachable_remedy(engine_address: str) -> str:
             f"the engine at {engine_address} publishes ports on its own host, whose network "
             "the tests do not share (they run in a container?): leave testserver_bind_address "
             "and $TESTSERVER_BIND_ADDRESS unset, and a container of this engine reaches its "
-            "servers on the run's network (README: CI recipes)"
+            "servers on the run's network (docs: CI recipes)"
         )
     return (
         f"the engine at {engine_address} publishes ports on its own host; if it is reached "

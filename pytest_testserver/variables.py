@@ -1,6 +1,6 @@
 """``${NAME}`` variables in a server's commands, checks and ``env`` values.
 
-The rules (README, "Variables"):
+The rules (docs/reference/testservers-yaml.md, "Variables"):
 
 - ``${NAME}`` is replaced by the value of ``NAME`` from the server's own ``env`` or
   ``secret_env``: never from the host's environment directly, and never by a shell.

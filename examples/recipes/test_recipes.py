@@ -1,4 +1,4 @@
-"""The recipes of README.md, each driven by a real client from the test machine.
+"""The recipes of docs/how-to/recipes.md, each driven by a real client from the test machine.
 
 Run from the repository root: ``python -m pytest examples/recipes`` (also with ``-n 4``). Clients
 are the standard library's (ftplib, imaplib, http.client, sockets), so the suite needs nothing
