@@ -9,14 +9,15 @@
   the example suite from outside the checkout.
 - ``lint``: ruff check, ruff format --check, mypy --strict, lint-imports (the layers).
 - ``mutants``: mutation testing (mutmut) of the pure modules against their unit tests, and the
-  surviving-mutant report ``mutants/report.md``. Not in CI (a full run takes about 20 min on two
-  cores): run it nightly or before a release; ``nox -s mutants -- 'pytest_testserver.validate.*'``
-  runs one module's mutants.
+  surviving-mutant report ``mutants/report.md``. Not in CI (a full run takes 12-25 min on two
+  shared cores): run it nightly or before a release. ``nox -s mutants -- 'NAME_GLOB'`` re-runs
+  some mutants (``'pytest_testserver.validate.*'``: one module's) on top of the last run.
 
 Every session that runs pytest checks that its runs left nothing on the engine (``.ci/leaks.py``).
 
 Every session runs with ``CI=true``: a test that needs the engine fails when none answers, it
-never skips.
+never skips. ``mutants`` alone runs no test that needs the engine (it points ``DOCKER_HOST`` at
+nothing, with ``CI`` off), so it has no leak check either.
 """
 
 from __future__ import annotations

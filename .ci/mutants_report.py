@@ -39,6 +39,20 @@ def status(code: int | None) -> str:
     return "suspicious"
 
 
+def percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+def row(name: str, counts: Counter[str]) -> str:
+    caught = counts["killed"] + counts["timeout"]
+    tried = caught + counts["survived"]
+    everything = sum(counts.values())
+    return (
+        f"| {name} | {counts['killed']} | {counts['survived']} | {counts['timeout']} "
+        f"| {everything - tried} | {percent(caught, tried)} | {percent(caught, everything)} |"
+    )
+
+
 def functions(source: str) -> dict[str, str]:
     """Every function of the mutated module by name, as its source text."""
     lines = source.splitlines()
@@ -69,33 +83,21 @@ def main() -> int:
     for module in settings["only_mutate"]:
         meta = root / "mutants" / (module + ".meta")
         if not meta.exists():
-            rows.append(f"| {module} | (not run) | | | | |")
+            rows.append(f"| {module} | (not run) | | | | | |")
             continue
         codes = json.loads(meta.read_text())["exit_code_by_key"]
         counts = Counter(status(code) for code in codes.values())
         totals.update(counts)
-        tried = counts["killed"] + counts["survived"] + counts["timeout"]
-        score = f"{100 * (counts['killed'] + counts['timeout']) / tried:.1f}%" if tried else "-"
-        other = sum(counts.values()) - tried
-        rows.append(
-            f"| {module} | {counts['killed']} | {counts['survived']} | {counts['timeout']} "
-            f"| {other} | {score} |"
-        )
+        rows.append(row(module, counts))
         defs = functions((root / "mutants" / module).read_text())
         for name, code in sorted(codes.items()):
             if status(code) in ("survived", "no tests", "suspicious"):
                 survivors.append(f"### {name} ({status(code)})\n```diff\n{diff(name, defs)}\n```")
-    tried = totals["killed"] + totals["survived"] + totals["timeout"]
-    score = f"{100 * (totals['killed'] + totals['timeout']) / tried:.1f}%" if tried else "-"
-    other = sum(totals.values()) - tried
-    rows.append(
-        f"| **all** | {totals['killed']} | {totals['survived']} | {totals['timeout']} "
-        f"| {other} | {score} |"
-    )
+    rows.append(row("**all**", totals))
     table = "\n".join(
         [
-            "| module | killed | survived | timeout | no tests / other | score |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| module | killed | survived | timeout | no tests / other | score | of all |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
             *rows,
         ]
     )
@@ -103,7 +105,8 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         "# Mutation testing: surviving mutants\n\n"
-        "Score = (killed + timeout) / (killed + survived + timeout).\n\n"
+        "score = (killed + timeout) / (killed + survived + timeout); of all = (killed + "
+        "timeout) / every mutant, counting a mutant no selected test reaches as a survivor.\n\n"
         f"{table}\n\n## Survivors\n\n" + "\n\n".join(survivors) + "\n"
     )
     print(f"mutants: {len(survivors)} survivors listed in {out}")

@@ -202,3 +202,89 @@ def test_a_sysctl_value_must_be_printable_ascii(value: str) -> None:
     assert option_error(sysctls={key: value}) == (
         f"{OPT}sysctls.{key}: {value!a} is not a printable ASCII value of at most 256 characters"
     )
+
+
+# --- server keys a user sets: none may be ignored ------------------------------------------------
+
+
+def test_image_timeout_is_read_and_defaults_to_15_minutes() -> None:
+    config = parse({"servers": {"a": BUSYBOX, "b": {**BUSYBOX, "image_timeout": 60}}})
+    assert config.servers["a"].image_timeout == 900.0
+    assert config.servers["b"].image_timeout == 60.0
+    assert error_of({"servers": {"b": {**BUSYBOX, "image_timeout": "soon"}}}).startswith(
+        "testservers.yaml: servers.b.image_timeout: "
+    )
+
+
+def test_restart_is_read_and_defaults_to_fresh() -> None:
+    config = parse({"servers": {"a": BUSYBOX, "b": {**BUSYBOX, "restart": "never"}}})
+    assert config.servers["a"].restart == "fresh"
+    assert config.servers["b"].restart == "never"
+    assert error_of({"servers": {"b": {**BUSYBOX, "restart": "always"}}}) == (
+        "testservers.yaml: servers.b.restart: 'always' is not one of fresh, never"
+    )
+
+
+def test_an_env_file_is_read_from_the_config_folder_and_its_values_are_literal(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "app.env").write_text("GREETING=hello\nPRICE=5$\n")
+    config = parse_config(
+        {"servers": {"web": {**BUSYBOX, "env_file": "app.env", "env": {"MODE": "dev"}}}},
+        base=tmp_path,
+        source=SOURCE,
+    )
+    spec = config.servers["web"]
+    assert spec.env_file is not None
+    assert spec.env_file.path == (tmp_path / "app.env").resolve()
+    assert spec.env_file.keys == ("GREETING", "PRICE")
+    assert dict(spec.env) == {"GREETING": "hello", "PRICE": "5$$", "MODE": "dev"}
+
+
+# --- what --testserver-list shows of the container options ---------------------------------------
+
+
+def test_the_listing_describes_every_option_set() -> None:
+    config = parse(
+        {
+            "servers": {
+                "db": {
+                    **BUSYBOX,
+                    "user": "www-data:1000",
+                    "working_dir": "/srv",
+                    "entrypoint": ["/entry.sh", "--flag"],
+                    "tmpfs": [
+                        "/run",
+                        {"path": "/cache/", "size": "64M", "mode": "01777"},
+                        {"path": "/k", "size": "12k"},
+                    ],
+                    "cap_add": ["net_admin", "sys_nice"],
+                    "cap_drop": ["ALL"],
+                    "shm_size": "1g",
+                    "ulimits": {"nofile": {"soft": 1024, "hard": 4096}, "memlock": "unlimited"},
+                    "sysctls": {"net.ipv4.ip_forward": 1},
+                    "healthcheck": {"test": ["pg_isready", "-U", "postgres"]},
+                }
+            }
+        }
+    )
+    assert config.servers["db"].options.describe() == [
+        "user www-data:1000",
+        "working_dir /srv",
+        "entrypoint ['/entry.sh', '--flag']",
+        "tmpfs /run",
+        "tmpfs /cache (size 64m, mode 1777)",
+        "tmpfs /k (size 12k)",
+        "cap_add NET_ADMIN SYS_NICE",
+        "cap_drop ALL",
+        "shm_size 1g",
+        "ulimit nofile 1024:4096",
+        "ulimit memlock unlimited:unlimited",
+        "sysctl net.ipv4.ip_forward=1",
+        "healthcheck ['pg_isready', '-U', 'postgres']",
+    ]
+
+
+def test_an_empty_entrypoint_is_described_as_none() -> None:
+    config = parse({"servers": {"db": {**BUSYBOX, "entrypoint": [], "command": ["httpd"]}}})
+    assert config.servers["db"].options.describe() == ["entrypoint none"]

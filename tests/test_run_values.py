@@ -113,12 +113,6 @@ def test_a_run_that_kept_everything_does_not_hide_the_dead_runs_after_it(elsewhe
     assert list(dead) == ["gone"]
 
 
-def test_no_run_is_excluded_by_default(elsewhere: Owner, here: Owner) -> None:
-    objects = [found("container", "XXXX", elsewhere, NOW - 1000)]
-    assert list(dead_runs(objects, NOW, here)) == ["XXXX"]
-    assert dead_runs(objects, NOW, here, exclude="XXXX") == {}
-
-
 # --- removal_order -------------------------------------------------------------------------------
 
 
@@ -198,3 +192,13 @@ def test_a_created_launch_carries_its_container_deadline_and_note() -> None:
     )
     assert launch.container == ""  # the value before stays as it was
     assert launch.created("c0ffee", 1.0).note == ""
+
+
+@pytest.mark.parametrize(("pid", "kept"), [("2147483647", True), ("2147483648", False)])
+def test_an_owner_pid_label_must_be_below_2_to_the_31(here: Owner, pid: str, kept: bool) -> None:
+    """A forged pid no process can have names no owner (os.kill would overflow: "dead")."""
+    labels = {**here.labels(), identity.LABEL_PID: pid}
+    owner = Owner.from_labels(labels)
+    assert (owner is not None) == kept
+    if owner is not None:
+        assert owner.pid == int(pid)
