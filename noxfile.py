@@ -12,11 +12,16 @@
   or a reference table that disagrees with the code, fails), then ``tests/test_docs.py``: the
   blocks the pages show, the first suite run as shown, every page in headless Chromium and its
   search (``chromium`` must be on PATH: ``.ci/run`` installs it).
+- ``mutants``: mutation testing (mutmut) of the pure modules against their unit tests, and the
+  surviving-mutant report ``mutants/report.md``. Not in CI (a full run takes 12-25 min on two
+  shared cores): run it nightly or before a release. ``nox -s mutants -- 'NAME_GLOB'`` re-runs
+  some mutants (``'pytest_testserver.validate.*'``: one module's) on top of the last run.
 
 Every session that runs pytest checks that its runs left nothing on the engine (``.ci/leaks.py``).
 
 Every session runs with ``CI=true``: a test that needs the engine fails when none answers, it
-never skips.
+never skips. ``mutants`` alone runs no test that needs the engine (it points ``DOCKER_HOST`` at
+nothing, with ``CI`` off), so it has no leak check either.
 """
 
 from __future__ import annotations
@@ -188,3 +193,37 @@ def lint(session: nox.Session) -> None:
     session.run("mypy", "--strict", "pytest_testserver")
     # The layers of ARCHITECTURE.md and no import cycles (pyproject.toml's importlinter).
     session.run("lint-imports")
+
+
+@nox.session(python=PYTHONS[1])
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the pure modules ([tool.mutmut] in pyproject.toml names them and the
+    unit test files run against each mutant), then the per-module report (.ci/mutants_report.py).
+
+    No mutant may start a container: only unit test files are selected, and DOCKER_HOST points
+    at a socket that does not exist, with CI unset so that the few engine tests of those files
+    skip instead of failing the clean run. A fresh run each time unless mutant names (globs) are
+    given as arguments: those are re-run on top of the last run's results."""
+    session.install("-e", ".[dev,test]")
+    if not session.posargs:
+        shutil.rmtree(ROOT / "mutants", ignore_errors=True)
+    env = {
+        "CI": "false",
+        "DOCKER_HOST": "unix:///nonexistent/testserver-mutants.sock",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    # Two workers, at the lowest priority: the machine's other jobs come first.
+    children = os.environ.get("MUTANTS_WORKERS", "2")
+    session.run(
+        "nice",
+        "-n",
+        "19",
+        "mutmut",
+        "run",
+        "--max-children",
+        children,
+        *session.posargs,
+        env=env,
+        external=True,
+    )
+    session.run("python", str(ROOT / ".ci" / "mutants_report.py"), env=env)
