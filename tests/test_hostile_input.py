@@ -498,6 +498,14 @@ FIELDS: dict[str, st.SearchStrategy[Any]] = {
     ),
     "share": st.one_of(st.sampled_from(["run", "worker"]), texts, yamlish),
     "restart": st.one_of(st.sampled_from(["fresh", "never"]), texts, yamlish),
+    "pull": st.one_of(
+        st.sampled_from(["missing", "always", "never", "Always", ""]), texts, yamlish
+    ),
+    "platform": st.one_of(
+        st.sampled_from(["linux/amd64", "linux/arm64/v8", "linux", "Linux/AMD64", "a//b", "-x"]),
+        texts,
+        yamlish,
+    ),
     "scope": st.one_of(st.sampled_from(["session", "module", "class", "function"]), texts, yamlish),
     "reset": argvs,
     "init": st.one_of(st.booleans(), texts, yamlish),

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -346,9 +347,16 @@ def test_sigterm_removes_everything_before_pytest_exits(
 
 
 def test_leftovers_of_dead_runs_are_reaped_and_live_runs_are_not_touched(
-    pytester: pytest.Pytester, suite: Any, docker_api: Any
+    pytester: pytest.Pytester, suite: Any, docker_api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pytest_testserver.identity import Owner, process_start
+
+    # A private folder of its own: no stamp of another run of the suite says dead runs were
+    # swept a moment ago (reaper.sweep_is_due), so this short run's watchdog sweeps after it.
+    state = pytester.path / "tmp"
+    state.mkdir()
+    monkeypatch.setenv("TMPDIR", str(state))
+    monkeypatch.setattr(tempfile, "tempdir", str(state))
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that no longer runs
@@ -368,8 +376,9 @@ def test_leftovers_of_dead_runs_are_reaped_and_live_runs_are_not_touched(
     try:
         suite(servers_yaml(web=HTTPD), "def test_it(testservers):\n    testservers['web']\n")
         pytester.runpytest().assert_outcomes(passed=1)
-        wait_for(
-            lambda: not docker_api.containers(all=True, filters={"id": dead_one}), 10, "reaping"
+        assert list(state.glob("pytest-testserver-*/dead-runs-swept")), "no sweep was asked"
+        wait_for(  # by the run's watchdog, once the run is over
+            lambda: not docker_api.containers(all=True, filters={"id": dead_one}), 30, "reaping"
         )
         assert docker_api.containers(all=True, filters={"id": live_one})
     finally:
