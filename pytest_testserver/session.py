@@ -168,11 +168,23 @@ class TestserverSession:
             return
         from .lifetimes import Plan, PlannedTest
 
+        declared = self.servers.servers
         tests = []
+        planned: set[str] = set()  # session servers a test that will run already needs
         for item in session.items:
-            if will_run(item):
-                names = planned_servers(item)
-                keys = scope_keys(item) if names else {}
+            # Once per test, at most a walk of its markers: a test that names no server, or
+            # only session servers another test already needs, changes nothing in the plan
+            # whether it runs or not (pytest's skip evaluation costs ~20 us a test).
+            names = planned_servers(item)
+            if not names:
+                tests.append(PlannedTest(item.nodeid))
+                continue
+            scoped = any(n in declared and declared[n].scope != "session" for n in names)
+            if not scoped and planned.issuperset(names):
+                tests.append(PlannedTest(item.nodeid, tuple(names)))
+            elif will_run(item):
+                planned.update(names)
+                keys = scope_keys(item) if scoped else {}
                 tests.append(PlannedTest(item.nodeid, tuple(names), keys))
         self.plan = plan = Plan(tests, worker=self.run.worker is not None)
         needed = plan.needed(self.servers.servers)

@@ -230,7 +230,12 @@ def wait_keys() -> tuple[str, ...]:
 
     if "wait" not in config.SERVER_KEYS:
         return ()
-    return tuple(getattr(config, "WAIT_KEYS", ()))
+    keys: tuple[str, ...] = tuple(getattr(config, "WAIT_KEYS", ()))  # before config's split
+    try:
+        from pytest_testserver import checks  # since it: checks.py
+    except ImportError:
+        return keys
+    return tuple(getattr(checks, "WAIT_KEYS", ())) or keys
 
 
 READINESS = {
@@ -242,6 +247,42 @@ READINESS = {
 }
 # The fastest correct readiness first (measured side by side: see the README).
 PREFERRED = ("http", "post_startup")
+
+
+class FloorMarkerFixture(Floor):
+    """The floor, asked the way ours is: a marker naming the server, and a function-scoped
+    fixture reading it over the session fixture. What pytest itself charges per test for that
+    shape of API is W12's bound (as the engine's own concurrency is W6's)."""
+
+    name = "floor, marker + function fixture"
+
+    def files(self, scenario: Scenario) -> dict[str, str]:
+        files = super().files(scenario)
+        if not scenario.trivial:
+            return files
+        files["conftest.py"] = textwrap.dedent(files["conftest.py"]) + textwrap.dedent(
+            """
+
+
+            @pytest.fixture
+            def server(request, servers):
+                return servers[request.node.get_closest_marker("server").args[0]]
+
+
+            def pytest_configure(config):
+                config.addinivalue_line("markers", "server(name): the server a test uses")
+            """
+        )
+        files["test_trivial.py"] = f"""
+            import pytest
+
+
+            @pytest.mark.server({scenario.servers[0]!r})
+            @pytest.mark.parametrize("case", range({scenario.trivial}))
+            def test_trivial(server, case):
+                assert server
+            """
+        return files
 
 
 class Ours(Contender):
