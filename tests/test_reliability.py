@@ -235,23 +235,23 @@ def watchdog_of(pid: int) -> int:
     return found[0]
 
 
+# A run that writes its server's container id to started.txt, then holds it for two minutes.
+HOLDS_ITS_SERVER = """
+import os, time
+from pathlib import Path
+
+def test_hold(testservers):
+    Path("started.tmp").write_text(testservers["web"].container_id)
+    os.replace("started.tmp", "started.txt")  # whole or not at all
+    time.sleep(120)
+"""
+
+
 # 3b. a run shorter than a lease period leaves the sweep of dead runs to its watchdog
 def test_a_short_run_has_its_watchdog_sweep_dead_runs_after_it(
     pytester: pytest.Pytester, docker_api: Any
 ) -> None:
-    write(
-        pytester,
-        servers_yaml(web=HTTPD),
-        """
-        import os, time
-        from pathlib import Path
-
-        def test_hold(testservers):
-            Path("started.tmp").write_text(testservers["web"].container_id)
-            os.replace("started.tmp", "started.txt")  # whole or not at all
-            time.sleep(120)
-        """,
-    )
+    write(pytester, servers_yaml(web=HTTPD), HOLDS_ITS_SERVER)
     victim = pytest_process(pytester.path)
     container = written(pytester.path / "started.txt", 60, "the victim's server")
     run = docker_api.inspect_container(container)["Config"]["Labels"]["pytest-testserver.run"]
@@ -615,19 +615,7 @@ def lease_expiry(api: Any, run: str) -> float:
 def test_a_run_killed_in_another_pid_namespace_is_reaped_by_its_lease(
     pytester: pytest.Pytester, docker_api: Any
 ) -> None:
-    write(
-        pytester,
-        servers_yaml(web=HTTPD),
-        """
-        import os, time
-        from pathlib import Path
-
-        def test_hold(testservers):
-            Path("started.tmp").write_text(testservers["web"].container_id)
-            os.replace("started.tmp", "started.txt")  # whole or not at all
-            time.sleep(120)
-        """,
-    )
+    write(pytester, servers_yaml(web=HTTPD), HOLDS_ITS_SERVER)
     ttl = {"TESTSERVER_LEASE_TTL": "6"}
     victim = pytest_process(pytester.path, env=ttl, prefix=in_own_pid_namespace())
     container = written(pytester.path / "started.txt", 60, "the victim's server")
