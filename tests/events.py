@@ -13,6 +13,7 @@ from typing import Any
 import docker.errors
 import pytest
 
+from pytest_testserver.identity import Owner
 from tests.conftest import BASE_IMAGE
 
 MARK = "pytest-testserver-test.events"  # the label (or tag) of a reader's own markers
@@ -91,8 +92,11 @@ class Events:
             labels = [label] if isinstance(label, str) else label
             # "key=value" as it is; a bare "key" (any value) gets the marker's
             pairs = dict((*str(x).split("=", 1), mark)[:2] for x in labels)
+            # With this process as its owner: should the test be killed between the create and
+            # the remove, the next run's sweep knows the marker dead (else no one would).
+            owner = Owner.this_process().labels()
             container = self._api.create_container(
-                BASE_IMAGE, ["true"], labels={**pairs, MARK: mark}
+                BASE_IMAGE, ["true"], labels={**owner, **pairs, MARK: mark}
             )
             with contextlib.suppress(docker.errors.NotFound):  # a sweep of another run's
                 self._api.remove_container(container["Id"], force=True)
