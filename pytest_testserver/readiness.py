@@ -58,6 +58,7 @@ UNANSWERED = ("Connection refused", "No route to host", "Network is unreachable"
 # How often a published port that refuses makes the check ask the container's own address
 # whether the server listens there (then the published address is out of reach: said at once).
 OWN_ADDRESS_INTERVAL = 1.0
+OWN_ADDRESS_CONFIRMATIONS = 2  # rounds in a row before it is said (a late server is no such case)
 EXIT_CHECK_INTERVAL = 0.05
 # A banner is read for at most this long per attempt (and never past the deadline): a server
 # that accepts but says nothing yet is tried again, not waited on.
@@ -127,6 +128,7 @@ class Target:
     proven: bool = False  # a check got an answer through a published port
     own_checked: float = 0.0  # when the container's own address was last asked (monotonic)
     own_unroutable: bool = False  # it could not be reached from here: never asked again
+    own_answered: int = 0  # rounds in a row the published port refused while the own answered
 
     def address(self, port: int) -> tuple[str, int] | None:
         if self.direct and self.ip:
@@ -147,7 +149,10 @@ class PublishedRefused(Exception):
 
 def check_own_address(target: Target, port: int, detail: str) -> None:
     """After a refused published port: raise ``PublishedRefused`` if the server answers at its
-    own address (asked at most once a second, and never again once it proves unroutable)."""
+    own address (asked at most once a second, and never again once it proves unroutable).
+
+    Twice in a row, a second apart: a server that begins to listen between the two probes, or
+    one that answers and then dies, is not a port published out of reach."""
     if detail != "Connection refused" or target.direct or not target.ip or target.own_unroutable:
         return
     now = time.monotonic()
@@ -160,8 +165,10 @@ def check_own_address(target: Target, port: int, detail: str) -> None:
     except OSError as exc:
         if _unroutable(exc):
             target.own_unroutable = True
+        target.own_answered = 0
         return
-    if port in target.published:
+    target.own_answered += 1
+    if port in target.published and target.own_answered >= OWN_ADDRESS_CONFIRMATIONS:
         raise PublishedRefused(port, (target.host, target.published[port]), target.ip, detail)
 
 

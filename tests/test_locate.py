@@ -407,13 +407,31 @@ def test_a_refused_published_port_with_the_server_answering_at_its_own_address(
     listening: int,
 ) -> None:
     # the container's own address answers (here: loopback), the published one refuses: the
-    # published address is out of reach, said at the first refusal instead of at the timeout
+    # published address is out of reach, said at the second round in a row (a second apart)
+    # instead of at the timeout
     published = closed_port()
     target = Target("127.0.0.1", "127.0.0.1", {listening: published}, direct=False)
+    assert tcp_ready(target, listening) == (False, "Connection refused")  # once: not yet
+    assert target.own_answered == 1
+    target.own_checked = 0.0  # a second later
     with pytest.raises(PublishedRefused) as caught:
         tcp_ready(target, listening)
     assert caught.value.published == ("127.0.0.1", published)
     assert caught.value.ip == "127.0.0.1"
+
+
+def test_a_server_that_begins_to_listen_between_the_probes_is_no_refused_port(
+    listening: int,
+) -> None:
+    # the published port refused a moment before the server listened; at the next round it
+    # answers there too: ready, never "published out of reach" (a late server on a remote engine)
+    published = closed_port()
+    target = Target("127.0.0.1", "127.0.0.1", {listening: published}, direct=False)
+    assert tcp_ready(target, listening) == (False, "Connection refused")
+    assert target.own_answered == 1
+    target.published[listening] = listening  # now the published address answers too
+    target.own_checked = 0.0
+    assert tcp_ready(target, listening) == (True, "")
 
 
 def test_a_refused_published_port_with_nothing_at_its_own_address_is_not_ready_yet() -> None:
