@@ -59,6 +59,7 @@ UNANSWERED = ("Connection refused", "No route to host", "Network is unreachable"
 # whether the server listens there (then the published address is out of reach: said at once).
 OWN_ADDRESS_INTERVAL = 1.0
 OWN_ADDRESS_CONFIRMATIONS = 2  # rounds in a row before it is said (a late server is no such case)
+CONTROL_PORT = 1  # refused by a real container; an address where it answers is not the container
 EXIT_CHECK_INTERVAL = 0.05
 # A banner is read for at most this long per attempt (and never past the deadline): a server
 # that accepts but says nothing yet is tried again, not waited on.
@@ -167,9 +168,23 @@ def check_own_address(target: Target, port: int, detail: str) -> None:
             target.own_unroutable = True
         target.own_answered = 0
         return
+    if target.own_answered == 0 and _answers_anything(target.ip):
+        target.own_unroutable = True  # not the container: something between accepts any port
+        return
     target.own_answered += 1
     if port in target.published and target.own_answered >= OWN_ADDRESS_CONFIRMATIONS:
         raise PublishedRefused(port, (target.host, target.published[port]), target.ip, detail)
+
+
+def _answers_anything(ip: str) -> bool:
+    """Whether ``ip`` takes a connection on a port no test server listens on (1, tcpmux): then
+    what answered was not the container but something on the way that accepts every connection
+    (a transparent proxy of this machine's network sends any unknown address there)."""
+    try:
+        with socket.create_connection((ip, CONTROL_PORT), timeout=CONNECT_TIMEOUT):
+            return True
+    except OSError:
+        return False
 
 
 def _unroutable(exc: OSError) -> bool:

@@ -472,3 +472,23 @@ def test_the_remedy_for_a_local_engine_names_the_job_container_case() -> None:
     assert "leave testserver_bind_address and $TESTSERVER_BIND_ADDRESS unset" in text
     assert "CI recipes" in text
     assert "tunnel" in unreachable_remedy("tcp://10.0.0.2:2375")
+
+
+def test_an_own_address_where_every_port_answers_is_not_the_container(
+    monkeypatch: pytest.MonkeyPatch, listening: int
+) -> None:
+    # A transparent proxy on the way accepts a connection to any address and port: what
+    # answered is not the container, and the refused published port is only "not ready yet".
+    real = socket.create_connection
+
+    def connect(address: tuple[str, int], timeout: float) -> socket.socket:
+        if address[0] == "198.51.100.7":  # the container's address, intercepted on the way
+            return real(("127.0.0.1", listening), timeout=timeout)
+        return real(address, timeout=timeout)
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    target = Target("198.51.100.7", "127.0.0.1", {9999: closed_port()}, direct=False)
+    for _ in range(3):
+        target.own_checked = 0.0
+        assert tcp_ready(target, 9999) == (False, "Connection refused")
+    assert target.own_unroutable
