@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import types
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -193,7 +194,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "testserver(*names): the servers (declared in testservers.yaml) this test uses; they are "
         "started before it runs, and the `testserver` fixture returns the one named here",
     )
-    config.pluginmanager.register(Fixtures(config), "testserver-fixtures")
+    config.pluginmanager.register(fixtures(config), "testserver-fixtures")
     settings, servers = read_config(config)
     if servers is None:
         return  # nothing declared: nothing to coordinate, nothing to clean up
@@ -493,25 +494,28 @@ class ServerMap(Mapping[str, "ServerHandle"]):
         return f"<testservers {', '.join(self._servers.servers) or '(none declared)'}>"
 
 
-class Fixtures:
-    """The fixtures, as methods of an object that knows the run's config.
+def fixtures(config: pytest.Config) -> types.ModuleType:
+    """The fixtures, as functions that know the run's config, in a plugin object of their own.
 
     Neither takes ``request`` (nor ``pytestconfig``, which does): pytest makes a new fixture
     definition for ``request`` at every test that asks for it, several times the plugin's own
-    cost per test.
+    cost per test. Closures, not methods: pytest deprecates fixtures that are methods of an
+    instance.
     """
+    holder = types.ModuleType("pytest_testserver.fixtures")
 
-    def __init__(self, config: pytest.Config) -> None:
-        self._config = config
-
-    @pytest.fixture(scope="session")
-    def testservers(self) -> ServerMap:
+    @pytest.fixture(scope="session", name="testservers")
+    def testservers() -> ServerMap:
         """Every declared server by name; a server starts on first use and lives for the
         session."""
-        return ServerMap(self._config)
+        return ServerMap(config)
 
-    @pytest.fixture
-    def testserver(self, testservers: ServerMap) -> ServerHandle:
+    @pytest.fixture(name="testserver")
+    def testserver(testservers: ServerMap) -> ServerHandle:
         """The handle of the one server named by the nearest ``@pytest.mark.testserver``
         marker."""
         return testservers.for_current_test()
+
+    holder.testservers = testservers  # type: ignore[attr-defined]
+    holder.testserver = testserver  # type: ignore[attr-defined]
+    return holder
