@@ -175,13 +175,11 @@ class Connection:
     def _sweep_is_due(self) -> bool:
         """The runs known to be dead are swept by every run: by its lease's rounds when it
         lasted a lease period, else by its watchdog once it is over (sparingly, see reaper)."""
-        if self._lease is not None and self._lease.swept:
-            return False
         try:
             state: StateDir | None = self.state_dir()
         except UnsafeFolder:
             state = None
-        return reaper.sweep_is_due(state, reaper.sweep_period(self.context.lease_ttl))
+        return reaper.watchdog_should_sweep(self._lease, state, self.context.lease_ttl)
 
     def close(self) -> None:
         engine = self.connected

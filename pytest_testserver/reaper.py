@@ -184,6 +184,14 @@ def sweep_is_due(state: StateDir | None, period: float) -> bool:
     return True
 
 
+def watchdog_should_sweep(lease: Lease | None, state: StateDir | None, lease_ttl: int) -> bool:
+    """Whether a run ending cleanly asks its watchdog to sweep dead runs after it: not when its
+    lease's rounds swept already (it lasted a lease period), else when ``sweep_is_due``."""
+    if lease is not None and lease.swept:
+        return False
+    return sweep_is_due(state, sweep_period(lease_ttl))
+
+
 def sweep_dead_runs_once(own_run: str) -> None:
     """The watchdog's sweep after a short run: the runs known to be dead, then nothing."""
     from .engine import Engine

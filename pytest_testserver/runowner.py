@@ -124,9 +124,9 @@ class RunOwner:
         outcome = self.sweep()
         if engine is not None:
             engine.close()
-        period = reaper.sweep_period(self.context.lease_ttl)
-        swept = lease is not None and lease.swept
-        sweep_dead_runs = self.used and not swept and reaper.sweep_is_due(self.state, period)
+        sweep_dead_runs = self.used and reaper.watchdog_should_sweep(
+            lease, self.state, self.context.lease_ttl
+        )
         if self.state is not None:
             remove_run_folder(self.state, self.context.run_id)
             discard(self.state)
