@@ -56,7 +56,8 @@ HANGUP_WINDOW = 0.25
 REACHABLE_TIMEOUT = 2.0
 UNANSWERED = ("Connection refused", "No route to host", "Network is unreachable", "timed out")
 # How often a published port that refuses makes the check ask the container's own address
-# whether the server listens there (then the published address is out of reach: said at once).
+# whether the server listens there (when it does in two rounds in a row, the published address
+# is out of reach, and the check says so then, not at the timeout).
 OWN_ADDRESS_INTERVAL = 1.0
 OWN_ADDRESS_CONFIRMATIONS = 2  # rounds in a row before it is said (a late server is no such case)
 CONTROL_PORT = 1  # refused by a real container; an address where it answers is not the container
