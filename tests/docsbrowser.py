@@ -6,10 +6,12 @@ test and stopped by their pid; every wait is bounded."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -61,6 +63,17 @@ def stop(process: subprocess.Popen[str]) -> None:
             process.wait(timeout=10)
     if process.stdout is not None:
         process.stdout.close()
+
+
+def stop_group(group: int) -> None:
+    """End the browser's helpers too, and wait (bounded) until none is left."""
+    deadline = time.monotonic() + WAIT
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+        while time.monotonic() < deadline:
+            os.killpg(group, 0)  # ProcessLookupError once the last one is gone
+            time.sleep(0.05)
+        os.killpg(group, signal.SIGKILL)
 
 
 @contextmanager
@@ -207,6 +220,7 @@ def browser() -> Iterator[Browser]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # its helpers (network service, crashpad) go with it
     )
     ws = None
     try:
@@ -220,4 +234,7 @@ def browser() -> Iterator[Browser]:
         if ws is not None:
             ws.close()
         stop(process)
+        stop_group(process.pid)
+        # Only now: a helper outliving the browser wrote its cache back into a removed profile
+        # (one folder left in /tmp per run).
         shutil.rmtree(profile, ignore_errors=True)
