@@ -203,7 +203,11 @@ class Browser:
 def browser() -> Iterator[Browser]:
     binary = chromium()
     assert binary, "no chromium on PATH (apt-get install chromium)"
-    profile = tempfile.mkdtemp(prefix="testserver-docs-chromium-")
+    # One folder for all the browser makes: its profile, and its own $TMPDIR (it leaves a
+    # SingletonSocket folder there when it is terminated rather than closed).
+    home = Path(tempfile.mkdtemp(prefix="testserver-docs-chromium-"))
+    scratch = home / "tmp"
+    scratch.mkdir()
     process = subprocess.Popen(
         [
             binary,
@@ -214,13 +218,14 @@ def browser() -> Iterator[Browser]:
             "--window-size=1280,900",
             "--remote-debugging-address=127.0.0.1",
             "--remote-debugging-port=0",
-            f"--user-data-dir={profile}",
+            f"--user-data-dir={home / 'profile'}",
             "about:blank",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,  # its helpers (network service, crashpad) go with it
+        env={**os.environ, "TMPDIR": str(scratch)},
     )
     ws = None
     try:
@@ -237,4 +242,4 @@ def browser() -> Iterator[Browser]:
         stop_group(process.pid)
         # Only now: a helper outliving the browser wrote its cache back into a removed profile
         # (one folder left in /tmp per run).
-        shutil.rmtree(profile, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
