@@ -281,7 +281,9 @@ def remove_images_built_here(api: Any, basetemp: Path) -> list[str]:
         if (image.get("Labels") or {}).get(LABEL_IMAGE_PROJECT) not in projects:
             continue
         # By each tag, then by id (an untagged one): an id with several tags needs force.
-        for ref in [*(image.get("RepoTags") or []), image["Id"]]:
+        # An untagged image is listed with the tag "<none>:<none>", which is no reference.
+        tags = [tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"]
+        for ref in [*tags, image["Id"]]:
             try:
                 api.remove_image(ref)
             except docker.errors.NotFound:
