@@ -658,9 +658,15 @@ class Engine:
         )
 
     def images(self, labels: Mapping[str, str]) -> list[dict[str, Any]]:
-        """The images (tagged or dangling, not intermediate) that carry all of ``labels``."""
+        """The images (tagged or dangling, not intermediate) that carry all of ``labels``.
+
+        ``RepoTags`` holds real tags only: Docker lists an untagged image with the tag
+        ``<none>:<none>``, which names nothing (removing it by that name fails)."""
         found = self._call(self.api.images, filters={"label": _filters(labels)})
-        return [dict(item) for item in found or []]
+        return [
+            {**item, "RepoTags": [t for t in item.get("RepoTags") or [] if t != "<none>:<none>"]}
+            for item in found or []
+        ]
 
     def inspect_image(self, ref: str) -> dict[str, Any] | None:
         try:

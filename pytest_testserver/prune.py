@@ -60,7 +60,7 @@ def prune(root: str, config: ServerConfig | None, emit: Callable[[str], None]) -
             found = engine.images(selector)
         for item in found:
             image_id = str(item.get("Id") or "")
-            tags = [t for t in item.get("RepoTags") or [] if t != "<none>:<none>"]
+            tags: list[str] = item["RepoTags"]
             stale = [t for t in tags if t.startswith(TAG_PREFIX) and t not in keep]
             if tags and not stale:
                 continue  # the configuration uses it (or only someone else's tag is left)

@@ -258,39 +258,41 @@ def docker_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     except docker.errors.ImageNotFound:
         pytest.fail(f"{BASE_IMAGE} is missing: run python .ci/base_image.py", pytrace=False)
     yield api
-    remove_images_built_here(api, tmp_path_factory.getbasetemp())
+    remove_images_built_here(tmp_path_factory.getbasetemp())
     api.close()
 
 
-def remove_images_built_here(api: Any, basetemp: Path) -> list[str]:
+def remove_images_built_here(basetemp: Path) -> list[str]:
     """Remove the images this session's own runs built for projects in its temporary folders.
 
     Each such project is a folder of this session alone, so its images are of no use to any
     other run, and left behind they pile up on the engine: about ten per full-suite run, and
     with 400 images one image listing takes 145 ms. An image that a container still uses is
-    left alone (nothing is forced). Returns the removed references.
+    left alone (``Engine.remove_image`` never forces). Returns the removed references.
     """
-    import docker.errors
-
+    from pytest_testserver.engine import Engine
+    from pytest_testserver.errors import EngineError
     from pytest_testserver.identity import project_digest
     from pytest_testserver.image import LABEL_IMAGE, LABEL_IMAGE_PROJECT
 
     projects = {project_digest(folder) for folder, _, _ in os.walk(basetemp)}  # no symlinks
     removed: list[str] = []
-    for image in api.images(filters={"label": f"{LABEL_IMAGE}=1"}):
-        if (image.get("Labels") or {}).get(LABEL_IMAGE_PROJECT) not in projects:
-            continue
-        # By each tag, then by id (an untagged one): an id with several tags needs force.
-        # An untagged image is listed with the tag "<none>:<none>", which is no reference.
-        tags = [tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"]
-        for ref in [*tags, image["Id"]]:
-            try:
-                api.remove_image(ref)
-            except docker.errors.NotFound:
+    engine = Engine.connect()
+    try:
+        for image in engine.images({LABEL_IMAGE: "1"}):
+            if (image.get("Labels") or {}).get(LABEL_IMAGE_PROJECT) not in projects:
                 continue
-            except docker.errors.APIError:
-                break  # in use by a container: not ours to force
-            removed.append(ref)
+            # By each tag, then by id (an untagged one): an id with several tags needs force.
+            for ref in [*image["RepoTags"], image["Id"]]:
+                try:
+                    engine.remove_image(ref)
+                except EngineError as exc:
+                    if exc.status == 404:
+                        continue
+                    break  # in use by a container: not ours to force
+                removed.append(ref)
+    finally:
+        engine.close()
     return removed
 
 
